@@ -1,0 +1,116 @@
+/**
+ * The backend seam: where the bytes of blobs live.
+ *
+ * @module
+ */
+
+/**
+ * A blob opened for reading: its whole size and a stream of the requested
+ * bytes. Cancelling `body` releases whatever the read holds (requests, file
+ * handles, cursors).
+ *
+ * @example
+ * ```ts
+ * import type { OpenedBlob } from "./backend.ts";
+ *
+ * const blob: OpenedBlob = { size: 3, body: new Blob(["abc"]).stream() };
+ * console.assert((await new Response(blob.body).text()) === "abc");
+ * ```
+ */
+export interface OpenedBlob {
+  /** The size of the whole blob in bytes, whatever range was asked for. */
+  size: number;
+  /** The bytes in `[start, end)` of the blob (all of them without a range). */
+  body: ReadableStream<Uint8Array>;
+}
+
+/**
+ * A byte range: `start` inclusive (default 0), `end` exclusive (default the
+ * size of the blob). Out-of-range values are clamped to the blob.
+ *
+ * @example
+ * ```ts
+ * import type { ByteRange } from "./backend.ts";
+ *
+ * const firstKiB: ByteRange = { start: 0, end: 1024 };
+ * console.assert(firstKiB.end === 1024);
+ * ```
+ */
+export interface ByteRange {
+  /** The first byte to read, counted from 0. */
+  start?: number;
+  /** One past the last byte to read. */
+  end?: number;
+}
+
+/**
+ * One object held by a backend, as listed by {@linkcode Backend.list}.
+ *
+ * @example
+ * ```ts
+ * import type { BackendObject } from "./backend.ts";
+ *
+ * const obj: BackendObject = { name: "x", size: 3, modified: new Date() };
+ * console.assert(obj.size === 3);
+ * ```
+ */
+export interface BackendObject {
+  /** The name the store gave the object. */
+  name: string;
+  /** Its size in bytes. */
+  size: number;
+  /** When it was written. */
+  modified: Date;
+}
+
+/**
+ * Where the bytes of blobs live. Names are opaque strings chosen by the
+ * store (the hash, a dash and random hex); a backend stores each name once
+ * and never sees the same name put twice.
+ *
+ * Implementations: `MemoryBackend` here, and the MongoDB GridFS, Swift, file
+ * and Deno KV backends in their own subpath exports.
+ *
+ * @example A backend that wraps another and counts puts
+ * ```ts
+ * import type { Backend } from "./backend.ts";
+ * import { MemoryBackend } from "./backends/memory.ts";
+ *
+ * const inner = new MemoryBackend();
+ * let puts = 0;
+ * const counting: Backend = {
+ *   get: (name, range) => inner.get(name, range),
+ *   put: (name, body, size, hash) => (puts++, inner.put(name, body, size, hash)),
+ *   remove: (name) => inner.remove(name),
+ *   list: () => inner.list(),
+ * };
+ * console.assert(puts === 0 && typeof counting.put === "function");
+ * ```
+ */
+export interface Backend {
+  /**
+   * Opens the object `name`, reading only the bytes in `range`.
+   * Throws `NotFoundError` when there is no such object.
+   */
+  get(name: string, range?: ByteRange): Promise<OpenedBlob>;
+  /**
+   * Stores `body` as `name`, checking as it streams that it is exactly
+   * `size` bytes with SHA-384 `hash` (pipe it through `VerifyStream`).
+   * On a mismatch it throws `SizeMismatchError` or `HashMismatchError`; on
+   * a mismatch or a failure of `body` it stores nothing: no visible object,
+   * no partial one left behind.
+   */
+  put(
+    name: string,
+    body: ReadableStream<Uint8Array>,
+    size: number,
+    hash: string,
+  ): Promise<void>;
+  /** Removes the object `name`; removing an absent object is not an error. */
+  remove(name: string): Promise<void>;
+  /**
+   * Lists every complete object the backend holds, in no particular order,
+   * for the orphan sweep and for tests. Optional for third-party backends.
+   */
+  list?(): AsyncIterable<BackendObject>;
+}

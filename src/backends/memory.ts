@@ -1,0 +1,101 @@
+/**
+ * A backend held in memory, for tests and short-lived processes.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  BackendObject,
+  ByteRange,
+  OpenedBlob,
+} from "../backend.ts";
+import { NotFoundError } from "../errors.ts";
+import { resolveRange } from "../range.ts";
+import { VerifyStream } from "../verify.ts";
+
+interface StoredObject {
+  chunks: Uint8Array[];
+  size: number;
+  modified: Date;
+}
+
+/**
+ * A {@linkcode Backend} that keeps each object as the list of chunks it
+ * arrived in (copied, so a caller reusing its buffers changes nothing), and
+ * makes it visible only once the whole content has been verified.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBackend } from "./memory.ts";
+ * import { sha384 } from "../digest.ts";
+ *
+ * const backend = new MemoryBackend();
+ * const bytes = new TextEncoder().encode("hello");
+ * await backend.put("greeting", new Blob([bytes]).stream(), 5, await sha384(bytes));
+ * const { size, body } = await backend.get("greeting", { start: 1 });
+ * console.assert(size === 5 && (await new Response(body).text()) === "ello");
+ * ```
+ */
+export class MemoryBackend implements Backend {
+  #objects = new Map<string, StoredObject>();
+
+  /** See {@linkcode Backend.get}. */
+  get(name: string, range?: ByteRange): Promise<OpenedBlob> {
+    const object = this.#objects.get(name);
+    if (!object) {
+      return Promise.reject(new NotFoundError(`object "${name}" not found`));
+    }
+    const { start, end } = resolveRange(range, object.size);
+    return Promise.resolve({
+      size: object.size,
+      body: ReadableStream.from(sliceChunks(object.chunks, start, end)),
+    });
+  }
+
+  /** See {@linkcode Backend.put}. */
+  async put(
+    name: string,
+    body: ReadableStream<Uint8Array>,
+    size: number,
+    hash: string,
+  ): Promise<void> {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of body.pipeThrough(new VerifyStream(size, hash))) {
+      chunks.push(chunk.slice());
+    }
+    this.#objects.set(name, { chunks, size, modified: new Date() });
+  }
+
+  /** See {@linkcode Backend.remove}. */
+  remove(name: string): Promise<void> {
+    this.#objects.delete(name);
+    return Promise.resolve();
+  }
+
+  /** See {@linkcode Backend.list}. */
+  async *list(): AsyncIterable<BackendObject> {
+    for (const [name, { size, modified }] of [...this.#objects]) {
+      yield { name, size, modified };
+    }
+  }
+}
+
+function* sliceChunks(
+  chunks: Uint8Array[],
+  start: number,
+  end: number,
+): Generator<Uint8Array> {
+  let offset = 0;
+  for (const chunk of chunks) {
+    const chunkEnd = offset + chunk.length;
+    if (chunkEnd > start && offset < end) {
+      yield chunk.subarray(
+        Math.max(start - offset, 0),
+        Math.min(end - offset, chunk.length),
+      );
+    }
+    if (chunkEnd >= end) return;
+    offset = chunkEnd;
+  }
+}

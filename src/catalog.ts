@@ -1,0 +1,156 @@
+/**
+ * The catalog seam: which blobs exist (references) and the state of
+ * multipart uploads (upload records).
+ *
+ * Every method that changes state is one atomic conditional step, so that
+ * several stores sharing a catalog (processes, machines) stay correct
+ * without locks: the store's algorithms only ever depend on the outcome of
+ * one such step at a time, exactly as the Go original does with single
+ * MongoDB document updates.
+ *
+ * @module
+ */
+
+/**
+ * The record of one stored blob.
+ *
+ * @example
+ * ```ts
+ * import type { BlobRef } from "./catalog.ts";
+ *
+ * const ref: BlobRef = { hash: "0".repeat(96), name: "0".repeat(96) + "-01", putTime: new Date(), size: 0 };
+ * console.assert(ref.size === 0);
+ * ```
+ */
+export interface BlobRef {
+  /** The blob's SHA-384 hash, lowercase hex: the key. */
+  hash: string;
+  /** The name of its bytes in the backend. */
+  name: string;
+  /** When the blob was last put; GC spares blobs put after its cut-off. */
+  putTime: Date;
+  /** Its size in bytes. */
+  size: number;
+}
+
+/**
+ * The record of one part of a multipart upload. It is created before the
+ * part's bytes are put, so a hash named by an in-flight part is always
+ * visible to GC.
+ *
+ * @example
+ * ```ts
+ * import type { PartRecord } from "./catalog.ts";
+ *
+ * const part: PartRecord = { hash: "0".repeat(96), size: 10, offset: 0, complete: false };
+ * console.assert(!part.complete);
+ * ```
+ */
+export interface PartRecord {
+  /** The part's SHA-384 hash; the part is stored as a blob of that hash. */
+  hash: string;
+  /** Its size in bytes. */
+  size: number;
+  /** Where it starts in the whole blob. */
+  offset: number;
+  /** Whether its bytes have been stored and verified. */
+  complete: boolean;
+}
+
+/**
+ * The record of one multipart upload.
+ *
+ * @example
+ * ```ts
+ * import type { UploadRecord } from "./catalog.ts";
+ *
+ * const upload: UploadRecord = { id: "u1", expires: new Date(), parts: [] };
+ * console.assert(upload.hash === undefined);
+ * ```
+ */
+export interface UploadRecord {
+  /** The upload's id. */
+  id: string;
+  /** The SHA-384 of the whole blob, set once the upload is finished. */
+  hash?: string;
+  /** When the record may be removed by `removeExpiredUploads`. */
+  expires: Date;
+  /** The parts by number; `null` for a number not uploaded yet. */
+  parts: (PartRecord | null)[];
+  /** Who uses the finished upload, set once by `setOwner`. */
+  owner?: string;
+}
+
+/**
+ * Blob references and upload records. Implementations: `MemoryCatalog`
+ * here, `MongoCatalog` and `KvCatalog` in their own subpath exports; the
+ * contract suite in `tests/` checks any implementation.
+ *
+ * Records returned are copies: changing them changes nothing stored.
+ *
+ * @example
+ * ```ts
+ * import type { Catalog } from "./catalog.ts";
+ * import { MemoryCatalog } from "./catalogs/memory.ts";
+ *
+ * const catalog: Catalog = new MemoryCatalog();
+ * console.assert(await catalog.getRef("0".repeat(96)) === undefined);
+ * ```
+ */
+export interface Catalog {
+  /** Returns the reference for `hash`, or `undefined`. */
+  getRef(hash: string): Promise<BlobRef | undefined>;
+  /**
+   * Inserts `ref` unless a reference for its hash exists. Returns `true`
+   * when inserted, `false` when another one was there first.
+   */
+  insertRef(ref: BlobRef): Promise<boolean>;
+  /**
+   * Sets the put time of the reference for `hash` and returns the updated
+   * reference, or `undefined` when there is none.
+   */
+  touchRef(hash: string, putTime: Date): Promise<BlobRef | undefined>;
+  /**
+   * Removes the reference for `hash` only if its put time is still exactly
+   * `putTime` (so a put that refreshed it meanwhile wins). Returns whether
+   * it was removed.
+   */
+  removeRef(hash: string, putTime: Date): Promise<boolean>;
+  /** Yields every reference put at or before `before`. */
+  refsPutBefore(before: Date): AsyncIterable<BlobRef>;
+
+  /** Inserts a new upload record; its id is fresh. */
+  insertUpload(upload: UploadRecord): Promise<void>;
+  /** Returns the upload record `id`, or `undefined`. */
+  getUpload(id: string): Promise<UploadRecord | undefined>;
+  /** Yields every upload record (GC keeps the hashes they hold). */
+  uploads(): AsyncIterable<UploadRecord>;
+  /**
+   * Sets part `part` of upload `id` to `record` only while the upload is
+   * unfinished and that part is absent (`null` or beyond the end; the parts
+   * list grows with `null`s as needed). Returns whether it was set.
+   */
+  initPart(id: string, part: number, record: PartRecord): Promise<boolean>;
+  /**
+   * Marks part `part` of upload `id` complete if its hash is `hash`.
+   * Returns whether such a part was found.
+   */
+  completePart(id: string, part: number, hash: string): Promise<boolean>;
+  /**
+   * Sets the final hash of upload `id` only if it has none yet. Returns
+   * whether it was set.
+   */
+  setUploadHash(id: string, hash: string): Promise<boolean>;
+  /**
+   * Sets the owner and expiry of upload `id` only if it is finished and
+   * either unowned or already owned by `owner`. Returns whether it was set.
+   */
+  setOwner(id: string, owner: string, expires: Date): Promise<boolean>;
+  /**
+   * Removes upload `id` only if its owner is still `owner` (`undefined`:
+   * still unowned). Returns whether it was removed.
+   */
+  removeUpload(id: string, owner: string | undefined): Promise<boolean>;
+  /** Removes every upload record that expired before `now`; returns how many. */
+  removeExpiredUploads(now: Date): Promise<number>;
+}

@@ -1,0 +1,100 @@
+/**
+ * SHA-384 of a byte stream, computed as the bytes flow past.
+ *
+ * Web Crypto's `subtle.digest` wants the whole input at once, so the
+ * incremental hash comes from `node:crypto`, which Deno ships.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { type BlobSource, toReadableStream } from "./source.ts";
+
+const HASH_PATTERN = /^[0-9a-f]{96}$/;
+
+/**
+ * Reports whether `hash` is a plausible SHA-384 hash: 96 lowercase hex
+ * characters.
+ *
+ * @example
+ * ```ts
+ * import { isValidHash } from "./digest.ts";
+ *
+ * console.assert(isValidHash("0".repeat(96)));
+ * console.assert(!isValidHash("xyz"));
+ * ```
+ */
+export function isValidHash(hash: unknown): hash is string {
+  return typeof hash === "string" && HASH_PATTERN.test(hash);
+}
+
+/**
+ * A `TransformStream` that passes bytes through unchanged while computing
+ * their SHA-384 digest and counting them. `digest` resolves to the lowercase
+ * hex digest once the stream has ended, and rejects if it was aborted or
+ * cancelled instead.
+ *
+ * @example Hashing while copying
+ * ```ts
+ * import { Sha384Stream } from "./digest.ts";
+ *
+ * const hasher = new Sha384Stream();
+ * const out = new Blob(["abc"]).stream().pipeThrough(hasher);
+ * await new Response(out).arrayBuffer();
+ * console.assert((await hasher.digest).startsWith("cb00753f45a35e8b"));
+ * console.assert(hasher.bytes === 3);
+ * ```
+ */
+export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
+  /** The lowercase hex SHA-384 of every byte that passed, once the stream ends. */
+  readonly digest: Promise<string>;
+  #bytes = 0;
+
+  /** Creates a stream with a fresh hash state. */
+  constructor() {
+    const hash: Hash = createHash("sha384");
+    const { promise, resolve, reject } = Promise.withResolvers<string>();
+    // The digest may never be awaited when the pipe fails for another
+    // reason: mark it handled so its rejection does not kill the process.
+    promise.catch(() => {});
+    let self: Sha384Stream | undefined;
+    super({
+      transform(chunk, controller) {
+        hash.update(chunk);
+        self!.#bytes += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+      flush() {
+        resolve(hash.digest("hex"));
+      },
+      cancel(reason) {
+        reject(reason ?? new Error("stream cancelled before its end"));
+      },
+    });
+    self = this;
+    this.digest = promise;
+  }
+
+  /** The number of bytes that have passed so far. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+}
+
+/**
+ * Returns the lowercase hex SHA-384 of everything `source` yields, reading
+ * it as a stream.
+ *
+ * @example
+ * ```ts
+ * import { sha384 } from "./digest.ts";
+ *
+ * const hash = await sha384(new TextEncoder().encode("abc"));
+ * console.assert(hash.startsWith("cb00753f45a35e8b"));
+ * ```
+ */
+export async function sha384(source: BlobSource): Promise<string> {
+  const hash = createHash("sha384");
+  for await (const chunk of toReadableStream(source)) hash.update(chunk);
+  return hash.digest("hex");
+}

@@ -1,0 +1,137 @@
+/**
+ * Errors thrown by the store, its catalogs and its backends.
+ *
+ * Every error the store throws on purpose is a {@linkcode BlobStoreError};
+ * callers tell the kinds apart with `instanceof`, never by message.
+ *
+ * @module
+ */
+
+/**
+ * The base class of every error the blob store throws on purpose.
+ *
+ * @example Telling the store's errors apart from others
+ * ```ts
+ * import { BlobStoreError, NotFoundError } from "./errors.ts";
+ *
+ * const err: unknown = new NotFoundError("blob not found");
+ * console.assert(err instanceof BlobStoreError);
+ * ```
+ */
+export class BlobStoreError extends Error {
+  /** Creates the error with a message that says what was expected and what was got. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A blob, an upload or a backend object does not exist.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError } from "./errors.ts";
+ *
+ * const err = new NotFoundError("upload \"abc\" not found");
+ * console.assert(err.name === "NotFoundError");
+ * ```
+ */
+export class NotFoundError extends BlobStoreError {}
+
+/**
+ * An argument is invalid in itself (an implausible hash, a part number or
+ * size out of range) or against the parts already declared for an upload.
+ *
+ * @example
+ * ```ts
+ * import { BadParamsError } from "./errors.ts";
+ *
+ * const err = new BadParamsError("part 0 too small (need at least 100 bytes, got 26)");
+ * console.assert(err.message.includes("too small"));
+ * ```
+ */
+export class BadParamsError extends BlobStoreError {}
+
+/**
+ * A valid request clashes with the current state of an upload: a part
+ * re-sent with another hash, a part added to a finished upload, an owner
+ * already set to someone else.
+ *
+ * @example
+ * ```ts
+ * import { ConflictError } from "./errors.ts";
+ *
+ * const err = new ConflictError("upload already finished");
+ * console.assert(err instanceof ConflictError);
+ * ```
+ */
+export class ConflictError extends BlobStoreError {}
+
+/**
+ * Content does not match what it was declared to be. Nothing is stored when
+ * this is thrown.
+ *
+ * @example
+ * ```ts
+ * import { HashMismatchError, IntegrityError } from "./errors.ts";
+ *
+ * const err = new HashMismatchError("a".repeat(96), "b".repeat(96));
+ * console.assert(err instanceof IntegrityError);
+ * ```
+ */
+export class IntegrityError extends BlobStoreError {}
+
+/**
+ * The content's SHA-384 digest is not the declared hash.
+ *
+ * @example
+ * ```ts
+ * import { HashMismatchError } from "./errors.ts";
+ *
+ * const err = new HashMismatchError("a".repeat(96), "b".repeat(96));
+ * console.assert(err.expected === "a".repeat(96) && err.actual === "b".repeat(96));
+ * ```
+ */
+export class HashMismatchError extends IntegrityError {
+  /** The hash the caller declared. */
+  readonly expected: string;
+  /** The hash of the bytes actually received. */
+  readonly actual: string;
+  /** Creates the error from the declared and the computed hash. */
+  constructor(expected: string, actual: string) {
+    super(`hash mismatch (expected ${expected}, got ${actual})`);
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/**
+ * The content is shorter or longer than its declared size. When the content
+ * is too long, `actual` is the count at which reading stopped, which may be
+ * less than the whole content.
+ *
+ * @example
+ * ```ts
+ * import { SizeMismatchError } from "./errors.ts";
+ *
+ * const err = new SizeMismatchError(10, 11);
+ * console.assert(err.message === "size mismatch (expected 10 bytes, got at least 11)");
+ * ```
+ */
+export class SizeMismatchError extends IntegrityError {
+  /** The size the caller declared. */
+  readonly expected: number;
+  /** The number of bytes received when the mismatch was found. */
+  readonly actual: number;
+  /** Creates the error from the declared size and the count received. */
+  constructor(expected: number, actual: number) {
+    super(
+      `size mismatch (expected ${expected} bytes, got ${
+        actual > expected ? "at least " : ""
+      }${actual})`,
+    );
+    this.expected = expected;
+    this.actual = actual;
+  }
+}

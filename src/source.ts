@@ -1,0 +1,64 @@
+/**
+ * What a blob can be read from, and how each kind becomes a byte stream.
+ *
+ * @module
+ */
+
+/**
+ * Anything the store can read a blob from: a Web stream, bytes in memory,
+ * a `Blob` (or `File`), or any async iterable of byte chunks (a `Deno.FsFile`
+ * readable, a Node stream).
+ *
+ * @example
+ * ```ts
+ * import type { BlobSource } from "./source.ts";
+ *
+ * const sources: BlobSource[] = [
+ *   new Uint8Array([1, 2, 3]),
+ *   new Blob(["hello"]),
+ *   new Blob(["hello"]).stream(),
+ * ];
+ * console.assert(sources.length === 3);
+ * ```
+ */
+export type BlobSource =
+  | ReadableStream<Uint8Array>
+  | Uint8Array
+  | Blob
+  | AsyncIterable<Uint8Array>;
+
+/**
+ * Returns a `ReadableStream` that yields the bytes of `source`. A stream is
+ * returned as it is; nothing is read ahead or buffered.
+ *
+ * @example
+ * ```ts
+ * import { toReadableStream } from "./source.ts";
+ *
+ * const stream = toReadableStream(new Uint8Array([1, 2, 3]));
+ * const { value } = await stream.getReader().read();
+ * console.assert(value?.length === 3);
+ * ```
+ */
+export function toReadableStream(
+  source: BlobSource,
+): ReadableStream<Uint8Array> {
+  if (source instanceof ReadableStream) return source;
+  if (source instanceof Uint8Array) return bytesStream(source);
+  if (source instanceof Blob) return source.stream();
+  if (Symbol.asyncIterator in source) return ReadableStream.from(source);
+  throw new TypeError(
+    `unsupported blob source (expected ReadableStream, Uint8Array, Blob or AsyncIterable, got ${
+      Object.prototype.toString.call(source)
+    })`,
+  );
+}
+
+function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      if (bytes.length > 0) controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
