@@ -48,7 +48,7 @@ export function isValidHash(hash: unknown): hash is string {
 export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
   /** The lowercase hex SHA-384 of every byte that passed, once the stream ends. */
   readonly digest: Promise<string>;
-  #bytes = 0;
+  #count: { bytes: number };
 
   /** Creates a stream with a fresh hash state. */
   constructor() {
@@ -57,11 +57,11 @@ export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
     // The digest may never be awaited when the pipe fails for another
     // reason: mark it handled so its rejection does not kill the process.
     promise.catch(() => {});
-    let self: Sha384Stream | undefined;
+    const count = { bytes: 0 };
     super({
       transform(chunk, controller) {
         hash.update(chunk);
-        self!.#bytes += chunk.byteLength;
+        count.bytes += chunk.byteLength;
         controller.enqueue(chunk);
       },
       flush() {
@@ -71,13 +71,13 @@ export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
         reject(reason ?? new Error("stream cancelled before its end"));
       },
     });
-    self = this;
+    this.#count = count;
     this.digest = promise;
   }
 
   /** The number of bytes that have passed so far. */
   get bytes(): number {
-    return this.#bytes;
+    return this.#count.bytes;
   }
 }
 
