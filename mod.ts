@@ -1,0 +1,66 @@
+/**
+ * A content-addressed blob store for Deno: blobs are stored once by their
+ * SHA-384 hash, streamed end to end with Web Streams (memory stays flat
+ * whatever the size), uploaded in parts S3-style when large, and garbage
+ * collected once nothing refers to them.
+ *
+ * The store sits on two seams: a {@linkcode Catalog} (blob references and
+ * upload records) and a {@linkcode Backend} (the bytes). This entry point
+ * has the store and the in-memory seams; MongoDB, Swift, Deno KV, the file
+ * system and the HTTP handler live in the subpath exports `./mongo`,
+ * `./swift`, `./kv`, `./fs` and `./http`, so you load only what you use.
+ *
+ * @example Put a blob, de-duplicate it, read a range of it
+ * ```ts
+ * import { MemoryBackend, MemoryCatalog, sha384, Store } from "@blobstore/blobstore";
+ *
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+ * const bytes = new TextEncoder().encode("hello, world");
+ * const hash = await sha384(bytes);
+ * await store.put(bytes, hash, bytes.length);
+ * await store.put(new Blob([bytes]), hash, bytes.length); // stored once, verified again
+ * const { body } = await store.open(hash, { start: 7, end: 12 });
+ * console.assert((await new Response(body).text()) === "world");
+ * ```
+ *
+ * @module
+ */
+
+export { Store } from "./src/store.ts";
+export type { OpenOptions, StoreOptions } from "./src/store.ts";
+export type { BlobSource } from "./src/source.ts";
+export { toReadableStream } from "./src/source.ts";
+export { isValidHash, sha384, Sha384Stream } from "./src/digest.ts";
+export { VerifyStream } from "./src/verify.ts";
+export { multipartIndex } from "./src/multipart.ts";
+export type {
+  MultipartIndex,
+  Part,
+  PartInfo,
+  UploadInfo,
+} from "./src/multipart.ts";
+export type { BlobStats } from "./src/gc.ts";
+export { Refs } from "./src/refs.ts";
+export type {
+  Backend,
+  BackendObject,
+  ByteRange,
+  OpenedBlob,
+} from "./src/backend.ts";
+export type {
+  BlobRef,
+  Catalog,
+  PartRecord,
+  UploadRecord,
+} from "./src/catalog.ts";
+export { MemoryCatalog } from "./src/catalogs/memory.ts";
+export { MemoryBackend } from "./src/backends/memory.ts";
+export {
+  BadParamsError,
+  BlobStoreError,
+  ConflictError,
+  HashMismatchError,
+  IntegrityError,
+  NotFoundError,
+  SizeMismatchError,
+} from "./src/errors.ts";

@@ -1,0 +1,74 @@
+/**
+ * Garbage collection of blobs that nothing refers to.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import type { Catalog } from "./catalog.ts";
+import type { Refs } from "./refs.ts";
+
+/**
+ * Statistics on the blobs a garbage collection kept among those it
+ * examined (every blob put at or before its cut-off).
+ *
+ * @example
+ * ```ts
+ * import type { BlobStats } from "./gc.ts";
+ *
+ * const stats: BlobStats = { count: 2, maxSize: 10, meanSize: 7 };
+ * console.assert(stats.meanSize <= stats.maxSize);
+ * ```
+ */
+export interface BlobStats {
+  /** How many blobs were kept. */
+  count: number;
+  /** The size of the largest kept blob in bytes (0 when none). */
+  maxSize: number;
+  /** The mean size of the kept blobs in bytes, rounded down (0 when none). */
+  meanSize: number;
+}
+
+/**
+ * Deletes every blob put at or before `before` whose hash is not in `refs`
+ * nor held by an upload record, and returns statistics on the blobs kept.
+ *
+ * Why it is safe against concurrent puts:
+ * - Upload records are read first, and a part record is created before its
+ *   bytes are put, so any part an upload holds is in `refs` by then; a part
+ *   begun later puts (or refreshes) its blob with a put time after `before`
+ *   whenever `before` is in the past.
+ * - A reference is removed only if its put time is still the one read, so a
+ *   put that refreshed it meanwhile wins; the bytes go only once the
+ *   reference is gone, so no reference ever names missing bytes.
+ *
+ * `before` must be in the past (a little before the caller gathered
+ * `refs`): a blob put after the cut-off is never touched.
+ */
+export async function collectGarbage(
+  catalog: Catalog,
+  backend: Backend,
+  refs: Refs,
+  before: Date,
+): Promise<BlobStats> {
+  for await (const upload of catalog.uploads()) {
+    for (const part of upload.parts) if (part) refs.add(part.hash);
+    if (upload.hash !== undefined) refs.add(upload.hash);
+  }
+  let count = 0;
+  let total = 0;
+  let maxSize = 0;
+  for await (const ref of catalog.refsPutBefore(before)) {
+    if (!refs.has(ref.hash)) {
+      if (await catalog.removeRef(ref.hash, ref.putTime)) {
+        await backend.remove(ref.name);
+        continue;
+      }
+      // Its put time moved: a put refreshed it during the collection.
+    }
+    count++;
+    total += ref.size;
+    maxSize = Math.max(maxSize, ref.size);
+  }
+  return { count, maxSize, meanSize: count ? Math.floor(total / count) : 0 };
+}

@@ -1,0 +1,119 @@
+/**
+ * A compact set of blob hashes for garbage collection.
+ *
+ * @module
+ */
+
+import { isValidHash } from "./digest.ts";
+import { BadParamsError } from "./errors.ts";
+
+const WORDS = 4; // each entry keeps the first 128 bits of its hash
+const MAX_LOAD = 0.75;
+const MIN_CAPACITY = 1024;
+
+/**
+ * The set of hashes that garbage collection must keep.
+ *
+ * It stores only the first 128 bits of each SHA-384 hash, in one flat
+ * open-addressing table (16 bytes an entry plus one byte of occupancy, at
+ * most 75% full), so a million hashes fit in about 34 MiB where a `Set` of
+ * hex strings takes several times that. Two different hashes sharing their
+ * first 128 bits would make `has` answer `true` for a hash never added: the
+ * only effect is that GC keeps a blob it could have deleted, never the
+ * reverse, and the odds of one such pair among a billion blobs are below
+ * 10^-20.
+ *
+ * @example
+ * ```ts
+ * import { Refs } from "./refs.ts";
+ *
+ * const refs = new Refs();
+ * refs.add("a".repeat(96));
+ * console.assert(refs.has("a".repeat(96)));
+ * console.assert(!refs.has("b".repeat(96)));
+ * console.assert(refs.size === 1);
+ * ```
+ */
+export class Refs {
+  #keys: Uint32Array;
+  #used: Uint8Array;
+  #mask: number;
+  #size = 0;
+  #probe = new Uint32Array(WORDS);
+
+  /** Creates an empty set sized for about `sizeHint` hashes (it grows as needed). */
+  constructor(sizeHint = 0) {
+    let capacity = MIN_CAPACITY;
+    while (capacity * MAX_LOAD < sizeHint) capacity *= 2;
+    this.#keys = new Uint32Array(capacity * WORDS);
+    this.#used = new Uint8Array(capacity);
+    this.#mask = capacity - 1;
+  }
+
+  /** The number of distinct hashes added. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Adds `hash` (96 lowercase hex characters); adding it again changes
+   * nothing. An implausible hash is a `BadParamsError`.
+   */
+  add(hash: string): void {
+    if (!isValidHash(hash)) {
+      throw new BadParamsError(`implausible hash ${JSON.stringify(hash)}`);
+    }
+    parseKey(hash, this.#probe);
+    if (this.#find(this.#probe) >= 0) return;
+    if ((this.#size + 1) > (this.#mask + 1) * MAX_LOAD) this.#grow();
+    this.#insert(this.#probe);
+    this.#size++;
+  }
+
+  /** Reports whether `hash` was added. Any string is accepted. */
+  has(hash: string): boolean {
+    if (!isValidHash(hash)) return false;
+    parseKey(hash, this.#probe);
+    return this.#find(this.#probe) >= 0;
+  }
+
+  #find(key: Uint32Array): number {
+    const keys = this.#keys;
+    for (let slot = key[0] & this.#mask;; slot = (slot + 1) & this.#mask) {
+      if (!this.#used[slot]) return -1;
+      const at = slot * WORDS;
+      if (
+        keys[at] === key[0] && keys[at + 1] === key[1] &&
+        keys[at + 2] === key[2] && keys[at + 3] === key[3]
+      ) return slot;
+    }
+  }
+
+  #insert(key: Uint32Array): void {
+    let slot = key[0] & this.#mask;
+    while (this.#used[slot]) slot = (slot + 1) & this.#mask;
+    this.#used[slot] = 1;
+    this.#keys.set(key, slot * WORDS);
+  }
+
+  #grow(): void {
+    const oldKeys = this.#keys;
+    const oldUsed = this.#used;
+    const capacity = oldUsed.length * 2;
+    this.#keys = new Uint32Array(capacity * WORDS);
+    this.#used = new Uint8Array(capacity);
+    this.#mask = capacity - 1;
+    for (let slot = 0; slot < oldUsed.length; slot++) {
+      if (oldUsed[slot]) {
+        this.#insert(oldKeys.subarray(slot * WORDS, slot * WORDS + WORDS));
+      }
+    }
+  }
+}
+
+/** Writes the first 128 bits of a hex hash into `out` as four words. */
+function parseKey(hash: string, out: Uint32Array): void {
+  for (let i = 0; i < WORDS; i++) {
+    out[i] = parseInt(hash.slice(i * 8, i * 8 + 8), 16);
+  }
+}
