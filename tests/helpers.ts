@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 
 /** Returns `size` deterministic pseudo-random bytes (xorshift from `seed`). */
-export function bytesOf(size: number, seed = 1): Uint8Array {
+export function bytesOf(size: number, seed = 1): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(size);
   fillPseudoRandom(out, seed);
   return out;

@@ -1,6 +1,7 @@
 import { MemoryBackend } from "../src/backends/memory.ts";
 import { MemoryCatalog } from "../src/catalogs/memory.ts";
 import { testBackendContract } from "./backend_contract.ts";
+import { testStoreContract } from "./store_contract.ts";
 
 const noop = () => Promise.resolve();
 
@@ -9,4 +10,13 @@ Deno.test("MemoryBackend: backend contract", async (t) => {
     t,
     () => Promise.resolve({ backend: new MemoryBackend(), close: noop }),
   );
+});
+
+Deno.test("MemoryCatalog + MemoryBackend: store contract", async (t) => {
+  await testStoreContract(t, () =>
+    Promise.resolve({
+      catalog: new MemoryCatalog(),
+      backend: new MemoryBackend(),
+      close: noop,
+    }));
 });

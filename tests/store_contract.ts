@@ -1,0 +1,847 @@
+/**
+ * The contract the {@linkcode Store} meets on any catalog and backend, as
+ * one suite that each seam's test file runs on its own fixture. It covers
+ * every rule of the Go original: puts and de-duplication, verification,
+ * ranges, GC, and multipart uploads with their checks and races.
+ *
+ * @module
+ */
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import type { Backend } from "../src/backend.ts";
+import type { Catalog } from "../src/catalog.ts";
+import {
+  BadParamsError,
+  ConflictError,
+  HashMismatchError,
+  NotFoundError,
+  SizeMismatchError,
+} from "../src/errors.ts";
+import { multipartIndex } from "../src/multipart.ts";
+import { Refs } from "../src/refs.ts";
+import { Store } from "../src/store.ts";
+import { sha384 } from "../src/digest.ts";
+import {
+  bytesOf,
+  chunkedStream,
+  collect,
+  failingStream,
+  generatedStream,
+  hashOf,
+  readAll,
+} from "./helpers.ts";
+
+/** A fresh, empty catalog and backend, and how to dispose of them. */
+export interface StoreFixture {
+  /** The catalog under test. */
+  catalog: Catalog;
+  /** The backend under test. */
+  backend: Backend;
+  /** Releases whatever the fixture holds. */
+  close(): Promise<void>;
+}
+
+/** Options of the suite. */
+export interface StoreContractOptions {
+  /** Size of the large streamed blob (default 64 MiB). */
+  largeSize?: number;
+}
+
+const MIN_PART = 100;
+const HOUR = 3600_000;
+
+/** Runs the store contract as steps of `t`, each on a fresh fixture. */
+export async function testStoreContract(
+  t: Deno.TestContext,
+  open: () => Promise<StoreFixture>,
+  options: StoreContractOptions = {},
+): Promise<void> {
+  const step = (
+    name: string,
+    fn: (store: Store, fixture: StoreFixture) => Promise<void>,
+  ) =>
+    t.step(name, async () => {
+      const fixture = await open();
+      try {
+        const store = new Store({
+          catalog: fixture.catalog,
+          backend: fixture.backend,
+          minPartSize: MIN_PART,
+          maxPartSize: 100_000,
+          maxParts: 10,
+        });
+        await fn(store, fixture);
+      } finally {
+        await fixture.close();
+      }
+    });
+
+  // ---- put and open ----
+
+  await step("put then open returns the bytes", async (s) => {
+    const bytes = bytesOf(50_000);
+    await s.put(chunkedStream(bytes, 4096), hashOf(bytes), bytes.length);
+    const { size, body } = await s.open(hashOf(bytes));
+    strictEqual(size, bytes.length);
+    deepStrictEqual(await readAll(body), bytes);
+  });
+
+  await step(
+    "every kind of source: bytes, Blob, stream, async iterable",
+    async (s) => {
+      const bytes = bytesOf(10_000, 2);
+      const hash = hashOf(bytes);
+      async function* chunks() {
+        yield bytes.subarray(0, 5000);
+        yield bytes.subarray(5000);
+      }
+      await s.put(bytes, hash, bytes.length);
+      await s.put(new Blob([bytes]), hash, bytes.length);
+      await s.put(chunkedStream(bytes, 333), hash, bytes.length);
+      await s.put(chunks(), hash, bytes.length);
+      deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    },
+  );
+
+  await step("open of an absent blob is NotFoundError", async (s) => {
+    await rejects(s.open(hashOf("absent")), NotFoundError);
+  });
+
+  await step("an implausible hash or size is BadParamsError", async (s) => {
+    const bytes = bytesOf(10);
+    for (
+      const hash of [
+        "",
+        "abc",
+        hashOf(bytes).toUpperCase(),
+        hashOf(bytes) + "0",
+      ]
+    ) {
+      await rejects(s.put(bytes, hash, 10), BadParamsError);
+      await rejects(s.open(hash), BadParamsError);
+    }
+    for (const size of [-1, 1.5, NaN]) {
+      await rejects(s.put(bytes, hashOf(bytes), size), BadParamsError);
+    }
+  });
+
+  await step("empty blob", async (s, f) => {
+    const hash = hashOf("");
+    await s.put(new Uint8Array(), hash, 0);
+    const { size, body } = await s.open(hash);
+    strictEqual(size, 0);
+    strictEqual((await readAll(body)).length, 0);
+    strictEqual((await f.catalog.getRef(hash))?.size, 0);
+  });
+
+  await step(
+    "a blob is stored once whatever the number of puts",
+    async (s, f) => {
+      const bytes = bytesOf(20_000, 4);
+      const hash = hashOf(bytes);
+      const t0 = new Date(1_000_000);
+      const t1 = new Date(2_000_000);
+      await s.putAtTime(bytes, hash, bytes.length, t0);
+      await s.putAtTime(bytes, hash, bytes.length, t1);
+      strictEqual((await collect(f.backend.list!())).length, 1);
+      strictEqual(
+        (await f.catalog.getRef(hash))?.putTime.getTime(),
+        t1.getTime(),
+      );
+    },
+  );
+
+  await step("a put of existing content still verifies it", async (s, f) => {
+    const bytes = bytesOf(20_000, 5);
+    const hash = hashOf(bytes);
+    await s.put(bytes, hash, bytes.length);
+    const wrong = bytesOf(20_000, 6);
+    await rejects(s.put(wrong, hash, wrong.length), HashMismatchError);
+    await rejects(
+      s.put(bytes.subarray(1), hash, bytes.length),
+      SizeMismatchError,
+    );
+    await rejects(s.put(bytes, hash, bytes.length - 1), SizeMismatchError);
+    deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    strictEqual((await collect(f.backend.list!())).length, 1);
+  });
+
+  await step("wrong content stores and records nothing", async (s, f) => {
+    const bytes = bytesOf(30_000, 7);
+    const hash = hashOf(bytes);
+    await rejects(s.put(bytesOf(30_000, 8), hash, 30_000), HashMismatchError);
+    await rejects(s.put(bytes, hash, bytes.length + 10), SizeMismatchError);
+    await rejects(s.put(bytes, hash, bytes.length - 10), SizeMismatchError);
+    strictEqual(await f.catalog.getRef(hash), undefined);
+    deepStrictEqual(await collect(f.backend.list!()), []);
+    await rejects(s.open(hash), NotFoundError);
+  });
+
+  await step(
+    "a source that errors midway records and leaves nothing",
+    async (s, f) => {
+      const bytes = bytesOf(100_000, 9);
+      const hash = hashOf(bytes);
+      const failure = new Error("client disconnected");
+      await rejects(
+        s.put(failingStream(bytes, 40_000, failure), hash, bytes.length),
+        (err) => err === failure || (err as Error)?.cause === failure,
+      );
+      strictEqual(await f.catalog.getRef(hash), undefined);
+      deepStrictEqual(await collect(f.backend.list!()), []);
+    },
+  );
+
+  await step(
+    "three simultaneous puts of one blob leave one stored copy",
+    async (s, f) => {
+      const bytes = bytesOf(200_000, 10);
+      const hash = hashOf(bytes);
+      await Promise.all(
+        [1, 2, 3].map(() =>
+          s.put(chunkedStream(bytes, 8192), hash, bytes.length)
+        ),
+      );
+      const listed = await collect(f.backend.list!());
+      strictEqual(listed.length, 1);
+      strictEqual(listed[0].name, (await f.catalog.getRef(hash))?.name);
+      deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    },
+  );
+
+  await step("ranges of a single blob", async (s) => {
+    const bytes = bytesOf(10_000, 11);
+    const hash = hashOf(bytes);
+    await s.put(bytes, hash, bytes.length);
+    for (
+      const [start, end] of [
+        [0, 1],
+        [5000, 5001],
+        [9999, 10_000],
+        [100, 9000],
+        [3000, 3000],
+      ]
+    ) {
+      const { size, body } = await s.open(hash, { start, end });
+      strictEqual(size, bytes.length);
+      deepStrictEqual(await readAll(body), bytes.slice(start, end));
+    }
+    deepStrictEqual(
+      await readAll((await s.open(hash, { start: 9990 })).body),
+      bytes.slice(9990),
+    );
+    deepStrictEqual(
+      await readAll((await s.open(hash, { end: 10 })).body),
+      bytes.slice(0, 10),
+    );
+    await rejects(s.open(hash, { start: -1 }), BadParamsError);
+  });
+
+  await step(
+    `a ${options.largeSize ?? 64 << 20}-byte streamed blob`,
+    async (s) => {
+      const size = options.largeSize ?? 64 << 20;
+      const hash = await sha384(generatedStream(size));
+      await s.put(generatedStream(size), hash, size);
+      const { size: got, body } = await s.open(hash);
+      strictEqual(got, size);
+      strictEqual(await sha384(body), hash);
+      const tail = await readAll(
+        (await s.open(hash, { start: size - 100_000 })).body,
+      );
+      strictEqual(tail.length, 100_000);
+    },
+  );
+
+  // ---- garbage collection ----
+
+  await step(
+    "gc deletes unreferenced blobs put at or before the cut-off",
+    async (s, f) => {
+      const blobs = [1, 2, 3, 4].map((i) => bytesOf(1000 * i, 20 + i));
+      const times = [1000, 2000, 3000, 4000].map((ms) => new Date(ms));
+      for (let i = 0; i < blobs.length; i++) {
+        await s.putAtTime(
+          blobs[i],
+          hashOf(blobs[i]),
+          blobs[i].length,
+          times[i],
+        );
+      }
+      const refs = new Refs();
+      refs.add(hashOf(blobs[0]));
+      // blob 1 unreferenced and old: deleted; blob 2 unreferenced, put at the
+      // cut-off exactly: deleted; blob 3 put after: kept.
+      const stats = await s.gc(refs, new Date(3000));
+      deepStrictEqual(stats, { count: 1, maxSize: 1000, meanSize: 1000 });
+      await s.open(hashOf(blobs[0]));
+      await rejects(s.open(hashOf(blobs[1])), NotFoundError);
+      await rejects(s.open(hashOf(blobs[2])), NotFoundError);
+      await s.open(hashOf(blobs[3]));
+      const names = (await collect(f.backend.list!())).map((o) => o.name)
+        .sort();
+      deepStrictEqual(
+        names,
+        [
+          (await f.catalog.getRef(hashOf(blobs[0])))!.name,
+          (await f.catalog.getRef(hashOf(blobs[3])))!.name,
+        ].sort(),
+      );
+    },
+  );
+
+  await step(
+    "gc stats: count, max and mean (rounded down) of blobs kept",
+    async (s) => {
+      const refs = new Refs();
+      for (const n of [10, 20, 25]) {
+        const bytes = bytesOf(n, n);
+        await s.putAtTime(bytes, hashOf(bytes), n, new Date(0));
+        refs.add(hashOf(bytes));
+      }
+      deepStrictEqual(await s.gc(refs, new Date(1)), {
+        count: 3,
+        maxSize: 25,
+        meanSize: 18,
+      });
+      deepStrictEqual(await s.gc(new Refs(), new Date(1)), {
+        count: 0,
+        maxSize: 0,
+        meanSize: 0,
+      });
+    },
+  );
+
+  await step(
+    "gc never deletes a blob an upload holds, finished or in flight",
+    async (s) => {
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const [p0, p1] = [bytesOf(MIN_PART, 30), bytesOf(50, 31)];
+      await s.putPart(id, 0, p0, p0.length, 0, hashOf(p0));
+      // An in-flight part: its record exists, its bytes are not complete.
+      const p1hash = hashOf(p1);
+      await rejects(
+        s.putPart(id, 1, failingStream(p1, 10), p1.length, p0.length, p1hash),
+      );
+      // The same content put on its own is held by the part record.
+      await s.putAtTime(p1, p1hash, p1.length, new Date(0));
+      await s.gc(new Refs(), new Date(Date.now() + HOUR));
+      await s.open(hashOf(p0));
+      await s.open(p1hash);
+      await s.putPart(id, 1, p1, p1.length, p0.length, p1hash);
+      const { hash, index } = await s.finishUpload(id, [{ hash: hashOf(p0) }, {
+        hash: p1hash,
+      }]);
+      await s.gc(new Refs(), new Date(Date.now() + HOUR));
+      deepStrictEqual(
+        await readAll((await s.open(hash, { index })).body),
+        new Uint8Array([...p0, ...p1]),
+      );
+    },
+  );
+
+  await step(
+    "a reference is removed only if its put time has not moved",
+    async (_s, f) => {
+      const hash = hashOf("race");
+      ok(
+        await f.catalog.insertRef({
+          hash,
+          name: "n",
+          putTime: new Date(1000),
+          size: 4,
+        }),
+      );
+      ok(
+        !(await f.catalog.insertRef({
+          hash,
+          name: "m",
+          putTime: new Date(3000),
+          size: 4,
+        })),
+      );
+      strictEqual((await f.catalog.touchRef(hash, new Date(2000)))?.name, "n");
+      ok(!(await f.catalog.removeRef(hash, new Date(1000))));
+      ok(await f.catalog.getRef(hash));
+      ok(await f.catalog.removeRef(hash, new Date(2000)));
+      strictEqual(await f.catalog.getRef(hash), undefined);
+      strictEqual(await f.catalog.touchRef(hash, new Date(2000)), undefined);
+    },
+  );
+
+  // ---- multipart uploads ----
+
+  const parts3 = () => {
+    const parts = [
+      bytesOf(MIN_PART, 40),
+      bytesOf(MIN_PART + 7, 41),
+      bytesOf(13, 42),
+    ];
+    return { parts, hashes: parts.map((p) => hashOf(p)), whole: concat(parts) };
+  };
+
+  await step(
+    "multipart: upload, finish, open whole and ranges across parts",
+    async (s) => {
+      const { parts, hashes, whole } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      let offset = 0;
+      for (let i = 0; i < parts.length; i++) {
+        await s.putPart(id, i, parts[i], parts[i].length, offset, hashes[i]);
+        offset += parts[i].length;
+      }
+      const { hash, index } = await s.finishUpload(
+        id,
+        hashes.map((hash) => ({ hash })),
+      );
+      strictEqual(hash, hashOf(whole));
+      deepStrictEqual(index, { sizes: parts.map((p) => p.length), hashes });
+      const opened = await s.open(hash, { index });
+      strictEqual(opened.size, whole.length);
+      deepStrictEqual(await readAll(opened.body), whole);
+      for (
+        const [start, end] of [
+          [0, 1],
+          [99, 101],
+          [50, 210],
+          [206, 207],
+          [150, 220],
+          [219, 220],
+          [100, 100],
+          [0, 220],
+        ]
+      ) {
+        const r = await s.open(hash, { index, start, end });
+        strictEqual(r.size, whole.length);
+        deepStrictEqual(
+          await readAll(r.body),
+          whole.slice(start, end),
+          `range ${start}-${end}`,
+        );
+      }
+      // Finishing again returns the same result.
+      deepStrictEqual(
+        await s.finishUpload(id, hashes.map((hash) => ({ hash }))),
+        { hash, index },
+      );
+    },
+  );
+
+  await step(
+    "multipart: offsets are inferred for sequential parts",
+    async (s) => {
+      const { parts, hashes, whole } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      for (let i = 0; i < parts.length; i++) {
+        await s.putPart(id, i, parts[i], parts[i].length, 0, hashes[i]);
+      }
+      const info = await s.uploadInfo(id);
+      deepStrictEqual(info.parts.map((p) => p?.offset), [
+        0,
+        MIN_PART,
+        2 * MIN_PART + 7,
+      ]);
+      const { hash, index } = await s.finishUpload(
+        id,
+        hashes.map((hash) => ({ hash })),
+      );
+      deepStrictEqual(multipartIndex(await s.uploadInfo(id)), index);
+      deepStrictEqual(
+        await readAll((await s.open(hash, { index })).body),
+        whole,
+      );
+    },
+  );
+
+  await step(
+    "multipart: parts uploaded concurrently and out of order",
+    async (s) => {
+      const { parts, hashes, whole } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const offsets = [0, MIN_PART, 2 * MIN_PART + 7];
+      await Promise.all([2, 0, 1].map((i) =>
+        s.putPart(
+          id,
+          i,
+          chunkedStream(parts[i], 17),
+          parts[i].length,
+          offsets[i],
+          hashes[i],
+        )
+      ));
+      const { hash, index } = await s.finishUpload(
+        id,
+        hashes.map((hash) => ({ hash })),
+      );
+      strictEqual(hash, hashOf(whole));
+      deepStrictEqual(
+        await readAll((await s.open(hash, { index })).body),
+        whole,
+      );
+    },
+  );
+
+  await step(
+    "multipart: concurrent creation of one part: one wins, none corrupts",
+    async (s) => {
+      const p = bytesOf(MIN_PART, 45);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const results = await Promise.allSettled(
+        [1, 2, 3].map(() => s.putPart(id, 0, p, p.length, 0, hashOf(p))),
+      );
+      ok(
+        results.some((r) => r.status === "fulfilled"),
+        "at least one creation succeeds",
+      );
+      for (const r of results) {
+        ok(
+          r.status === "fulfilled" || r.reason instanceof ConflictError,
+          `unexpected ${r.status === "rejected" && r.reason}`,
+        );
+      }
+      deepStrictEqual((await s.uploadInfo(id)).parts, [{
+        hash: hashOf(p),
+        size: MIN_PART,
+        offset: 0,
+        complete: true,
+      }]);
+    },
+  );
+
+  await step("multipart: part number and size limits", async (s) => {
+    const id = await s.newUpload(new Date(Date.now() + HOUR));
+    const p = bytesOf(MIN_PART);
+    await rejects(s.putPart(id, -1, p, p.length, 0, hashOf(p)), BadParamsError);
+    await rejects(
+      s.putPart(id, 10, p, p.length, 0, hashOf(p)),
+      /part number 10 too big \(maximum 9\)/,
+    );
+    await rejects(s.putPart(id, 0, p, 0, 0, hashOf(p)), BadParamsError);
+    await rejects(s.putPart(id, 0, p, 100_000, 0, hashOf(p)), /part 0 too big/);
+    await rejects(s.putPart(id, 0, p, p.length, 0, "bad"), BadParamsError);
+    await rejects(
+      s.putPart(
+        hashOf("no such upload").slice(0, 32),
+        0,
+        p,
+        p.length,
+        0,
+        hashOf(p),
+      ),
+      NotFoundError,
+    );
+    deepStrictEqual((await s.uploadInfo(id)).parts, []);
+  });
+
+  await step(
+    "multipart: every part but the last must reach the minimum size",
+    async (s) => {
+      const small = bytesOf(26, 50);
+      const big = bytesOf(MIN_PART, 51);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await s.putPart(id, 0, small, small.length, 0, hashOf(small));
+      await rejects(
+        s.putPart(id, 1, big, big.length, small.length, hashOf(big)),
+        (err) =>
+          err instanceof BadParamsError &&
+          err.message ===
+            `part 0 too small (need at least ${MIN_PART} bytes, got 26)`,
+      );
+      // Uploaded in the other order, the small part is rejected itself.
+      const id2 = await s.newUpload(new Date(Date.now() + HOUR));
+      await s.putPart(id2, 1, big, big.length, 26, hashOf(big));
+      await rejects(
+        s.putPart(id2, 0, small, small.length, 0, hashOf(small)),
+        /part 0 too small/,
+      );
+    },
+  );
+
+  await step(
+    "multipart: offsets must be contiguous, in any upload order",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await rejects(
+        s.putPart(id, 0, parts[0], parts[0].length, 5, hashes[0]),
+        /part 0 should start at 0/,
+      );
+      await s.putPart(
+        id,
+        2,
+        parts[2],
+        parts[2].length,
+        2 * MIN_PART + 7,
+        hashes[2],
+      );
+      await rejects(
+        s.putPart(id, 1, parts[1], parts[1].length, MIN_PART + 1, hashes[1]),
+        /part 1 should end at/,
+      );
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      await rejects(
+        s.putPart(id, 1, parts[1], parts[1].length, MIN_PART - 1, hashes[1]),
+        /part 1 should start at 100/,
+      );
+      await s.putPart(id, 1, parts[1], parts[1].length, MIN_PART, hashes[1]);
+      await s.finishUpload(id, hashes.map((hash) => ({ hash })));
+    },
+  );
+
+  await step(
+    "multipart: re-sent parts: same hash no-op, other hash conflict",
+    async (s, f) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      await rejects(
+        s.putPart(id, 0, parts[1], parts[1].length, 0, hashes[1]),
+        ConflictError,
+      );
+      strictEqual((await collect(f.backend.list!())).length, 1);
+      deepStrictEqual((await s.uploadInfo(id)).parts, [{
+        hash: hashes[0],
+        size: MIN_PART,
+        offset: 0,
+        complete: true,
+      }]);
+    },
+  );
+
+  await step(
+    "multipart: a failed part leaves an incomplete record that a retry completes",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await rejects(
+        s.putPart(id, 0, bytesOf(MIN_PART, 99), MIN_PART, 0, hashes[0]),
+        HashMismatchError,
+      );
+      deepStrictEqual((await s.uploadInfo(id)).parts, [{
+        hash: hashes[0],
+        size: MIN_PART,
+        offset: 0,
+        complete: false,
+      }]);
+      strictEqual(multipartIndex(await s.uploadInfo(id)), undefined);
+      await rejects(s.finishUpload(id, [{ hash: hashes[0] }]), ConflictError);
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      strictEqual((await s.uploadInfo(id)).parts[0]?.complete, true);
+    },
+  );
+
+  await step(
+    "multipart: finish checks count, hashes and completeness",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      await s.putPart(id, 1, parts[1], parts[1].length, 0, hashes[1]);
+      await rejects(
+        s.finishUpload(id, [{ hash: hashes[0] }]),
+        /part count mismatch \(expected 2 parts, got 1\)/,
+      );
+      await rejects(
+        s.finishUpload(id, [{ hash: hashes[0] }, { hash: hashes[2] }]),
+        BadParamsError,
+      );
+      await rejects(
+        s.finishUpload(hashOf("none").slice(0, 32), []),
+        NotFoundError,
+      );
+      const { hash } = await s.finishUpload(id, [{ hash: hashes[0] }, {
+        hash: hashes[1],
+      }]);
+      strictEqual(hash, hashOf(concat(parts.slice(0, 2))));
+      strictEqual((await s.uploadInfo(id)).hash, hash);
+      await rejects(
+        s.putPart(id, 2, parts[2], parts[2].length, 0, hashes[2]),
+        ConflictError,
+      );
+    },
+  );
+
+  await step(
+    "multipart: one part is its own hash; no part is an empty blob",
+    async (s) => {
+      const p = bytesOf(33, 60);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await s.putPart(id, 0, p, p.length, 0, hashOf(p));
+      const { hash, index } = await s.finishUpload(id, [{ hash: hashOf(p) }]);
+      strictEqual(hash, hashOf(p));
+      deepStrictEqual(
+        await readAll((await s.open(hash, { index, start: 3 })).body),
+        p.slice(3),
+      );
+      const empty = await s.newUpload(new Date(Date.now() + HOUR));
+      const done = await s.finishUpload(empty, []);
+      strictEqual(done.hash, hashOf(""));
+      const opened = await s.open(done.hash, { index: done.index });
+      strictEqual(opened.size, 0);
+      strictEqual((await readAll(opened.body)).length, 0);
+    },
+  );
+
+  await step(
+    "multipart: open with an index fails fast on a missing part",
+    async (s) => {
+      const { hashes } = parts3();
+      await rejects(
+        s.open(hashOf("x"), {
+          index: {
+            sizes: [MIN_PART, MIN_PART + 7],
+            hashes: hashes.slice(0, 2),
+          },
+        }),
+        NotFoundError,
+      );
+      await rejects(
+        s.open(hashOf("x"), { index: { sizes: [1], hashes: [] } }),
+        BadParamsError,
+      );
+    },
+  );
+
+  await step(
+    "multipart: cancelling a multipart body releases it",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      for (let i = 0; i < 3; i++) {
+        await s.putPart(
+          id,
+          i,
+          parts[i],
+          parts[i].length,
+          0,
+          hashes[i],
+        );
+      }
+      const { hash, index } = await s.finishUpload(
+        id,
+        hashes.map((hash) => ({ hash })),
+      );
+      const reader = (await s.open(hash, { index })).body.getReader();
+      ok(!(await reader.read()).done);
+      await reader.cancel();
+      strictEqual(
+        (await readAll((await s.open(hash, { index })).body)).length,
+        220,
+      );
+    },
+  );
+
+  await step(
+    "multipart: owner is set once, on finished uploads, and moves the expiry",
+    async (s) => {
+      const p = bytesOf(10, 70);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await s.putPart(id, 0, p, p.length, 0, hashOf(p));
+      await rejects(
+        s.setOwner(id, "alice", new Date(Date.now() + 2 * HOUR)),
+        /not finished/,
+      );
+      await s.finishUpload(id, [{ hash: hashOf(p) }]);
+      const later = new Date(Date.now() + 48 * HOUR);
+      await s.setOwner(id, "alice", later);
+      await s.setOwner(id, "alice", later);
+      await rejects(s.setOwner(id, "bob", later), ConflictError);
+      const info = await s.uploadInfo(id);
+      strictEqual(info.owner, "alice");
+      strictEqual(info.expires.getTime(), later.getTime());
+      await rejects(
+        s.setOwner(hashOf("none").slice(0, 32), "alice", later),
+        NotFoundError,
+      );
+    },
+  );
+
+  await step("multipart: removal, twice, and of owned uploads", async (s) => {
+    const p = bytesOf(10, 71);
+    const id = await s.newUpload(new Date(Date.now() + HOUR));
+    await s.putPart(id, 0, p, p.length, 0, hashOf(p));
+    await s.removeUpload(id);
+    await s.removeUpload(id);
+    await rejects(s.uploadInfo(id), NotFoundError);
+    const owned = await s.newUpload(new Date(Date.now() + HOUR));
+    await s.putPart(owned, 0, p, p.length, 0, hashOf(p));
+    await s.finishUpload(owned, [{ hash: hashOf(p) }]);
+    await s.setOwner(owned, "alice", new Date(Date.now() + HOUR));
+    await rejects(s.removeUpload(owned), ConflictError);
+    await rejects(
+      s.removeUpload(owned, { isOwnedBy: () => true }),
+      ConflictError,
+    );
+    await s.removeUpload(owned, {
+      isOwnedBy: (_id, owner) => owner !== "alice",
+    });
+    await rejects(s.uploadInfo(owned), NotFoundError);
+  });
+
+  await step(
+    "multipart: a finish racing a removal fails with NotFoundError",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      for (let i = 0; i < 3; i++) {
+        await s.putPart(
+          id,
+          i,
+          parts[i],
+          parts[i].length,
+          0,
+          hashes[i],
+        );
+      }
+      const finishing = s.finishUpload(id, hashes.map((hash) => ({ hash })));
+      await s.removeUpload(id);
+      await rejects(finishing, NotFoundError);
+    },
+  );
+
+  await step(
+    "multipart: a part uploading while its upload is removed fails",
+    async (s) => {
+      const p = bytesOf(MIN_PART, 72);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const slow = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await gate;
+          c.enqueue(p);
+          c.close();
+        },
+      });
+      const uploading = s.putPart(id, 0, slow, p.length, 0, hashOf(p));
+      while (!(await s.uploadInfo(id).catch(() => undefined))?.parts[0]) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await s.removeUpload(id);
+      release();
+      await rejects(uploading, NotFoundError);
+    },
+  );
+
+  await step("multipart: expired uploads are removed", async (s) => {
+    const old = await s.newUpload(new Date(1000));
+    const fresh = await s.newUpload(new Date(Date.now() + HOUR));
+    await s.removeExpiredUploads(new Date(2000));
+    await rejects(s.uploadInfo(old), NotFoundError);
+    await s.uploadInfo(fresh);
+    await s.removeExpiredUploads();
+    await s.uploadInfo(fresh);
+    await rejects(s.newUpload(new Date(NaN)), BadParamsError);
+  });
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
