@@ -1,0 +1,162 @@
+/**
+ * The benchmark harness: each case times our path and a raw baseline on the
+ * same bytes in the same run, several rounds, and reports the ratio of the
+ * medians (absolute times are noise on a shared 2-core machine; a ratio
+ * taken in one run is not), with the peak RSS growth during our path.
+ *
+ * @module
+ */
+
+/** One benchmark case. Throughput is `size` bytes per timed call. */
+export interface BenchCase {
+  /** The case's name, as `--only` matches it. */
+  name: string;
+  /** Bytes each timed call processes (or operations, with `unit: "ops"`). */
+  size: number;
+  /** What a round measures: bytes (MB/s) or operations (ops/s). */
+  unit?: "bytes" | "ops";
+  /** The least acceptable ratio ours / baseline, when there is one. */
+  target?: number;
+  /** The least acceptable rate of ours (MB/s or ops/s), when there is one. */
+  minRate?: number;
+  /** The most acceptable peak RSS growth in MiB, when there is one. */
+  maxRssGrowthMiB?: number;
+  /** Our path: one timed call. */
+  ours(): Promise<void>;
+  /** The raw baseline: one timed call over the same bytes. */
+  baseline?(): Promise<void>;
+  /** Called once after the rounds. */
+  teardown?(): Promise<void>;
+}
+
+/** A group of cases that needs a service: `open` says why it is skipped. */
+export interface BenchSuite {
+  /** The suite's name. */
+  name: string;
+  /** Returns the cases, or a reason to skip them all. */
+  open(options: { quick: boolean }): Promise<BenchCase[] | string>;
+  /** Releases what `open` took. */
+  close?(): Promise<void>;
+}
+
+/** One row of the results. */
+export interface BenchRow {
+  case: string;
+  size: number;
+  ours: number;
+  baseline: number | null;
+  ratio: number | null;
+  target: number | null;
+  met: boolean | null;
+  peakRssGrowthMiB: number;
+  unit: "MB/s" | "ops/s";
+}
+
+/** Runs one case for `rounds` rounds, alternating ours and the baseline. */
+export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
+  const ours: number[] = [];
+  const base: number[] = [];
+  let peak = 0;
+  for (let r = 0; r < rounds; r++) {
+    if (c.baseline) base.push(await time(c.baseline));
+    const sampled = await sampleRss(() => time(c.ours));
+    ours.push(sampled.result);
+    peak = Math.max(peak, sampled.growthMiB);
+  }
+  await c.teardown?.();
+  const unit = c.unit === "ops" ? "ops/s" : "MB/s";
+  const rate = (ms: number) =>
+    c.unit === "ops" ? c.size / (ms / 1000) : c.size / 1e6 / (ms / 1000);
+  const oursRate = rate(median(ours));
+  const baseRate = c.baseline ? rate(median(base)) : null;
+  const ratio = baseRate ? oursRate / baseRate : null;
+  const metRatio = c.target === undefined || ratio === null
+    ? null
+    : ratio >= c.target;
+  const metRss = c.maxRssGrowthMiB === undefined
+    ? null
+    : peak <= c.maxRssGrowthMiB;
+  const metRate = c.minRate === undefined ? null : oursRate >= c.minRate;
+  return {
+    case: c.name,
+    size: c.size,
+    ours: round(oursRate),
+    baseline: baseRate === null ? null : round(baseRate),
+    ratio: ratio === null ? null : Math.round(ratio * 1000) / 1000,
+    target: c.target ?? null,
+    met: metRatio === null && metRss === null && metRate === null
+      ? null
+      : (metRatio ?? true) && (metRss ?? true) && (metRate ?? true),
+    peakRssGrowthMiB: Math.round(peak * 10) / 10,
+    unit,
+  };
+}
+
+async function time(fn: () => Promise<void>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+/**
+ * Runs `fn` while sampling the process's RSS every 5 ms; returns its result
+ * and the peak growth above the RSS at the start, in MiB.
+ */
+export async function sampleRss<T>(
+  fn: () => Promise<T>,
+): Promise<{ result: T; growthMiB: number }> {
+  const start = Deno.memoryUsage().rss;
+  let peak = start;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+  }, 5);
+  try {
+    const result = await fn();
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+    return { result, growthMiB: (peak - start) / 2 ** 20 };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function round(x: number): number {
+  return x >= 100 ? Math.round(x) : Math.round(x * 10) / 10;
+}
+
+/** Formats a size in bytes the way the table shows it. */
+export function formatSize(bytes: number, unit: BenchRow["unit"]): string {
+  if (unit === "ops/s") return `${bytes.toLocaleString("en")} ops`;
+  for (
+    const [u, n] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], [
+      "KiB",
+      2 ** 10,
+    ]] as const
+  ) {
+    if (bytes >= n && bytes % n === 0) return `${bytes / n} ${u}`;
+  }
+  return `${bytes} B`;
+}
+
+/** Renders the rows as one markdown table. */
+export function markdownTable(rows: BenchRow[]): string {
+  const lines = [
+    "| case | size | ours | baseline | ratio | target | met | peak RSS growth |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.case} | ${formatSize(r.size, r.unit)} | ${r.ours} ${r.unit} | ${
+        r.baseline === null ? "—" : `${r.baseline} ${r.unit}`
+      } | ${r.ratio ?? "—"} | ${r.target === null ? "—" : `≥ ${r.target}`} | ${
+        r.met === null ? "—" : r.met ? "yes" : "**no**"
+      } | ${r.peakRssGrowthMiB} MiB |`,
+    );
+  }
+  return lines.join("\n");
+}
