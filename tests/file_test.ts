@@ -1,0 +1,243 @@
+/**
+ * FileBackend: the backend and store contracts on a temporary directory,
+ * names that could escape the root, the layout, no temporary file left by
+ * a failed put, the sweep of stale temporary files, seeking ranges, and
+ * crash safety of a put killed midway. Needs no unstable flag.
+ *
+ * @module
+ */
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { join } from "node:path";
+import { FileBackend } from "../src/backends/file.ts";
+import { MemoryCatalog } from "../src/catalogs/memory.ts";
+import { sha384 } from "../src/digest.ts";
+import { BadParamsError, NotFoundError } from "../src/errors.ts";
+import { newBlobName } from "../src/names.ts";
+import { Store } from "../src/store.ts";
+import { testBackendContract } from "./backend_contract.ts";
+import { testStoreContract } from "./store_contract.ts";
+import {
+  bytesOf,
+  chunkedStream,
+  collect,
+  generatedStream,
+  hashOf,
+  readAll,
+} from "./helpers.ts";
+
+async function tempRoot(): Promise<{ root: string; close(): Promise<void> }> {
+  const root = await Deno.makeTempDir({ prefix: "blobstore-fs-" });
+  return { root, close: () => Deno.remove(root, { recursive: true }) };
+}
+
+/** Every file under `dir`, as paths relative to it. */
+async function filesUnder(dir: string, base = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(join(dir, base))) {
+    const path = base ? `${base}/${entry.name}` : entry.name;
+    if (entry.isDirectory) out.push(...await filesUnder(dir, path));
+    else out.push(path);
+  }
+  return out.sort();
+}
+
+Deno.test("FileBackend: backend contract", async (t) => {
+  await testBackendContract(t, async () => {
+    const { root, close } = await tempRoot();
+    return { backend: new FileBackend(root), close };
+  });
+});
+
+Deno.test("MemoryCatalog + FileBackend: store contract", async (t) => {
+  await testStoreContract(t, async () => {
+    const { root, close } = await tempRoot();
+    return {
+      catalog: new MemoryCatalog(),
+      backend: new FileBackend(root),
+      close,
+    };
+  });
+});
+
+Deno.test("FileBackend: names that could leave the root are BadParamsError", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root);
+    const bad = [
+      "",
+      ".",
+      "..",
+      "../x",
+      "../../etc/passwd",
+      "a/b",
+      "/abs",
+      "a\\b",
+      "..\\x",
+      "a..b",
+      "a\0b",
+      ".tmp-x",
+      ".hidden",
+      "x".repeat(201),
+      "a b",
+      "é",
+    ];
+    for (const name of bad) {
+      await rejects(backend.get(name), BadParamsError, `get ${name}`);
+      await rejects(
+        backend.put(name, chunkedStream(new Uint8Array(1), 1), 1, hashOf("x")),
+        BadParamsError,
+        `put ${name}`,
+      );
+      await rejects(backend.remove(name), BadParamsError, `remove ${name}`);
+    }
+    deepStrictEqual(await filesUnder(root), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend: objects fan out by name prefix; short names too", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root);
+    const bytes = bytesOf(100);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(name, chunkedStream(bytes, 7), 100, hashOf(bytes));
+    await backend.put("a", chunkedStream(bytes, 100), 100, hashOf(bytes));
+    deepStrictEqual(
+      await filesUnder(root),
+      [`${name.slice(0, 2)}/${name.slice(2, 4)}/${name}`, "a_/__/a"].sort(),
+    );
+    deepStrictEqual(await readAll((await backend.get("a")).body), bytes);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend: a failed put leaves no temporary file", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root);
+    const bytes = bytesOf(300_000);
+    const name = newBlobName(hashOf(bytes));
+    await rejects(
+      backend.put(
+        name,
+        chunkedStream(bytes, 10_000),
+        bytes.length,
+        hashOf("x"),
+      ),
+    );
+    await rejects(
+      backend.put(name, chunkedStream(bytes, 10_000), 1000, hashOf(bytes)),
+    );
+    deepStrictEqual(await filesUnder(root), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend: list and sweep delete only stale temporary files", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root, { graceMs: 60_000 });
+    const bytes = bytesOf(10);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(name, chunkedStream(bytes, 10), 10, hashOf(bytes));
+    const dir = join(root, name.slice(0, 2), name.slice(2, 4));
+    const stale = join(dir, `.tmp-${name}-0000000000000001`);
+    const fresh = join(dir, `.tmp-${name}-0000000000000002`);
+    await Deno.writeFile(stale, bytes);
+    await Deno.writeFile(fresh, bytes);
+    const old = new Date(Date.now() - 120_000);
+    await Deno.utime(stale, old, old);
+
+    deepStrictEqual((await collect(backend.list())).map((o) => o.name), [name]);
+    await rejects(Deno.stat(stale), Deno.errors.NotFound);
+    ok(await Deno.stat(fresh));
+    strictEqual(await backend.sweep(), 0);
+    strictEqual(await backend.sweep(0), 1);
+    deepStrictEqual(
+      await filesUnder(root),
+      [`${name.slice(0, 2)}/${name.slice(2, 4)}/${name}`],
+    );
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend: a range seeks to its start instead of reading up to it", async () => {
+  const { root, close } = await tempRoot();
+  const read = Deno.FsFile.prototype.read;
+  try {
+    const backend = new FileBackend(root);
+    const size = 32 << 20;
+    const name = "big";
+    const hash = await sha384(generatedStream(size));
+    await backend.put(name, generatedStream(size), size, hash);
+    let bytesRead = 0;
+    Deno.FsFile.prototype.read = async function (p: Uint8Array) {
+      const n = await read.call(this, p);
+      bytesRead += n ?? 0;
+      return n;
+    };
+    const { body } = await backend.get(name, { start: size - 10 });
+    strictEqual((await readAll(body)).length, 10);
+    strictEqual(bytesRead, 10);
+  } finally {
+    Deno.FsFile.prototype.read = read;
+    await close();
+  }
+});
+
+Deno.test("FileBackend: a put killed midway leaves nothing visible, and a sweep cleans it", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const code = `
+      const { FileBackend } = await import(${
+      JSON.stringify(new URL("../src/backends/file.ts", import.meta.url).href)
+    });
+      const { MemoryCatalog } = await import(${
+      JSON.stringify(
+        new URL("../src/catalogs/memory.ts", import.meta.url).href,
+      )
+    });
+      const { Store } = await import(${
+      JSON.stringify(new URL("../src/store.ts", import.meta.url).href)
+    });
+      const store = new Store({ catalog: new MemoryCatalog(), backend: new FileBackend(${
+      JSON.stringify(root)
+    }) });
+      let sent = 0;
+      const body = new ReadableStream({
+        pull(controller) {
+          if (sent >= ${3 << 20}) Deno.exit(0);
+          controller.enqueue(new Uint8Array(65536).fill(sent & 255));
+          sent += 65536;
+        },
+      }, { highWaterMark: 0 });
+      await store.put(body, ${JSON.stringify(hashOf("whatever"))}, ${8 << 20});
+      Deno.exit(3); // not reached
+    `;
+    const { code: status, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    strictEqual(status, 0, new TextDecoder().decode(stderr));
+
+    const files = await filesUnder(root);
+    strictEqual(files.length, 1, "the killed put's temporary file");
+    ok(files[0].split("/")[2].startsWith(".tmp-"));
+    const backend = new FileBackend(root);
+    const store = new Store({ catalog: new MemoryCatalog(), backend });
+    deepStrictEqual(await collect(backend.list()), []);
+    await rejects(store.open(hashOf("whatever")), NotFoundError);
+    strictEqual(await backend.sweep(), 0, "within the grace period");
+    strictEqual(await backend.sweep(0), 1);
+    deepStrictEqual(await filesUnder(root), []);
+  } finally {
+    await close();
+  }
+});

@@ -1,0 +1,670 @@
+/**
+ * Deno KV: the backend and store contracts on `KvBackend` and `KvCatalog`
+ * (on `:memory:` and on a KV file), the catalog compared step by step with
+ * `MemoryCatalog`, its atomicity when two instances share one KV file, its
+ * secondary indexes (GC and expiry read only what they return), 400-part
+ * uploads, and crash safety of a put killed midway.
+ *
+ * Run with `--unstable-kv` (as `deno task test` does).
+ *
+ * @module
+ */
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import { KvBackend } from "../src/backends/kv.ts";
+import { KvCatalog, PARTS_PER_PAGE } from "../src/catalogs/kv.ts";
+import { MemoryCatalog } from "../src/catalogs/memory.ts";
+import { FileBackend } from "../src/backends/file.ts";
+import type { Catalog, PartRecord, UploadRecord } from "../src/catalog.ts";
+import { NotFoundError } from "../src/errors.ts";
+import { newBlobName } from "../src/names.ts";
+import { Refs } from "../src/refs.ts";
+import { Store } from "../src/store.ts";
+import { testBackendContract } from "./backend_contract.ts";
+import { testStoreContract } from "./store_contract.ts";
+import { bytesOf, chunkedStream, collect, hashOf, readAll } from "./helpers.ts";
+
+const HOUR = 3600_000;
+
+/** A KV on a fresh temporary file, and how to dispose of it. */
+async function tempKv(): Promise<
+  { kv: Deno.Kv; path: string; close(): Promise<void> }
+> {
+  const dir = await Deno.makeTempDir({ prefix: "blobstore-kv-" });
+  const path = `${dir}/store.kv`;
+  const kv = await Deno.openKv(path);
+  return {
+    kv,
+    path,
+    async close() {
+      kv.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function memoryKv(): Promise<{ kv: Deno.Kv; close(): Promise<void> }> {
+  const kv = await Deno.openKv(":memory:");
+  return { kv, close: () => Promise.resolve(kv.close()) };
+}
+
+async function keysUnder(kv: Deno.Kv, ...prefix: Deno.KvKeyPart[]) {
+  const keys: Deno.KvKey[] = [];
+  for await (const { key } of kv.list({ prefix })) keys.push(key);
+  return keys;
+}
+
+// ---- contracts ----
+
+for (
+  const [where, openKv] of [[":memory:", memoryKv], ["file", tempKv]] as const
+) {
+  Deno.test(`KvBackend (${where}): backend contract`, async (t) => {
+    await testBackendContract(t, async () => {
+      const { kv, close } = await openKv();
+      return { backend: new KvBackend(kv), close };
+    });
+  });
+
+  Deno.test(`KvCatalog + KvBackend (${where}): store contract`, async (t) => {
+    await testStoreContract(t, async () => {
+      const { kv, close } = await openKv();
+      return { catalog: new KvCatalog(kv), backend: new KvBackend(kv), close };
+    });
+  });
+}
+
+Deno.test("KvCatalog + FileBackend: store contract", async (t) => {
+  await testStoreContract(t, async () => {
+    const { kv, close } = await memoryKv();
+    const root = await Deno.makeTempDir({ prefix: "blobstore-fs-" });
+    return {
+      catalog: new KvCatalog(kv),
+      backend: new FileBackend(root),
+      async close() {
+        await close();
+        await Deno.remove(root, { recursive: true });
+      },
+    };
+  }, { largeSize: 8 << 20 });
+});
+
+// ---- the catalog, step by step against the reference ----
+
+Deno.test("KvCatalog answers every step as MemoryCatalog does", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const kvCatalog = new KvCatalog(kv);
+    const memory = new MemoryCatalog();
+    const both = async <T>(step: (c: Catalog) => Promise<T>, what: string) => {
+      const expected = await step(memory);
+      deepStrictEqual(await step(kvCatalog), expected, what);
+      return expected;
+    };
+    const list = async <T>(items: AsyncIterable<T>) =>
+      (await collect(items)).sort((a, b) =>
+        JSON.stringify(a) < JSON.stringify(b) ? -1 : 1
+      );
+    const h = (i: number) => hashOf(String(i));
+    const t0 = new Date(1_700_000_000_000);
+    const at = (ms: number) => new Date(t0.getTime() + ms);
+    const part = (i: number): PartRecord => ({
+      hash: h(100 + i),
+      size: 10 + i,
+      offset: 10 * i,
+      complete: false,
+    });
+
+    // references
+    for (let i = 0; i < 5; i++) {
+      await both(
+        (c) =>
+          c.insertRef({ hash: h(i), name: `n${i}`, putTime: at(i), size: i }),
+        `insert ${i}`,
+      );
+    }
+    await both(
+      (c) =>
+        c.insertRef({ hash: h(1), name: "other", putTime: at(9), size: 1 }),
+      "duplicate insert",
+    );
+    await both((c) => c.getRef(h(1)), "get");
+    await both((c) => c.getRef(h(99)), "get absent");
+    await both((c) => c.touchRef(h(2), at(50)), "touch");
+    await both((c) => c.touchRef(h(99), at(50)), "touch absent");
+    await both((c) => c.removeRef(h(2), at(2)), "remove with a stale time");
+    await both((c) => c.removeRef(h(3), at(3)), "remove");
+    await both((c) => c.removeRef(h(3), at(3)), "remove again");
+    await both((c) => list(c.refsPutBefore(at(1))), "put before, inclusive");
+    await both((c) => list(c.refsPutBefore(at(100))), "put before, all");
+    await both((c) => list(c.refsPutBefore(at(-1))), "put before, none");
+
+    // uploads
+    const upload =
+      (id: string, parts: (PartRecord | null)[] = []) => (c: Catalog) =>
+        c.insertUpload({ id, expires: at(HOUR), parts } as UploadRecord);
+    await both(upload("u1"), "insert upload");
+    await both(upload("u2", [null, part(1), null]), "insert with parts");
+    await both((c) => c.getUpload("u1"), "get upload");
+    await both((c) => c.getUpload("u2"), "get upload with parts");
+    await both((c) => c.getUpload("nope"), "get absent upload");
+    await both((c) => c.initPart("u1", 3, part(3)), "init beyond the end");
+    await both((c) => c.initPart("u1", 3, part(4)), "init a present part");
+    await both((c) => c.initPart("u1", 0, part(0)), "init below");
+    await both((c) => c.initPart("u1", 200, part(200)), "init a far part");
+    await both((c) => c.initPart("u2", 0, part(0)), "init a null part");
+    await both((c) => c.initPart("nope", 0, part(0)), "init in absent upload");
+    await both((c) => c.getUpload("u1"), "after inits");
+    await both((c) => c.completePart("u1", 3, part(3).hash), "complete");
+    await both((c) => c.completePart("u1", 3, part(3).hash), "complete again");
+    await both((c) => c.completePart("u1", 0, h(7)), "complete, wrong hash");
+    await both((c) => c.completePart("u1", 5, part(5).hash), "complete absent");
+    await both((c) => c.completePart("nope", 0, h(7)), "complete, no upload");
+    await both((c) => c.setOwner("u1", "o", at(2 * HOUR)), "own unfinished");
+    await both((c) => c.setUploadHash("u1", h(42)), "set hash");
+    await both((c) => c.setUploadHash("u1", h(43)), "set hash again");
+    await both((c) => c.setUploadHash("nope", h(43)), "set hash, no upload");
+    await both((c) => c.initPart("u1", 7, part(7)), "init when finished");
+    await both((c) => c.removeUpload("u1", "o"), "remove, wrong owner");
+    await both((c) => c.setOwner("u1", "o", at(2 * HOUR)), "own");
+    await both((c) => c.setOwner("u1", "o", at(3 * HOUR)), "own again");
+    await both((c) => c.setOwner("u1", "p", at(3 * HOUR)), "own, other");
+    await both((c) => c.getUpload("u1"), "owned");
+    await both((c) => list(c.uploads()), "all uploads");
+    await both((c) => c.removeUpload("u1", undefined), "remove as unowned");
+    await both((c) => c.removeUpload("u1", "o"), "remove owned");
+    await both((c) => c.removeUpload("u1", "o"), "remove twice");
+    await both(upload("u3"), "insert u3");
+    await both((c) => c.removeExpiredUploads(at(HOUR)), "expire, none yet");
+    await both((c) => c.removeExpiredUploads(at(HOUR + 1)), "expire two");
+    await both((c) => list(c.uploads()), "none left");
+    deepStrictEqual(await keysUnder(kv, "blobstore", "uploadPart"), []);
+    deepStrictEqual(await keysUnder(kv, "blobstore", "uploadExpires"), []);
+  } finally {
+    await close();
+  }
+});
+
+// ---- size limits ----
+
+Deno.test("KvCatalog: an upload of 400 parts, every value under 64 KiB", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    const parts = 400;
+    const record = (i: number): PartRecord => ({
+      hash: hashOf(`part ${i}`),
+      size: 5 * 1024 * 1024 + i,
+      offset: i * 5 * 1024 * 1024,
+      complete: false,
+    });
+    await catalog.insertUpload({ id: "big", expires: new Date(), parts: [] });
+    const inits = await Promise.all(
+      Array.from(
+        { length: parts },
+        (_, i) => catalog.initPart("big", i, record(i)),
+      ),
+    );
+    ok(inits.every((x) => x));
+    const completes = await Promise.all(
+      Array.from(
+        { length: parts },
+        (_, i) => catalog.completePart("big", i, record(i).hash),
+      ),
+    );
+    ok(completes.every((x) => x));
+    const upload = await catalog.getUpload("big");
+    strictEqual(upload?.parts.length, parts);
+    deepStrictEqual(
+      upload.parts,
+      Array.from(
+        { length: parts },
+        (_, i) => ({ ...record(i), complete: true }),
+      ),
+    );
+    const pages = [];
+    for await (
+      const entry of kv.list({ prefix: ["blobstore", "uploadPart"] })
+    ) {
+      pages.push(entry);
+      const bytes =
+        new TextEncoder().encode(JSON.stringify(entry.value)).length;
+      ok(bytes < 32 * 1024, `page of ${bytes} bytes`);
+    }
+    strictEqual(pages.length, Math.ceil(parts / PARTS_PER_PAGE));
+    ok(await catalog.setUploadHash("big", hashOf("whole")));
+    ok(await catalog.removeUpload("big", undefined));
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog: an upload of 1000 parts reads back whole", async () => {
+  // Beyond one getMany (9 pages): read in several, checked by the header.
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    await catalog.insertUpload({ id: "u", expires: new Date(), parts: [] });
+    for (const i of [0, 575, 576, 999]) {
+      ok(
+        await catalog.initPart("u", i, {
+          hash: hashOf(`${i}`),
+          size: i,
+          offset: i,
+          complete: false,
+        }),
+      );
+    }
+    const upload = await catalog.getUpload("u");
+    strictEqual(upload?.parts.length, 1000);
+    strictEqual(upload.parts.filter((p) => p).length, 4);
+    strictEqual(upload.parts[999]?.size, 999);
+    ok(await catalog.removeUpload("u", undefined));
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+// ---- secondary indexes ----
+
+/** Wraps `kv` so that every entry its `list` yields is counted. */
+function countingKv(kv: Deno.Kv): { kv: Deno.Kv; listed: () => number } {
+  let listed = 0;
+  const proxy = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "list") {
+        return (
+          selector: Deno.KvListSelector,
+          options?: Deno.KvListOptions,
+        ) => {
+          const inner = target.list(selector, options);
+          return (async function* () {
+            for await (const entry of inner) {
+              listed++;
+              yield entry;
+            }
+          })();
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { kv: proxy, listed: () => listed };
+}
+
+Deno.test("KvCatalog: GC and expiry read only what they return", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const counting = countingKv(kv);
+    const catalog = new KvCatalog(counting.kv);
+    const t0 = 1_700_000_000_000;
+    for (let i = 0; i < 300; i++) {
+      await catalog.insertRef({
+        hash: hashOf(`ref ${i}`),
+        name: `n${i}`,
+        putTime: new Date(t0 + i * 1000),
+        size: i,
+      });
+      await catalog.insertUpload({
+        id: `u${i}`,
+        expires: new Date(t0 + i * 1000),
+        parts: [],
+      });
+    }
+    let before = counting.listed();
+    const old = await collect(catalog.refsPutBefore(new Date(t0 + 4000)));
+    strictEqual(old.length, 5);
+    strictEqual(counting.listed() - before, 5, "entries read for GC");
+
+    before = counting.listed();
+    strictEqual(await catalog.removeExpiredUploads(new Date(t0 + 3000)), 3);
+    strictEqual(counting.listed() - before, 3, "entries read for expiry");
+    strictEqual(await catalog.getUpload("u2"), undefined);
+    ok(await catalog.getUpload("u3"));
+
+    // A touched reference moves in the index; an extended upload too.
+    await catalog.touchRef(hashOf("ref 0"), new Date(t0 + 999_000));
+    deepStrictEqual(
+      (await collect(catalog.refsPutBefore(new Date(t0 + 4000)))).map((r) =>
+        r.name
+      ),
+      ["n1", "n2", "n3", "n4"],
+    );
+    ok(await catalog.setUploadHash("u3", hashOf("x")));
+    ok(await catalog.setOwner("u3", "me", new Date(t0 + 999_000)));
+    strictEqual(await catalog.removeExpiredUploads(new Date(t0 + 5000)), 1);
+    ok(await catalog.getUpload("u3"), "extended upload kept");
+  } finally {
+    await close();
+  }
+});
+
+// ---- atomicity across instances ----
+
+Deno.test("KvCatalog: two instances on one KV file stay atomic", async (t) => {
+  const { kv, path, close } = await tempKv();
+  const other = await Deno.openKv(path);
+  const a = new KvCatalog(kv);
+  const b = new KvCatalog(other);
+  const expires = new Date(Date.now() + HOUR);
+  try {
+    await t.step("insertRef: exactly one wins", async () => {
+      for (let i = 0; i < 40; i++) {
+        const hash = hashOf(`race ${i}`);
+        const putTime = new Date();
+        const [x, y] = await Promise.all([
+          a.insertRef({ hash, name: "a", putTime, size: 1 }),
+          b.insertRef({ hash, name: "b", putTime, size: 1 }),
+        ]);
+        ok(x !== y, `insert ${i}: ${x} ${y}`);
+        strictEqual((await a.getRef(hash))?.name, x ? "a" : "b");
+      }
+    });
+
+    await t.step("touchRef against removeRef: never both", async () => {
+      for (let i = 0; i < 40; i++) {
+        const hash = hashOf(`touch ${i}`);
+        const putTime = new Date(1000 + i);
+        ok(await a.insertRef({ hash, name: "n", putTime, size: 1 }));
+        const later = new Date(5000 + i);
+        const [removed, touched] = await Promise.all([
+          a.removeRef(hash, putTime),
+          b.touchRef(hash, later),
+        ]);
+        ok(removed !== (touched !== undefined), `trial ${i}`);
+        const ref = await b.getRef(hash);
+        strictEqual(
+          ref?.putTime.getTime(),
+          removed ? undefined : later.getTime(),
+        );
+      }
+      // The put-time index agrees with the references.
+      const indexed = await collect(a.refsPutBefore(new Date(10_000)));
+      for (const ref of indexed) deepStrictEqual(await b.getRef(ref.hash), ref);
+      strictEqual(
+        indexed.length,
+        (await keysUnder(kv, "blobstore", "refPutTime")).filter((k) =>
+          (k[2] as number) <= 10_000
+        ).length,
+      );
+    });
+
+    await t.step("initPart of 400 parts from both: none lost", async () => {
+      await a.insertUpload({ id: "many", expires, parts: [] });
+      const record = (i: number): PartRecord => ({
+        hash: hashOf(`p${i}`),
+        size: i,
+        offset: i,
+        complete: false,
+      });
+      const inits = await Promise.all(
+        Array.from(
+          { length: 400 },
+          (_, i) => (i % 2 ? a : b).initPart("many", i, record(i)),
+        ),
+      );
+      ok(inits.every((x) => x));
+      const completes = await Promise.all(
+        Array.from(
+          { length: 400 },
+          (_, i) => (i % 3 ? b : a).completePart("many", i, record(i).hash),
+        ),
+      );
+      ok(completes.every((x) => x));
+      const upload = await b.getUpload("many");
+      strictEqual(upload?.parts.length, 400);
+      ok(
+        upload.parts.every((p, i) => p?.complete && p.hash === record(i).hash),
+      );
+    });
+
+    await t.step("the same part from both: exactly one wins", async () => {
+      await a.insertUpload({ id: "same", expires, parts: [] });
+      for (let i = 0; i < 30; i++) {
+        const mine = {
+          hash: hashOf(`a${i}`),
+          size: 1,
+          offset: 0,
+          complete: false,
+        };
+        const theirs = { ...mine, hash: hashOf(`b${i}`) };
+        const [x, y] = await Promise.all([
+          a.initPart("same", i, mine),
+          b.initPart("same", i, theirs),
+        ]);
+        ok(x !== y, `part ${i}`);
+        strictEqual(
+          (await a.getUpload("same"))?.parts[i]?.hash,
+          (x ? mine : theirs).hash,
+        );
+      }
+    });
+
+    await t.step("finishing and owning: exactly one wins", async () => {
+      for (let i = 0; i < 20; i++) {
+        const id = `fin${i}`;
+        await a.insertUpload({ id, expires, parts: [] });
+        const [x, y] = await Promise.all([
+          a.setUploadHash(id, hashOf("x")),
+          b.setUploadHash(id, hashOf("y")),
+        ]);
+        ok(x !== y);
+        const [o, p] = await Promise.all([
+          a.setOwner(id, "alice", expires),
+          b.setOwner(id, "bob", expires),
+        ]);
+        ok(o !== p);
+        strictEqual((await b.getUpload(id))?.owner, o ? "alice" : "bob");
+      }
+    });
+
+    await t.step("a part never lands in a finished upload", async () => {
+      for (let i = 0; i < 30; i++) {
+        const id = `late${i}`;
+        await a.insertUpload({ id, expires, parts: [] });
+        const rec = {
+          hash: hashOf(`l${i}`),
+          size: 1,
+          offset: 0,
+          complete: false,
+        };
+        const [finished, added] = await Promise.all([
+          a.setUploadHash(id, hashOf("whole")),
+          b.initPart(id, i * 7, rec),
+        ]);
+        ok(finished);
+        const upload = await a.getUpload(id);
+        // Either the part went in first, or it was refused.
+        strictEqual(upload?.parts[i * 7]?.hash, added ? rec.hash : undefined);
+      }
+    });
+
+    await t.step("removal racing an init leaves no stray page", async () => {
+      for (let i = 0; i < 30; i++) {
+        const id = `gone${i}`;
+        await a.insertUpload({ id, expires, parts: [] });
+        const rec = {
+          hash: hashOf(`g${i}`),
+          size: 1,
+          offset: 0,
+          complete: false,
+        };
+        const [removed] = await Promise.all([
+          a.removeUpload(id, undefined),
+          b.initPart(id, 70 + i, rec),
+        ]);
+        ok(removed);
+        strictEqual(await b.getUpload(id), undefined);
+        deepStrictEqual(await keysUnder(kv, "blobstore", "uploadPart", id), []);
+      }
+    });
+  } finally {
+    other.close();
+    await close();
+  }
+});
+
+// ---- KvBackend specifics ----
+
+Deno.test("KvBackend: chunks stay under the value limit; ranges fetch only their chunks; remove deletes every chunk", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const counting = countingKv(kv);
+    let got = 0;
+    const proxy = new Proxy(counting.kv, {
+      get(target, prop) {
+        if (prop === "getMany") {
+          return (keys: Deno.KvKey[]) => {
+            got += keys.length;
+            return target.getMany(keys);
+          };
+        }
+        return Reflect.get(target, prop, target);
+      },
+    });
+    const backend = new KvBackend(proxy);
+    const bytes = bytesOf(3 * 1024 * 1024 + 5, 11);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(
+      name,
+      chunkedStream(bytes, 100_000),
+      bytes.length,
+      hashOf(bytes),
+    );
+    const chunks = await keysUnder(kv, "blobstore", "objectChunk");
+    strictEqual(chunks.length, 49);
+    for await (
+      const { value } of kv.list<Uint8Array>({
+        prefix: ["blobstore", "objectChunk"],
+      })
+    ) {
+      ok(value.length <= 65536);
+    }
+    got = 0;
+    const { body } = await backend.get(name, {
+      start: 1_000_000,
+      end: 1_000_010,
+    });
+    deepStrictEqual(await readAll(body), bytes.slice(1_000_000, 1_000_010));
+    strictEqual(got, 1, "one chunk fetched for a 10-byte range");
+    await backend.remove(name);
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvBackend: a failed put leaves no chunk and no marker", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const backend = new KvBackend(kv);
+    const bytes = bytesOf(2_000_000);
+    await rejects(
+      backend.put(
+        "x",
+        chunkedStream(bytes, 65536),
+        bytes.length,
+        hashOf("other"),
+      ),
+    );
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvBackend: a sweep stops a put stalled past the grace period", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const backend = new KvBackend(kv);
+    const bytes = bytesOf(1_500_000);
+    let release!: () => void;
+    const stalled = new Promise<void>((r) => release = r);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent === 1_000_000) await stalled;
+        const chunk = bytes.slice(sent, sent + 500_000);
+        sent += chunk.length;
+        if (chunk.length) controller.enqueue(chunk);
+        else controller.close();
+      },
+    }, { highWaterMark: 0 });
+    const put = backend.put("slow", body, bytes.length, hashOf(bytes));
+    while (sent < 1_000_000) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    strictEqual(await backend.sweep(0), 1);
+    release();
+    await rejects(put);
+    await rejects(backend.get("slow"), NotFoundError);
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+// ---- crash safety ----
+
+/**
+ * Runs, in a child process, a store put of `size` bytes on a KV file that
+ * exits the process once `exitAfter` bytes were read from the source.
+ */
+async function crashingPut(path: string, size: number, exitAfter: number) {
+  const code = `
+    const { KvBackend } = await import(${
+    JSON.stringify(new URL("../src/backends/kv.ts", import.meta.url).href)
+  });
+    const { KvCatalog } = await import(${
+    JSON.stringify(new URL("../src/catalogs/kv.ts", import.meta.url).href)
+  });
+    const { Store } = await import(${
+    JSON.stringify(new URL("../src/store.ts", import.meta.url).href)
+  });
+    const kv = await Deno.openKv(${JSON.stringify(path)});
+    const store = new Store({ catalog: new KvCatalog(kv), backend: new KvBackend(kv) });
+    let sent = 0;
+    const body = new ReadableStream({
+      pull(controller) {
+        if (sent >= ${exitAfter}) Deno.exit(0);
+        controller.enqueue(new Uint8Array(65536).fill(sent & 255));
+        sent += 65536;
+      },
+    }, { highWaterMark: 0 });
+    await store.put(body, ${JSON.stringify(hashOf("whatever"))}, ${size});
+    Deno.exit(3); // not reached
+  `;
+  const { code: status, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-kv", code],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  strictEqual(status, 0, new TextDecoder().decode(stderr));
+}
+
+Deno.test("KvBackend: a put killed midway leaves nothing visible, and a sweep cleans it", async () => {
+  const { kv, path, close } = await tempKv();
+  try {
+    await crashingPut(path, 8 << 20, 3 << 20);
+    const store = new Store({
+      catalog: new KvCatalog(kv),
+      backend: new KvBackend(kv),
+    });
+    const backend = store.backend as KvBackend;
+    // The debris is there: chunks of the killed put, under its marker.
+    ok((await keysUnder(kv, "blobstore", "objectChunk")).length >= 30);
+    strictEqual((await keysUnder(kv, "blobstore", "objectPending")).length, 1);
+    // Nothing of it is visible.
+    await rejects(store.open(hashOf("whatever")), NotFoundError);
+    deepStrictEqual(await collect(backend.list()), []);
+    await store.gc(new Refs(), new Date());
+    // A fresh put is within its grace period; past it, the sweep cleans.
+    strictEqual(await backend.sweep(), 0);
+    strictEqual(await backend.sweep(0), 1);
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
