@@ -1,6 +1,7 @@
 import { MemoryBackend } from "../src/backends/memory.ts";
 import { MemoryCatalog } from "../src/catalogs/memory.ts";
 import { testBackendContract } from "./backend_contract.ts";
+import { testCatalogContract } from "./catalog_contract.ts";
 import { testStoreContract } from "./store_contract.ts";
 
 const noop = () => Promise.resolve();
@@ -19,4 +20,11 @@ Deno.test("MemoryCatalog + MemoryBackend: store contract", async (t) => {
       backend: new MemoryBackend(),
       close: noop,
     }));
+});
+
+Deno.test("MemoryCatalog: catalog contract", async (t) => {
+  await testCatalogContract(
+    t,
+    () => Promise.resolve({ catalog: new MemoryCatalog(), close: noop }),
+  );
 });

@@ -1,0 +1,250 @@
+/**
+ * The contract every {@linkcode Catalog} must meet, step by step, as one
+ * suite that each catalog's test file runs on its own fixture. The store
+ * contract covers the same rules through the store; this one pins down each
+ * conditional step, so a new catalog fails here first, with a precise name.
+ *
+ * @module
+ */
+
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
+import type { Catalog, PartRecord } from "../src/catalog.ts";
+import { collect, hashOf } from "./helpers.ts";
+
+/** A fresh, empty catalog, and how to dispose of it. */
+export interface CatalogFixture {
+  /** The catalog under test. */
+  catalog: Catalog;
+  /** Releases whatever the fixture holds. */
+  close(): Promise<void>;
+}
+
+const part = (hash: string, offset = 0, size = 10): PartRecord => ({
+  hash,
+  size,
+  offset,
+  complete: false,
+});
+
+/** Runs the catalog contract as steps of `t`, each on a fresh fixture. */
+export async function testCatalogContract(
+  t: Deno.TestContext,
+  open: () => Promise<CatalogFixture>,
+): Promise<void> {
+  const step = (name: string, fn: (catalog: Catalog) => Promise<void>) =>
+    t.step(name, async () => {
+      const fixture = await open();
+      try {
+        await fn(fixture.catalog);
+      } finally {
+        await fixture.close();
+      }
+    });
+  const h = (s: string) => hashOf(s);
+
+  await step(
+    "references: insert once, get, touch, conditional remove",
+    async (c) => {
+      const ref = {
+        hash: h("a"),
+        name: `${h("a")}-0123456789abcdef`,
+        putTime: new Date(1000),
+        size: 5,
+      };
+      strictEqual(await c.getRef(ref.hash), undefined);
+      ok(await c.insertRef(ref));
+      ok(!(await c.insertRef({ ...ref, name: "other", putTime: new Date(9) })));
+      deepStrictEqual(await c.getRef(ref.hash), ref);
+      deepStrictEqual(await c.touchRef(ref.hash, new Date(2000)), {
+        ...ref,
+        putTime: new Date(2000),
+      });
+      ok(!(await c.removeRef(ref.hash, new Date(1000))));
+      ok(await c.removeRef(ref.hash, new Date(2000)));
+      ok(!(await c.removeRef(ref.hash, new Date(2000))));
+      strictEqual(await c.getRef(ref.hash), undefined);
+      strictEqual(await c.touchRef(ref.hash, new Date(3000)), undefined);
+    },
+  );
+
+  await step("references: records returned are copies", async (c) => {
+    const ref = {
+      hash: h("copy"),
+      name: "n",
+      putTime: new Date(1000),
+      size: 5,
+    };
+    await c.insertRef(ref);
+    ref.size = 99;
+    const got = (await c.getRef(ref.hash))!;
+    strictEqual(got.size, 5);
+    got.putTime.setTime(0);
+    strictEqual((await c.getRef(ref.hash))!.putTime.getTime(), 1000);
+  });
+
+  await step(
+    "references: refsPutBefore includes the cut-off, excludes later ones",
+    async (c) => {
+      for (const [s, ms] of [["x", 1000], ["y", 2000], ["z", 3000]] as const) {
+        await c.insertRef({
+          hash: h(s),
+          name: s,
+          putTime: new Date(ms),
+          size: 1,
+        });
+      }
+      const got = (await collect(c.refsPutBefore(new Date(2000)))).map((r) =>
+        r.name
+      ).sort();
+      deepStrictEqual(got, ["x", "y"]);
+      await c.touchRef(h("x"), new Date(5000));
+      deepStrictEqual(
+        (await collect(c.refsPutBefore(new Date(2000)))).map((r) => r.name),
+        ["y"],
+      );
+      deepStrictEqual(await collect(c.refsPutBefore(new Date(0))), []);
+    },
+  );
+
+  await step("uploads: insert, get, list", async (c) => {
+    const expires = new Date(10_000);
+    await c.insertUpload({ id: "u1", expires, parts: [] });
+    await c.insertUpload({ id: "u2", expires, parts: [] });
+    deepStrictEqual(await c.getUpload("u1"), { id: "u1", expires, parts: [] });
+    strictEqual(await c.getUpload("nope"), undefined);
+    deepStrictEqual((await collect(c.uploads())).map((u) => u.id).sort(), [
+      "u1",
+      "u2",
+    ]);
+  });
+
+  await step(
+    "uploads: initPart grows the parts with nulls, only into empty slots",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      ok(await c.initPart("u", 2, part(h("p2"), 20)));
+      deepStrictEqual((await c.getUpload("u"))!.parts, [
+        null,
+        null,
+        part(h("p2"), 20),
+      ]);
+      ok(!(await c.initPart("u", 2, part(h("other"), 20))));
+      ok(await c.initPart("u", 0, part(h("p0"))));
+      deepStrictEqual((await c.getUpload("u"))!.parts, [
+        part(h("p0")),
+        null,
+        part(h("p2"), 20),
+      ]);
+      ok(!(await c.initPart("missing", 0, part(h("p0")))));
+    },
+  );
+
+  await step("uploads: completePart only on a matching hash", async (c) => {
+    await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+    await c.initPart("u", 0, part(h("p0")));
+    ok(!(await c.completePart("u", 0, h("wrong"))));
+    ok(!(await c.completePart("u", 1, h("p0"))));
+    ok(!(await c.completePart("missing", 0, h("p0"))));
+    ok(await c.completePart("u", 0, h("p0")));
+    deepStrictEqual((await c.getUpload("u"))!.parts, [{
+      ...part(h("p0")),
+      complete: true,
+    }]);
+  });
+
+  await step(
+    "uploads: the final hash is set once; no new parts after",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      ok(await c.setUploadHash("u", h("whole")));
+      ok(!(await c.setUploadHash("u", h("again"))));
+      strictEqual((await c.getUpload("u"))!.hash, h("whole"));
+      ok(!(await c.initPart("u", 0, part(h("p0")))));
+      ok(!(await c.setUploadHash("missing", h("whole"))));
+    },
+  );
+
+  await step(
+    "uploads: owner only when finished, once, and it moves the expiry",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      ok(!(await c.setOwner("u", "alice", new Date(20_000))));
+      await c.setUploadHash("u", h("whole"));
+      ok(await c.setOwner("u", "alice", new Date(20_000)));
+      ok(await c.setOwner("u", "alice", new Date(30_000)));
+      ok(!(await c.setOwner("u", "bob", new Date(40_000))));
+      const got = (await c.getUpload("u"))!;
+      strictEqual(got.owner, "alice");
+      strictEqual(got.expires.getTime(), 30_000);
+      ok(!(await c.setOwner("missing", "alice", new Date(20_000))));
+    },
+  );
+
+  await step(
+    "uploads: removal only while the owner is unchanged",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      await c.setUploadHash("u", h("whole"));
+      await c.setOwner("u", "alice", new Date(20_000));
+      ok(!(await c.removeUpload("u", undefined)));
+      ok(!(await c.removeUpload("u", "bob")));
+      ok(await c.removeUpload("u", "alice"));
+      strictEqual(await c.getUpload("u"), undefined);
+      ok(!(await c.removeUpload("u", "alice")));
+      await c.insertUpload({ id: "v", expires: new Date(10_000), parts: [] });
+      ok(await c.removeUpload("v", undefined));
+    },
+  );
+
+  await step(
+    "uploads: removeExpiredUploads removes exactly those expired before now",
+    async (c) => {
+      await c.insertUpload({ id: "old", expires: new Date(1000), parts: [] });
+      await c.insertUpload({ id: "edge", expires: new Date(2000), parts: [] });
+      await c.insertUpload({ id: "new", expires: new Date(3000), parts: [] });
+      strictEqual(await c.removeExpiredUploads(new Date(2000)), 1);
+      deepStrictEqual((await collect(c.uploads())).map((u) => u.id).sort(), [
+        "edge",
+        "new",
+      ]);
+      // Moving the expiry (setOwner) keeps a record from expiring.
+      await c.setUploadHash("edge", h("e"));
+      await c.setOwner("edge", "alice", new Date(9000));
+      strictEqual(await c.removeExpiredUploads(new Date(5000)), 1);
+      deepStrictEqual((await collect(c.uploads())).map((u) => u.id), ["edge"]);
+    },
+  );
+
+  await step(
+    "uploads: concurrent initPart of one slot: exactly one wins",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      const results = await Promise.all(
+        ["a", "b", "c", "d"].map((s) => c.initPart("u", 1, part(h(s)))),
+      );
+      strictEqual(results.filter(Boolean).length, 1);
+      const results2 = await Promise.all(
+        [0, 2, 3, 4].map((i) => c.initPart("u", i, part(h(`p${i}`), i * 10))),
+      );
+      deepStrictEqual(results2, [true, true, true, true]);
+      strictEqual((await c.getUpload("u"))!.parts.filter(Boolean).length, 5);
+    },
+  );
+
+  await step(
+    "references: concurrent inserts of one hash: exactly one wins",
+    async (c) => {
+      const results = await Promise.all(
+        [1, 2, 3].map((i) =>
+          c.insertRef({
+            hash: h("dup"),
+            name: `n${i}`,
+            putTime: new Date(i),
+            size: 1,
+          })
+        ),
+      );
+      strictEqual(results.filter(Boolean).length, 1);
+    },
+  );
+}
