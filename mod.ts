@@ -40,6 +40,7 @@ export type {
   UploadInfo,
 } from "./src/multipart.ts";
 export type { BlobStats } from "./src/gc.ts";
+export type { SweepStats } from "./src/sweep.ts";
 export { Refs } from "./src/refs.ts";
 export type {
   Backend,

@@ -22,6 +22,7 @@ import {
 import { newBlobName, newUploadId } from "./names.ts";
 import { resolveRange } from "./range.ts";
 import type { Refs } from "./refs.ts";
+import { sweepOrphans, type SweepStats } from "./sweep.ts";
 import { type BlobSource, toReadableStream } from "./source.ts";
 import { VerifyStream } from "./verify.ts";
 
@@ -230,6 +231,16 @@ export class Store {
    */
   gc(refs: Refs, before: Date): Promise<BlobStats> {
     return collectGarbage(this.catalog, this.backend, refs, before);
+  }
+
+  /**
+   * Removes the backend objects that no reference names and that are older
+   * than `olderThan` milliseconds: the leftovers of puts that crashed
+   * between writing their bytes and recording them. Objects younger than
+   * the grace period may belong to a put still running and are kept.
+   */
+  sweepOrphans(options: { olderThan: number }): Promise<SweepStats> {
+    return sweepOrphans(this.catalog, this.backend, options.olderThan);
   }
 
   /**

@@ -19,6 +19,7 @@ import {
 } from "../src/errors.ts";
 import { multipartIndex } from "../src/multipart.ts";
 import { Refs } from "../src/refs.ts";
+import { newBlobName } from "../src/names.ts";
 import { Store } from "../src/store.ts";
 import { sha384 } from "../src/digest.ts";
 import {
@@ -366,6 +367,41 @@ export async function testStoreContract(
       ok(await f.catalog.removeRef(hash, new Date(2000)));
       strictEqual(await f.catalog.getRef(hash), undefined);
       strictEqual(await f.catalog.touchRef(hash, new Date(2000)), undefined);
+    },
+  );
+
+  await step(
+    "sweepOrphans removes unnamed objects past the grace period only",
+    async (s, f) => {
+      const kept = bytesOf(1000, 80);
+      await s.put(kept, hashOf(kept), kept.length);
+      // A put that crashed after writing its bytes, before recording them.
+      const orphan = bytesOf(2000, 81);
+      const orphanName = newBlobName(hashOf(orphan));
+      await f.backend.put(
+        orphanName,
+        chunkedStream(orphan, 500),
+        orphan.length,
+        hashOf(orphan),
+      );
+      // A stray copy of a recorded blob under another name is an orphan too.
+      const strayName = newBlobName(hashOf(kept));
+      await f.backend.put(
+        strayName,
+        chunkedStream(kept, 500),
+        kept.length,
+        hashOf(kept),
+      );
+      const young = await s.sweepOrphans({ olderThan: 3600_000 });
+      deepStrictEqual(young, { examined: 3, removed: 0, removedBytes: 0 });
+      // Let the clocks tick past the objects' modification times.
+      await new Promise((r) => setTimeout(r, 1100));
+      const swept = await s.sweepOrphans({ olderThan: 0 });
+      deepStrictEqual(swept, { examined: 3, removed: 2, removedBytes: 3000 });
+      const names = (await collect(f.backend.list!())).map((o) => o.name);
+      deepStrictEqual(names, [(await f.catalog.getRef(hashOf(kept)))!.name]);
+      deepStrictEqual(await readAll((await s.open(hashOf(kept))).body), kept);
+      await rejects(s.sweepOrphans({ olderThan: -1 }), BadParamsError);
     },
   );
 

@@ -1,0 +1,70 @@
+/**
+ * The orphan sweep: removing backend objects that no reference names.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import type { Catalog } from "./catalog.ts";
+import { BadParamsError } from "./errors.ts";
+import { hashOfBlobName } from "./names.ts";
+
+/**
+ * What an orphan sweep did.
+ *
+ * @example
+ * ```ts
+ * import type { SweepStats } from "./sweep.ts";
+ *
+ * const stats: SweepStats = { examined: 3, removed: 1, removedBytes: 10 };
+ * console.assert(stats.removed <= stats.examined);
+ * ```
+ */
+export interface SweepStats {
+  /** How many backend objects were listed. */
+  examined: number;
+  /** How many orphans were removed. */
+  removed: number;
+  /** Their total size in bytes. */
+  removedBytes: number;
+}
+
+/**
+ * Removes every backend object that is older than `olderThan` milliseconds
+ * and that no reference names.
+ *
+ * A put writes its bytes first and records the reference after, so a crash
+ * between the two leaves an object nothing names, which GC (walking
+ * references) never finds. The grace period is what keeps this safe: an
+ * object written less than `olderThan` ago may belong to a put that is about
+ * to record it, so it is left alone; pick a period far longer than any put
+ * takes (an hour is a good default). Objects whose name the store did not
+ * make (`<hash>-<random>`) are never touched.
+ */
+export async function sweepOrphans(
+  catalog: Catalog,
+  backend: Backend,
+  olderThan: number,
+  now = new Date(),
+): Promise<SweepStats> {
+  if (!Number.isFinite(olderThan) || olderThan < 0) {
+    throw new BadParamsError(
+      `invalid grace period (expected milliseconds >= 0, got ${olderThan})`,
+    );
+  }
+  if (!backend.list) {
+    throw new BadParamsError("the backend cannot list its objects");
+  }
+  const cutoff = now.getTime() - olderThan;
+  const stats: SweepStats = { examined: 0, removed: 0, removedBytes: 0 };
+  for await (const object of backend.list()) {
+    stats.examined++;
+    const hash = hashOfBlobName(object.name);
+    if (hash === undefined || object.modified.getTime() > cutoff) continue;
+    if ((await catalog.getRef(hash))?.name === object.name) continue;
+    await backend.remove(object.name);
+    stats.removed++;
+    stats.removedBytes += object.size;
+  }
+  return stats;
+}
