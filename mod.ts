@@ -12,6 +12,7 @@
  *
  * @example Put a blob, de-duplicate it, read a range of it
  * ```ts
+ * import assert from "node:assert";
  * import { MemoryBackend, MemoryCatalog, sha384, Store } from "@blobstore/blobstore";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
@@ -20,7 +21,7 @@
  * await store.put(bytes, hash, bytes.length);
  * await store.put(new Blob([bytes]), hash, bytes.length); // stored once, verified again
  * const { body } = await store.open(hash, { start: 7, end: 12 });
- * console.assert((await new Response(body).text()) === "world");
+ * assert((await new Response(body).text()) === "world");
  * ```
  *
  * @module

@@ -11,10 +11,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { OpenedBlob } from "./backend.ts";
  *
  * const blob: OpenedBlob = { size: 3, body: new Blob(["abc"]).stream() };
- * console.assert((await new Response(blob.body).text()) === "abc");
+ * assert((await new Response(blob.body).text()) === "abc");
  * ```
  */
 export interface OpenedBlob {
@@ -30,10 +31,11 @@ export interface OpenedBlob {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { ByteRange } from "./backend.ts";
  *
  * const firstKiB: ByteRange = { start: 0, end: 1024 };
- * console.assert(firstKiB.end === 1024);
+ * assert(firstKiB.end === 1024);
  * ```
  */
 export interface ByteRange {
@@ -48,10 +50,11 @@ export interface ByteRange {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { BackendObject } from "./backend.ts";
  *
  * const obj: BackendObject = { name: "x", size: 3, modified: new Date() };
- * console.assert(obj.size === 3);
+ * assert(obj.size === 3);
  * ```
  */
 export interface BackendObject {
@@ -73,6 +76,7 @@ export interface BackendObject {
  *
  * @example A backend that wraps another and counts puts
  * ```ts
+ * import assert from "node:assert";
  * import type { Backend } from "./backend.ts";
  * import { MemoryBackend } from "./backends/memory.ts";
  *
@@ -84,7 +88,7 @@ export interface BackendObject {
  *   remove: (name) => inner.remove(name),
  *   list: () => inner.list(),
  * };
- * console.assert(puts === 0 && typeof counting.put === "function");
+ * assert(puts === 0 && typeof counting.put === "function");
  * ```
  */
 export interface Backend {

@@ -16,10 +16,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { BlobRef } from "./catalog.ts";
  *
  * const ref: BlobRef = { hash: "0".repeat(96), name: "0".repeat(96) + "-01", putTime: new Date(), size: 0 };
- * console.assert(ref.size === 0);
+ * assert(ref.size === 0);
  * ```
  */
 export interface BlobRef {
@@ -40,10 +41,11 @@ export interface BlobRef {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { PartRecord } from "./catalog.ts";
  *
  * const part: PartRecord = { hash: "0".repeat(96), size: 10, offset: 0, complete: false };
- * console.assert(!part.complete);
+ * assert(!part.complete);
  * ```
  */
 export interface PartRecord {
@@ -62,10 +64,11 @@ export interface PartRecord {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { UploadRecord } from "./catalog.ts";
  *
  * const upload: UploadRecord = { id: "u1", expires: new Date(), parts: [] };
- * console.assert(upload.hash === undefined);
+ * assert(upload.hash === undefined);
  * ```
  */
 export interface UploadRecord {
@@ -90,11 +93,12 @@ export interface UploadRecord {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { Catalog } from "./catalog.ts";
  * import { MemoryCatalog } from "./catalogs/memory.ts";
  *
  * const catalog: Catalog = new MemoryCatalog();
- * console.assert(await catalog.getRef("0".repeat(96)) === undefined);
+ * assert(await catalog.getRef("0".repeat(96)) === undefined);
  * ```
  */
 export interface Catalog {

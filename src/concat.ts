@@ -27,6 +27,7 @@ export interface StreamSection {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { concatStreams } from "./concat.ts";
  *
  * const section = (text: string) => ({
@@ -34,7 +35,7 @@ export interface StreamSection {
  *   size: text.length,
  * });
  * const joined = concatStreams([section("ab"), section("cd")]);
- * console.assert((await new Response(joined).text()) === "abcd");
+ * assert((await new Response(joined).text()) === "abcd");
  * ```
  */
 export function concatStreams(

@@ -18,10 +18,11 @@ const HASH_PATTERN = /^[0-9a-f]{96}$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { isValidHash } from "./digest.ts";
  *
- * console.assert(isValidHash("0".repeat(96)));
- * console.assert(!isValidHash("xyz"));
+ * assert(isValidHash("0".repeat(96)));
+ * assert(!isValidHash("xyz"));
  * ```
  */
 export function isValidHash(hash: unknown): hash is string {
@@ -36,13 +37,14 @@ export function isValidHash(hash: unknown): hash is string {
  *
  * @example Hashing while copying
  * ```ts
+ * import assert from "node:assert";
  * import { Sha384Stream } from "./digest.ts";
  *
  * const hasher = new Sha384Stream();
  * const out = new Blob(["abc"]).stream().pipeThrough(hasher);
  * await new Response(out).arrayBuffer();
- * console.assert((await hasher.digest).startsWith("cb00753f45a35e8b"));
- * console.assert(hasher.bytes === 3);
+ * assert((await hasher.digest).startsWith("cb00753f45a35e8b"));
+ * assert(hasher.bytes === 3);
  * ```
  */
 export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
@@ -87,10 +89,11 @@ export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { sha384 } from "./digest.ts";
  *
  * const hash = await sha384(new TextEncoder().encode("abc"));
- * console.assert(hash.startsWith("cb00753f45a35e8b"));
+ * assert(hash.startsWith("cb00753f45a35e8b"));
  * ```
  */
 export async function sha384(source: BlobSource): Promise<string> {

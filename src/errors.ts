@@ -12,10 +12,11 @@
  *
  * @example Telling the store's errors apart from others
  * ```ts
+ * import assert from "node:assert";
  * import { BlobStoreError, NotFoundError } from "./errors.ts";
  *
  * const err: unknown = new NotFoundError("blob not found");
- * console.assert(err instanceof BlobStoreError);
+ * assert(err instanceof BlobStoreError);
  * ```
  */
 export class BlobStoreError extends Error {
@@ -31,10 +32,11 @@ export class BlobStoreError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { NotFoundError } from "./errors.ts";
  *
  * const err = new NotFoundError("upload \"abc\" not found");
- * console.assert(err.name === "NotFoundError");
+ * assert(err.name === "NotFoundError");
  * ```
  */
 export class NotFoundError extends BlobStoreError {}
@@ -45,10 +47,11 @@ export class NotFoundError extends BlobStoreError {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { BadParamsError } from "./errors.ts";
  *
  * const err = new BadParamsError("part 0 too small (need at least 100 bytes, got 26)");
- * console.assert(err.message.includes("too small"));
+ * assert(err.message.includes("too small"));
  * ```
  */
 export class BadParamsError extends BlobStoreError {}
@@ -60,10 +63,11 @@ export class BadParamsError extends BlobStoreError {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { ConflictError } from "./errors.ts";
  *
  * const err = new ConflictError("upload already finished");
- * console.assert(err instanceof ConflictError);
+ * assert(err instanceof ConflictError);
  * ```
  */
 export class ConflictError extends BlobStoreError {}
@@ -74,10 +78,11 @@ export class ConflictError extends BlobStoreError {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { HashMismatchError, IntegrityError } from "./errors.ts";
  *
  * const err = new HashMismatchError("a".repeat(96), "b".repeat(96));
- * console.assert(err instanceof IntegrityError);
+ * assert(err instanceof IntegrityError);
  * ```
  */
 export class IntegrityError extends BlobStoreError {}
@@ -87,10 +92,11 @@ export class IntegrityError extends BlobStoreError {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { HashMismatchError } from "./errors.ts";
  *
  * const err = new HashMismatchError("a".repeat(96), "b".repeat(96));
- * console.assert(err.expected === "a".repeat(96) && err.actual === "b".repeat(96));
+ * assert(err.expected === "a".repeat(96) && err.actual === "b".repeat(96));
  * ```
  */
 export class HashMismatchError extends IntegrityError {
@@ -113,10 +119,11 @@ export class HashMismatchError extends IntegrityError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { SizeMismatchError } from "./errors.ts";
  *
  * const err = new SizeMismatchError(10, 11);
- * console.assert(err.message === "size mismatch (expected 10 bytes, got at least 11)");
+ * assert(err.message === "size mismatch (expected 10 bytes, got at least 11)");
  * ```
  */
 export class SizeMismatchError extends IntegrityError {

@@ -14,10 +14,11 @@ import type { Refs } from "./refs.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { BlobStats } from "./gc.ts";
  *
  * const stats: BlobStats = { count: 2, maxSize: 10, meanSize: 7 };
- * console.assert(stats.meanSize <= stats.maxSize);
+ * assert(stats.meanSize <= stats.maxSize);
  * ```
  */
 export interface BlobStats {

@@ -15,10 +15,11 @@ import { BadParamsError, ConflictError } from "./errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { MultipartIndex } from "./multipart.ts";
  *
  * const index: MultipartIndex = { sizes: [5, 3], hashes: ["a".repeat(96), "b".repeat(96)] };
- * console.assert(index.sizes.length === index.hashes.length);
+ * assert(index.sizes.length === index.hashes.length);
  * ```
  */
 export interface MultipartIndex {
@@ -33,10 +34,11 @@ export interface MultipartIndex {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { Part } from "./multipart.ts";
  *
  * const parts: Part[] = [{ hash: "a".repeat(96) }];
- * console.assert(parts.length === 1);
+ * assert(parts.length === 1);
  * ```
  */
 export interface Part {
@@ -49,10 +51,11 @@ export interface Part {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { PartInfo } from "./multipart.ts";
  *
  * const info: PartInfo = { hash: "a".repeat(96), size: 10, offset: 0, complete: true };
- * console.assert(info.complete);
+ * assert(info.complete);
  * ```
  */
 export type PartInfo = PartRecord;
@@ -62,10 +65,11 @@ export type PartInfo = PartRecord;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { UploadInfo } from "./multipart.ts";
  *
  * const info: UploadInfo = { parts: [null], expires: new Date() };
- * console.assert(info.hash === undefined);
+ * assert(info.hash === undefined);
  * ```
  */
 export interface UploadInfo {
@@ -85,11 +89,12 @@ export interface UploadInfo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { multipartIndex } from "./multipart.ts";
  *
  * const part = { hash: "a".repeat(96), size: 3, offset: 0, complete: true };
- * console.assert(multipartIndex({ parts: [part], expires: new Date() })?.sizes[0] === 3);
- * console.assert(multipartIndex({ parts: [null], expires: new Date() }) === undefined);
+ * assert(multipartIndex({ parts: [part], expires: new Date() })?.sizes[0] === 3);
+ * assert(multipartIndex({ parts: [null], expires: new Date() }) === undefined);
  * ```
  */
 export function multipartIndex(info: UploadInfo): MultipartIndex | undefined {

@@ -18,10 +18,11 @@ function randomHex(bytes: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { newBlobName } from "./names.ts";
  *
  * const name = newBlobName("a".repeat(96));
- * console.assert(/^a{96}-[0-9a-f]{16}$/.test(name));
+ * assert(/^a{96}-[0-9a-f]{16}$/.test(name));
  * ```
  */
 export function newBlobName(hash: string): string {
@@ -34,10 +35,11 @@ export function newBlobName(hash: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { hashOfBlobName, newBlobName } from "./names.ts";
  *
- * console.assert(hashOfBlobName(newBlobName("a".repeat(96))) === "a".repeat(96));
- * console.assert(hashOfBlobName("other") === undefined);
+ * assert(hashOfBlobName(newBlobName("a".repeat(96))) === "a".repeat(96));
+ * assert(hashOfBlobName("other") === undefined);
  * ```
  */
 export function hashOfBlobName(name: string): string | undefined {
@@ -49,9 +51,10 @@ export function hashOfBlobName(name: string): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { newUploadId } from "./names.ts";
  *
- * console.assert(newUploadId().length === 32);
+ * assert(newUploadId().length === 32);
  * ```
  */
 export function newUploadId(): string {

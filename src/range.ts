@@ -14,11 +14,12 @@ import { BadParamsError } from "./errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { resolveRange } from "./range.ts";
  *
- * console.assert(resolveRange({ start: 2 }, 10).end === 10);
- * console.assert(resolveRange({ start: 8, end: 99 }, 10).end === 10);
- * console.assert(resolveRange(undefined, 10).start === 0);
+ * assert(resolveRange({ start: 2 }, 10).end === 10);
+ * assert(resolveRange({ start: 8, end: 99 }, 10).end === 10);
+ * assert(resolveRange(undefined, 10).start === 0);
  * ```
  */
 export function resolveRange(

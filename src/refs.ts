@@ -24,13 +24,14 @@ const MIN_CAPACITY = 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { Refs } from "./refs.ts";
  *
  * const refs = new Refs();
  * refs.add("a".repeat(96));
- * console.assert(refs.has("a".repeat(96)));
- * console.assert(!refs.has("b".repeat(96)));
- * console.assert(refs.size === 1);
+ * assert(refs.has("a".repeat(96)));
+ * assert(!refs.has("b".repeat(96)));
+ * assert(refs.size === 1);
  * ```
  */
 export class Refs {

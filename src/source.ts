@@ -11,6 +11,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { BlobSource } from "./source.ts";
  *
  * const sources: BlobSource[] = [
@@ -18,7 +19,7 @@
  *   new Blob(["hello"]),
  *   new Blob(["hello"]).stream(),
  * ];
- * console.assert(sources.length === 3);
+ * assert(sources.length === 3);
  * ```
  */
 export type BlobSource =
@@ -33,11 +34,12 @@ export type BlobSource =
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { toReadableStream } from "./source.ts";
  *
  * const stream = toReadableStream(new Uint8Array([1, 2, 3]));
  * const { value } = await stream.getReader().read();
- * console.assert(value?.length === 3);
+ * assert(value?.length === 3);
  * ```
  */
 export function toReadableStream(

@@ -31,12 +31,13 @@ import { VerifyStream } from "./verify.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { StoreOptions } from "./store.ts";
  * import { MemoryBackend } from "./backends/memory.ts";
  * import { MemoryCatalog } from "./catalogs/memory.ts";
  *
  * const options: StoreOptions = { catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 1024 };
- * console.assert(options.minPartSize === 1024);
+ * assert(options.minPartSize === 1024);
  * ```
  */
 export interface StoreOptions {
@@ -57,10 +58,11 @@ export interface StoreOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { OpenOptions } from "./store.ts";
  *
  * const tail: OpenOptions = { start: 100 };
- * console.assert(tail.end === undefined);
+ * assert(tail.end === undefined);
  * ```
  */
 export interface OpenOptions {
@@ -84,6 +86,7 @@ export interface OpenOptions {
  *
  * @example Put a blob and read it back
  * ```ts
+ * import assert from "node:assert";
  * import { MemoryBackend, MemoryCatalog, sha384, Store } from "../mod.ts";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
@@ -91,7 +94,7 @@ export interface OpenOptions {
  * const hash = await sha384(bytes);
  * await store.put(bytes, hash, bytes.length);
  * const { size, body } = await store.open(hash, { start: 7 });
- * console.assert(size === 12 && (await new Response(body).text()) === "world");
+ * assert(size === 12 && (await new Response(body).text()) === "world");
  * ```
  */
 export class Store {

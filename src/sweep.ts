@@ -14,10 +14,11 @@ import { hashOfBlobName } from "./names.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { SweepStats } from "./sweep.ts";
  *
  * const stats: SweepStats = { examined: 3, removed: 1, removedBytes: 10 };
- * console.assert(stats.removed <= stats.examined);
+ * assert(stats.removed <= stats.examined);
  * ```
  */
 export interface SweepStats {

@@ -18,16 +18,17 @@ import { HashMismatchError, SizeMismatchError } from "./errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { VerifyStream } from "./verify.ts";
  * import { SizeMismatchError } from "./errors.ts";
  *
  * const hash = "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7";
  * const good = new Blob(["abc"]).stream().pipeThrough(new VerifyStream(3, hash));
- * console.assert((await new Response(good).text()) === "abc");
+ * assert((await new Response(good).text()) === "abc");
  *
  * const long = new Blob(["abcd"]).stream().pipeThrough(new VerifyStream(3, hash));
  * const err = await new Response(long).text().catch((e) => e);
- * console.assert(err instanceof SizeMismatchError);
+ * assert(err instanceof SizeMismatchError);
  * ```
  */
 export class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {

@@ -33,6 +33,7 @@ interface StoredObject {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { MemoryBackend } from "./memory.ts";
  * import { sha384 } from "../digest.ts";
  *
@@ -40,7 +41,7 @@ interface StoredObject {
  * const bytes = new TextEncoder().encode("hello");
  * await backend.put("greeting", new Blob([bytes]).stream(), 5, await sha384(bytes));
  * const { size, body } = await backend.get("greeting", { start: 1 });
- * console.assert(size === 5 && (await new Response(body).text()) === "ello");
+ * assert(size === 5 && (await new Response(body).text()) === "ello");
  * ```
  */
 export class MemoryBackend implements Backend {

@@ -13,12 +13,13 @@ import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { MemoryCatalog } from "./memory.ts";
  *
  * const catalog = new MemoryCatalog();
  * const ref = { hash: "0".repeat(96), name: "n", putTime: new Date(0), size: 1 };
- * console.assert(await catalog.insertRef(ref));
- * console.assert(!(await catalog.insertRef(ref)));
+ * assert(await catalog.insertRef(ref));
+ * assert(!(await catalog.insertRef(ref)));
  * ```
  */
 export class MemoryCatalog implements Catalog {
