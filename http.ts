@@ -1,0 +1,42 @@
+/**
+ * The blob store as an HTTP service: {@linkcode createHandler} returns a
+ * plain `(req: Request) => Promise<Response>` for `Deno.serve`,
+ * `deno serve` or Deno Deploy, mountable under a path prefix.
+ *
+ * Blobs go in with `PUT /blobs/{sha384}` and come out of
+ * `GET /blobs/{sha384}` (ranges, `ETag`, `Repr-Digest`, 304); large ones
+ * can go in parts through `/uploads`, and a finished multipart blob is
+ * read by its hash like any other, the service remembering which upload
+ * holds its index in a {@linkcode MultipartRegistry}.
+ *
+ * @example Serving a store
+ * ```ts
+ * import { Store, MemoryCatalog, MemoryBackend } from "./mod.ts";
+ * import { createHandler } from "./http.ts";
+ *
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+ * const server = Deno.serve(
+ *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   createHandler(store, { prefix: "/store", authorize: false }),
+ * );
+ * const res = await fetch(`http://127.0.0.1:${server.addr.port}/store/`);
+ * console.assert((await res.json()).service === "blobstore");
+ * await server.shutdown();
+ * ```
+ *
+ * @module
+ */
+
+export { createHandler, type HandlerOptions } from "./src/http/handler.ts";
+export { type Authorizer, bearerToken } from "./src/http/auth.ts";
+export {
+  MemoryMultipartRegistry,
+  type MultipartEntry,
+  type MultipartRegistry,
+} from "./src/http/registry.ts";
+export { KvMultipartRegistry } from "./src/http/registry_kv.ts";
+export {
+  type FoundBlob,
+  MultipartBlobs,
+  SERVICE_OWNER,
+} from "./src/http/multipart_blobs.ts";

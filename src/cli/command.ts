@@ -1,0 +1,107 @@
+/**
+ * What every CLI command is: a name, a usage line, its options, and a run
+ * function over the opened seams.
+ *
+ * @module
+ */
+
+import type { MultipartBlobs } from "../http/multipart_blobs.ts";
+import type { Seams } from "../server/config.ts";
+import type { OptionSpecs, ParsedArgs } from "./args.ts";
+
+/**
+ * What every command runs with.
+ *
+ * @example
+ * ```ts
+ * import type { CommandContext } from "./command.ts";
+ *
+ * const context: CommandContext = { data: "./data", print: console.log, warn: console.error };
+ * console.assert(context.data === "./data");
+ * ```
+ */
+export interface CommandContext {
+  /** The data directory (`--data`, `BLOBSTORE_DATA`, default `./data`). */
+  data: string;
+  /** Writes a line of results to standard output. */
+  print(line: string): void;
+  /** Writes a line of diagnostics to standard error. */
+  warn(line: string): void;
+}
+
+/**
+ * What a command that works on the store runs with: the seams of the data
+ * directory, opened for it and closed after it.
+ *
+ * @example
+ * ```ts ignore
+ * const context: StoreContext = { data, print, warn, seams, blobs };
+ * ```
+ */
+export interface StoreContext extends CommandContext {
+  /** The catalog, backend, registry and store of the data directory. */
+  seams: Seams;
+  /** Blobs by hash, single or multipart, as the HTTP service serves them. */
+  blobs: MultipartBlobs;
+}
+
+/**
+ * A CLI command: one that works on the store (given its seams), or one
+ * that opens them itself (`serve`, which keeps them for its lifetime).
+ *
+ * @example
+ * ```ts
+ * import type { Command } from "./command.ts";
+ *
+ * const hello: Command = {
+ *   name: "hello",
+ *   usage: "hello",
+ *   summary: "says hello",
+ *   options: {},
+ *   run: (context) => (context.print("hello"), Promise.resolve(0)),
+ * };
+ * console.assert(hello.name === "hello");
+ * ```
+ */
+export type Command = StoreCommand | SelfOpeningCommand;
+
+interface CommandBase {
+  /** The word that selects it. */
+  name: string;
+  /** Its arguments and options, as shown in help. */
+  usage: string;
+  /** One line on what it does. */
+  summary: string;
+  /** The options it accepts besides the global ones. */
+  options: OptionSpecs;
+}
+
+/**
+ * A command run on the store of the data directory.
+ *
+ * @example
+ * ```ts ignore
+ * const command: StoreCommand = { name, usage, summary, options, run: (context, args) => … };
+ * ```
+ */
+export interface StoreCommand extends CommandBase {
+  /** Not set: the CLI opens the seams for it. */
+  opensSeams?: false;
+  /** Runs it; resolves to the exit code. */
+  run(context: StoreContext, args: ParsedArgs): Promise<number>;
+}
+
+/**
+ * A command that opens the seams itself.
+ *
+ * @example
+ * ```ts ignore
+ * const command: SelfOpeningCommand = { name, usage, summary, options, opensSeams: true, run };
+ * ```
+ */
+export interface SelfOpeningCommand extends CommandBase {
+  /** Set: the CLI gives it no seams. */
+  opensSeams: true;
+  /** Runs it; resolves to the exit code. */
+  run(context: CommandContext, args: ParsedArgs): Promise<number>;
+}

@@ -1,0 +1,99 @@
+/**
+ * `serve`: the HTTP service on the data directory.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import { createHandler } from "../../http/handler.ts";
+import { openSeams } from "../../server/config.ts";
+import { UsageError } from "../args.ts";
+import type { SelfOpeningCommand } from "../command.ts";
+
+/** How often the server reaps expired uploads. */
+const REAP_INTERVAL_MS = 60 * 60 * 1000;
+
+/**
+ * The `serve` command: listens on 127.0.0.1:8000 by default (`--port` or
+ * `PORT`, `--hostname`), with the seams of `--data` / `BLOBSTORE_DATA` or
+ * the environment's MongoDB and Swift settings; prints where it listens and
+ * where the data lives; removes expired uploads every hour; stops cleanly
+ * on SIGINT or SIGTERM.
+ *
+ * @example
+ * ```ts
+ * import { serveCommand } from "./serve.ts";
+ *
+ * console.assert(serveCommand.opensSeams === true);
+ * ```
+ */
+export const serveCommand: SelfOpeningCommand = {
+  name: "serve",
+  usage: "serve [--port N] [--hostname H] [--data DIR] [--memory]",
+  summary: "serve the blob store over HTTP (default http://127.0.0.1:8000/)",
+  options: {
+    port: { type: "string", short: "p" },
+    hostname: { type: "string" },
+    memory: { type: "boolean" },
+  },
+  opensSeams: true,
+  async run(context, { positionals, options }) {
+    if (positionals.length > 0) {
+      throw new UsageError(
+        `serve takes no arguments (got ${positionals.join(" ")})`,
+      );
+    }
+    const portText = (options.port as string | undefined) ??
+      Deno.env.get("PORT") ?? "8000";
+    const port = Number(portText);
+    if (!/^\d+$/.test(portText) || port > 65535) {
+      throw new UsageError(
+        `invalid port ${JSON.stringify(portText)} (expected 0 to 65535)`,
+      );
+    }
+    const hostname = (options.hostname as string | undefined) ?? "127.0.0.1";
+    const memory = options.memory === true;
+    const seams = await openSeams({ data: context.data, memory });
+    const handler = createHandler(seams.store, { registry: seams.registry });
+    const server = Deno.serve({
+      hostname,
+      port,
+      onListen: (addr) => {
+        const host = addr.hostname.includes(":")
+          ? `[${addr.hostname}]`
+          : addr.hostname;
+        context.warn(`blobstore: listening on http://${host}:${addr.port}/`);
+        context.warn(
+          memory
+            ? "blobstore: data in memory (lost when the server stops)"
+            : `blobstore: data in ${
+              resolve(context.data)
+            } (catalog: ${seams.description.catalog}; blobs: ${seams.description.backend})`,
+        );
+        if (Deno.env.get("BLOBSTORE_TOKEN")) {
+          context.warn(
+            "blobstore: writes need Authorization: Bearer $BLOBSTORE_TOKEN",
+          );
+        }
+      },
+    }, handler);
+    const reaper = setInterval(() => {
+      seams.store.removeExpiredUploads().catch((err) =>
+        context.warn(`blobstore: removing expired uploads failed: ${err}`)
+      );
+    }, REAP_INTERVAL_MS);
+    Deno.unrefTimer(reaper);
+    const stop = () => server.shutdown();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, stop);
+    }
+    await server.finished;
+    clearInterval(reaper);
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.removeSignalListener(signal, stop);
+    }
+    await seams.close();
+    context.warn("blobstore: stopped");
+    return 0;
+  },
+};

@@ -1,0 +1,57 @@
+/**
+ * `stat HASH`: whether a blob exists, its size, and its parts.
+ *
+ * @module
+ */
+
+import { checkHash } from "../../http/blob_routes.ts";
+import { UsageError } from "../args.ts";
+import type { StoreCommand } from "../command.ts";
+import { formatBytes } from "../format.ts";
+
+/**
+ * The `stat` command: prints `hash`, `size` and `kind` lines (or one JSON
+ * object with `--json`); exit code 1 with a message when the blob does not
+ * exist.
+ *
+ * @example
+ * ```ts
+ * import { statCommand } from "./stat.ts";
+ *
+ * console.assert(statCommand.options.json.type === "boolean");
+ * ```
+ */
+export const statCommand: StoreCommand = {
+  name: "stat",
+  usage: "stat HASH [--json]",
+  summary: "show a blob's size and whether it is made of parts",
+  options: { json: { type: "boolean" } },
+  async run(context, { positionals, options }) {
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        `stat needs exactly one HASH (got ${positionals.length})`,
+      );
+    }
+    const [hash] = positionals;
+    checkHash(hash);
+    const found = await context.blobs.open(hash, { start: 0, end: 0 });
+    await found.body.cancel();
+    const parts = found.index?.sizes.length;
+    if (options.json) {
+      context.print(
+        JSON.stringify({
+          hash,
+          size: found.size,
+          ...(parts === undefined ? {} : { parts }),
+        }),
+      );
+      return 0;
+    }
+    context.print(`hash  ${hash}`);
+    context.print(`size  ${found.size} (${formatBytes(found.size)})`);
+    context.print(
+      `kind  ${parts === undefined ? "single" : `multipart, ${parts} parts`}`,
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,195 @@
+/**
+ * `upload FILE --part-size N`: a multipart upload that resumes where it
+ * stopped.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { basename, join, resolve } from "node:path";
+import { NotFoundError } from "../../errors.ts";
+import type { UploadInfo } from "../../multipart.ts";
+import { UsageError } from "../args.ts";
+import type { StoreCommand, StoreContext } from "../command.ts";
+import { fileStream, hashFile } from "../files.ts";
+import { formatBytes, parseSize } from "../format.ts";
+import { Progress } from "../progress.ts";
+
+/** How long an upload started by the CLI may wait to be resumed. */
+const UPLOAD_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** Where, under the data directory, the CLI remembers its uploads. */
+const STATE_DIR = "cli-uploads";
+
+interface UploadState {
+  uploadId: string;
+  path: string;
+  size: number;
+  modified: number;
+  partSize: number;
+}
+
+/**
+ * The `upload` command. The upload id is remembered under
+ * `<data>/cli-uploads/`, keyed by the file's absolute path, size,
+ * modification time and the part size; running the same command again
+ * skips the parts already complete and goes on from there. Once finished,
+ * the blob is registered like one finished over HTTP (readable by its
+ * hash), its hash printed, and the state forgotten.
+ *
+ * @example
+ * ```ts
+ * import { uploadCommand } from "./upload.ts";
+ *
+ * console.assert(uploadCommand.options["part-size"].type === "string");
+ * ```
+ */
+export const uploadCommand: StoreCommand = {
+  name: "upload",
+  usage: "upload FILE [--part-size N] [-v]",
+  summary: "store a large file in parts (resumable: run it again to continue)",
+  options: {
+    "part-size": { type: "string" },
+    verbose: { type: "boolean", short: "v" },
+  },
+  async run(context, { positionals, options }) {
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        `upload needs exactly one FILE (got ${positionals.length})`,
+      );
+    }
+    const path = resolve(positionals[0]);
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new Error(`${positionals[0]}: not a regular file`);
+    const { store } = context.seams;
+    const partSize = typeof options["part-size"] === "string"
+      ? parseSize(options["part-size"])
+      : defaultPartSize(info.size, store.minPartSize, store.maxParts);
+    if (partSize <= 0) throw new UsageError("--part-size must be positive");
+    const count = Math.ceil(info.size / partSize);
+    if (count > store.maxParts) {
+      throw new UsageError(
+        `too many parts (at most ${store.maxParts}, got ${count}); use a --part-size of at least ${
+          formatBytes(Math.ceil(info.size / store.maxParts))
+        }`,
+      );
+    }
+    const state: UploadState = {
+      uploadId: "",
+      path,
+      size: info.size,
+      modified: info.mtime?.getTime() ?? 0,
+      partSize,
+    };
+    const statePath = await stateFile(context.data, state);
+    const { uploadId, upload } = await resume(context, statePath, state);
+    const hashes = await uploadParts(context, uploadId, upload, path, {
+      size: info.size,
+      partSize,
+      count,
+      verbose: options.verbose === true,
+    });
+    const { hash } = await context.blobs.finish(
+      uploadId,
+      hashes.map((h) => ({ hash: h })),
+    );
+    await Deno.remove(statePath).catch(() => {});
+    context.print(hash);
+    return 0;
+  },
+};
+
+/** The least part size, in whole MiB, that fits the file in `maxParts`. */
+function defaultPartSize(size: number, minPartSize: number, maxParts: number) {
+  const mib = 1024 * 1024;
+  const needed = Math.ceil(size / maxParts / mib) * mib;
+  return Math.max(minPartSize, needed);
+}
+
+async function stateFile(data: string, state: UploadState): Promise<string> {
+  const key = createHash("sha256")
+    .update(
+      JSON.stringify([state.path, state.size, state.modified, state.partSize]),
+    )
+    .digest("hex");
+  const dir = join(data, STATE_DIR);
+  await Deno.mkdir(dir, { recursive: true });
+  return join(dir, `${key}.json`);
+}
+
+/** Picks up the upload a previous run left, or starts a new one. */
+async function resume(
+  context: StoreContext,
+  statePath: string,
+  state: UploadState,
+): Promise<{ uploadId: string; upload?: UploadInfo }> {
+  const saved = await Deno.readTextFile(statePath)
+    .then((text) => JSON.parse(text) as UploadState)
+    .catch(() => undefined);
+  if (saved?.uploadId) {
+    try {
+      const upload = await context.seams.store.uploadInfo(saved.uploadId);
+      const complete = upload.parts.filter((p) => p?.complete).length;
+      context.warn(
+        `blobstore: resuming upload ${saved.uploadId}: ${complete} of ${
+          Math.ceil(state.size / state.partSize)
+        } parts already complete`,
+      );
+      return { uploadId: saved.uploadId, upload };
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      context.warn(
+        `blobstore: upload ${saved.uploadId} expired; starting again`,
+      );
+    }
+  }
+  const uploadId = await context.seams.store.newUpload(
+    new Date(Date.now() + UPLOAD_TTL_MS),
+  );
+  await Deno.writeTextFile(statePath, JSON.stringify({ ...state, uploadId }));
+  return { uploadId };
+}
+
+/** Uploads every part not complete yet; returns the hash of each part. */
+async function uploadParts(
+  context: StoreContext,
+  uploadId: string,
+  upload: UploadInfo | undefined,
+  path: string,
+  layout: { size: number; partSize: number; count: number; verbose: boolean },
+): Promise<string[]> {
+  const { size, partSize, count, verbose } = layout;
+  const progress = new Progress(`uploading ${basename(path)}`, size);
+  const hashes: string[] = [];
+  for (let part = 0; part < count; part++) {
+    const start = part * partSize;
+    const end = Math.min(start + partSize, size);
+    const known = upload?.parts[part];
+    if (
+      known?.complete && known.offset === start && known.size === end - start
+    ) {
+      hashes.push(known.hash);
+      progress.skip(end - start);
+      continue;
+    }
+    const hash = await hashFile(path, start, end);
+    await context.seams.store.putPart(
+      uploadId,
+      part,
+      fileStream(path, start, end).pipeThrough(progress.counter()),
+      end - start,
+      start,
+      hash,
+    );
+    hashes.push(hash);
+    if (verbose) {
+      context.warn(
+        `blobstore: part ${part + 1} of ${count} stored (${
+          formatBytes(end - start)
+        })`,
+      );
+    }
+  }
+  progress.done();
+  return hashes;
+}

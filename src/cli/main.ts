@@ -1,0 +1,134 @@
+/**
+ * The `blobstore` command line: picks the command, parses its options,
+ * opens the data directory's seams for it, and turns every failure into a
+ * one-line message and the exit code a shell expects (0 success, 1
+ * failure, 2 usage error).
+ *
+ * @module
+ */
+
+import { MultipartBlobs } from "../http/multipart_blobs.ts";
+import { openSeams } from "../server/config.ts";
+import { type OptionSpecs, parseArgs, UsageError } from "./args.ts";
+import type { Command, CommandContext } from "./command.ts";
+import { gcCommand } from "./commands/gc.ts";
+import { getCommand } from "./commands/get.ts";
+import { putCommand } from "./commands/put.ts";
+import { serveCommand } from "./commands/serve.ts";
+import { statCommand } from "./commands/stat.ts";
+import { uploadCommand } from "./commands/upload.ts";
+
+const COMMANDS: Command[] = [
+  putCommand,
+  getCommand,
+  statCommand,
+  uploadCommand,
+  gcCommand,
+  serveCommand,
+];
+
+const GLOBAL_OPTIONS: OptionSpecs = {
+  data: { type: "string", short: "d" },
+  help: { type: "boolean", short: "h" },
+};
+
+/**
+ * The help text.
+ *
+ * @example
+ * ```ts
+ * import { usage } from "./main.ts";
+ *
+ * console.assert(usage().includes("serve"));
+ * ```
+ */
+export function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.usage.length));
+  return [
+    "blobstore: a content-addressed blob store (SHA-384)",
+    "",
+    "Usage: blobstore [--data DIR] COMMAND [ARGS…]",
+    "",
+    ...COMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
+    "",
+    "Options:",
+    "  -d, --data DIR  the data directory (default $BLOBSTORE_DATA or ./data)",
+    "  -h, --help      show this help",
+    "",
+    "Every command but serve works on the data directory directly (safely",
+    "beside a running server); MONGODB_URL and SWIFT_* switch both to",
+    "MongoDB and Swift. Sizes take binary suffixes (5M = 5 MiB); durations",
+    "look like 90s, 30m, 24h, 7d.",
+  ].join("\n");
+}
+
+/**
+ * Runs the command line `args` and resolves to its exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await main(["stat", hash]));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const context: CommandContext = {
+    data: Deno.env.get("BLOBSTORE_DATA") || "./data",
+    print: (line) => console.log(line),
+    warn: (line) => console.error(line),
+  };
+  try {
+    const index = args.findIndex((arg) => !arg.startsWith("-"));
+    const global = parseArgs(
+      index === -1 ? args : args.slice(0, index),
+      GLOBAL_OPTIONS,
+    );
+    if (global.positionals.length > 0) {
+      throw new UsageError("misplaced argument");
+    }
+    const name = index === -1 ? undefined : args[index];
+    if (name === undefined || name === "help" || global.options.help) {
+      if (name === undefined && !global.options.help) {
+        throw new UsageError("missing COMMAND");
+      }
+      context.print(usage());
+      return 0;
+    }
+    const command = COMMANDS.find((c) => c.name === name);
+    if (!command) {
+      throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+    }
+    const parsed = parseArgs(args.slice(index + 1), {
+      ...GLOBAL_OPTIONS,
+      ...command.options,
+    });
+    if (parsed.options.help) {
+      context.print(`Usage: blobstore ${command.usage}\n\n${command.summary}`);
+      return 0;
+    }
+    const data = global.options.data ?? parsed.options.data;
+    if (typeof data === "string") context.data = data;
+    if (command.opensSeams) return await command.run(context, parsed);
+    const seams = await openSeams({ data: context.data });
+    try {
+      const blobs = new MultipartBlobs(seams.store, seams.registry);
+      return await command.run({ ...context, seams, blobs }, parsed);
+    } finally {
+      await seams.close();
+    }
+  } catch (err) {
+    return report(context, err);
+  }
+}
+
+function report(context: CommandContext, err: unknown): number {
+  if (err instanceof UsageError) {
+    context.warn(`blobstore: ${err.message}`);
+    context.warn("Run 'blobstore --help' for usage.");
+    return 2;
+  }
+  if (err instanceof Deno.errors.BrokenPipe) return 141; // like SIGPIPE
+  // The store's errors (not found, mismatches, conflicts) and the file
+  // system's say what went wrong in their message: show just that.
+  context.warn(`blobstore: ${err instanceof Error ? err.message : err}`);
+  return 1;
+}

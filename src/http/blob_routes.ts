@@ -1,0 +1,227 @@
+/**
+ * `GET`, `HEAD` and `PUT /blobs/{sha384}`: whole blobs, by hash, streamed
+ * both ways.
+ *
+ * @module
+ */
+
+import { isValidHash } from "../digest.ts";
+import { BadParamsError, NotFoundError } from "../errors.ts";
+import type { Store } from "../store.ts";
+import { bodyStream, declaredSize } from "./body.ts";
+import { HttpError, jsonResponse } from "./errors.ts";
+import type { FoundBlob, MultipartBlobs } from "./multipart_blobs.ts";
+import { parseRangeHeader, type RangeSpec, resolveRangeSpec } from "./range.ts";
+
+/**
+ * What the blob routes need to know about their mount.
+ *
+ * @example
+ * ```ts
+ * import type { BlobRouteOptions } from "./blob_routes.ts";
+ *
+ * const options: BlobRouteOptions = {
+ *   maxBodySize: 2 ** 32,
+ *   cacheControl: "public, max-age=31536000, immutable",
+ *   blobPath: (hash) => `/blobs/${hash}`,
+ * };
+ * console.assert(options.blobPath("x") === "/blobs/x");
+ * ```
+ */
+export interface BlobRouteOptions {
+  /** The largest body a `PUT` may declare. */
+  maxBodySize: number;
+  /** The `Cache-Control` of blob responses. */
+  cacheControl: string;
+  /** The path of a blob under the handler's prefix, for `Location`. */
+  blobPath(hash: string): string;
+}
+
+/**
+ * Answers `GET` or `HEAD /blobs/{hash}`: the blob streamed with its
+ * validators, one `Range` honoured (206, or 416 when unsatisfiable),
+ * `If-None-Match` answered with 304.
+ *
+ * @example
+ * ```ts ignore
+ * const res = await getBlob(req, blobs, hash, options);
+ * ```
+ */
+export async function getBlob(
+  req: Request,
+  blobs: MultipartBlobs,
+  hash: string,
+  options: BlobRouteOptions,
+): Promise<Response> {
+  checkHash(hash);
+  const headers = blobHeaders(hash, options.cacheControl);
+  if (matchesAny(req.headers.get("if-none-match"), hash)) {
+    release(await blobs.open(hash, { start: 0, end: 0 })); // 404 if absent
+    return new Response(null, { status: 304, headers });
+  }
+  const isHead = req.method === "HEAD";
+  const spec = isHead ? undefined : requestedRange(req, hash);
+  if (!spec) {
+    const found = await blobs.open(hash, isHead ? { start: 0, end: 0 } : {});
+    headers.set("content-length", String(found.size));
+    if (isHead) release(found);
+    return new Response(isHead ? null : found.body, { status: 200, headers });
+  }
+  const { found, start, end } = await openRange(blobs, hash, spec, req);
+  headers.set("content-length", String(end - start));
+  headers.set("content-range", `bytes ${start}-${end - 1}/${found.size}`);
+  return new Response(found.body, { status: 206, headers });
+}
+
+/**
+ * Answers `PUT /blobs/{hash}`: streams the body into `store.put` with the
+ * size from `Content-Length`. 201 when the blob is new, 200 when it was
+ * already there (its put time refreshed and the content still verified).
+ *
+ * Telling new from existing takes a look before the put, so two clients
+ * racing to put the same new blob may both get 201; the store keeps one
+ * copy either way.
+ *
+ * @example
+ * ```ts ignore
+ * const res = await putBlob(req, store, hash, options);
+ * ```
+ */
+export async function putBlob(
+  req: Request,
+  store: Store,
+  hash: string,
+  options: BlobRouteOptions,
+): Promise<Response> {
+  checkHash(hash);
+  const size = declaredSize(req, options.maxBodySize);
+  const existed = await blobExists(store, hash);
+  await store.put(bodyStream(req), hash, size);
+  return jsonResponse({ hash, size }, existed ? 200 : 201, {
+    location: options.blobPath(hash),
+    etag: `"${hash}"`,
+  });
+}
+
+/**
+ * Throws `BadParamsError` unless `hash` is a plausible SHA-384 hash.
+ *
+ * @example
+ * ```ts
+ * import { checkHash } from "./blob_routes.ts";
+ *
+ * checkHash("0".repeat(96));
+ * ```
+ */
+export function checkHash(hash: string): void {
+  const text: string = hash;
+  if (!isValidHash(text)) {
+    throw new BadParamsError(
+      `invalid blob hash (expected 96 lowercase hex characters, got ${
+        JSON.stringify(hash.length > 120 ? `${hash.slice(0, 120)}…` : hash)
+      })`,
+    );
+  }
+}
+
+/**
+ * Formats a hash as a `Repr-Digest` field value (RFC 9530).
+ *
+ * @example
+ * ```ts
+ * import { reprDigest } from "./blob_routes.ts";
+ *
+ * console.assert(reprDigest("00".repeat(48)) === `sha-384=:${"A".repeat(64)}:`);
+ * ```
+ */
+export function reprDigest(hash: string): string {
+  const bytes = hash.match(/../g)!.map((hex) => parseInt(hex, 16));
+  return `sha-384=:${btoa(String.fromCharCode(...bytes))}:`;
+}
+
+function blobHeaders(hash: string, cacheControl: string): Headers {
+  return new Headers({
+    "content-type": "application/octet-stream",
+    "etag": `"${hash}"`,
+    "accept-ranges": "bytes",
+    "cache-control": cacheControl,
+    "repr-digest": reprDigest(hash),
+  });
+}
+
+/** The range to honour: none when absent, malformed, or `If-Range` fails. */
+function requestedRange(req: Request, hash: string): RangeSpec | undefined {
+  const spec = parseRangeHeader(req.headers.get("range"));
+  if (!spec) return undefined;
+  const ifRange = req.headers.get("if-range");
+  // Only a strong validator can guard a range; we send no Last-Modified,
+  // so a date cannot match either.
+  if (ifRange !== null && ifRange.trim() !== `"${hash}"`) return undefined;
+  return spec;
+}
+
+/**
+ * Opens the bytes of a range. A `first-last` range is read in one open (the
+ * store clamps it, and the size that comes back says whether it was
+ * satisfiable); a suffix range needs the size first.
+ */
+async function openRange(
+  blobs: MultipartBlobs,
+  hash: string,
+  spec: RangeSpec,
+  req: Request,
+): Promise<{ found: FoundBlob; start: number; end: number }> {
+  const direct = spec.suffix === undefined;
+  let found = await blobs.open(
+    hash,
+    direct
+      ? {
+        start: spec.first,
+        end: spec.last === undefined
+          ? undefined
+          : Math.min(spec.last + 1, Number.MAX_SAFE_INTEGER),
+      }
+      : { start: 0, end: 0 },
+  );
+  const range = resolveRangeSpec(spec, found.size);
+  if (!range) {
+    release(found);
+    throw new HttpError(
+      416,
+      "range_not_satisfiable",
+      `range ${
+        JSON.stringify(req.headers.get("range"))
+      } not satisfiable (blob is ${found.size} bytes)`,
+      { "content-range": `bytes */${found.size}` },
+    );
+  }
+  if (!direct) {
+    release(found);
+    found = await blobs.open(hash, range);
+  }
+  return { found, ...range };
+}
+
+/** Whether an `If-None-Match` list names the blob (weak comparison). */
+function matchesAny(header: string | null, hash: string): boolean {
+  if (header === null) return false;
+  if (header.trim() === "*") return true;
+  return header.split(",").some((tag) =>
+    tag.trim().replace(/^W\//, "") === `"${hash}"`
+  );
+}
+
+async function blobExists(store: Store, hash: string): Promise<boolean> {
+  try {
+    release(await store.open(hash, { start: 0, end: 0 }));
+    return true;
+  } catch (err) {
+    if (err instanceof NotFoundError) return false;
+    throw err;
+  }
+}
+
+/** Lets go of a body that will not be read. */
+function release(found: FoundBlob): void {
+  found.body.cancel().catch(() => {});
+}

@@ -1,0 +1,133 @@
+/**
+ * Reading request bodies without ever holding one whole: the declared size
+ * of a blob body, the body as a stream whose failures are marked as the
+ * client's, and small JSON documents read up to a cap.
+ *
+ * @module
+ */
+
+import { HttpError, RequestBodyError } from "./errors.ts";
+
+/**
+ * Returns the size a request declares in `Content-Length`: the store needs
+ * it up front to verify the content as it streams. Throws an
+ * {@linkcode HttpError} with 411 when it is missing (a chunked body), 400
+ * when it is malformed and 413 when it is above `max`.
+ *
+ * @example
+ * ```ts
+ * import { declaredSize } from "./body.ts";
+ *
+ * const req = new Request("http://x/", { method: "PUT", body: "abc" });
+ * console.assert(declaredSize(req, 10) === 3);
+ * ```
+ */
+export function declaredSize(req: Request, max: number): number {
+  const header = req.headers.get("content-length");
+  if (header === null) {
+    throw new HttpError(
+      411,
+      "length_required",
+      "Content-Length is required (chunked request bodies are not accepted: the store verifies the declared size as the bytes arrive)",
+    );
+  }
+  if (!/^\d+$/.test(header.trim())) {
+    throw new HttpError(
+      400,
+      "bad_request",
+      `invalid Content-Length (expected a byte count, got ${
+        JSON.stringify(header)
+      })`,
+    );
+  }
+  const size = Number(header.trim());
+  if (!Number.isSafeInteger(size) || size > max) {
+    throw new HttpError(
+      413,
+      "too_large",
+      `request body too large (maximum ${max} bytes, got ${header.trim()})`,
+    );
+  }
+  return size;
+}
+
+/**
+ * Returns the request body as a stream that reads it chunk by chunk (never
+ * ahead) and turns a failure of the connection into a
+ * {@linkcode RequestBodyError}, so it is answered as the client's fault.
+ *
+ * @example
+ * ```ts
+ * import { bodyStream } from "./body.ts";
+ *
+ * const req = new Request("http://x/", { method: "PUT", body: "abc" });
+ * console.assert((await new Response(bodyStream(req)).text()) === "abc");
+ * ```
+ */
+export function bodyStream(req: Request): ReadableStream<Uint8Array> {
+  if (!req.body) return new Blob([]).stream();
+  const reader = req.body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let result;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        throw new RequestBodyError(err);
+      }
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Reads a small JSON request body of at most `max` bytes (413 above it, 400
+ * when it is not JSON). An empty body gives `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { readSmallJson } from "./body.ts";
+ *
+ * const req = new Request("http://x/", { method: "POST", body: '{"a":1}' });
+ * console.assert((await readSmallJson(req, 1024) as { a: number }).a === 1);
+ * ```
+ */
+export async function readSmallJson(
+  req: Request,
+  max: number,
+): Promise<unknown> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of bodyStream(req)) {
+    size += chunk.byteLength;
+    if (size > max) {
+      throw new HttpError(
+        413,
+        "too_large",
+        `JSON body too large (maximum ${max} bytes)`,
+      );
+    }
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  const text = new TextDecoder().decode(bytes);
+  if (text.trim() === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(
+      400,
+      "bad_json",
+      `invalid JSON body (${err instanceof Error ? err.message : err})`,
+    );
+  }
+}

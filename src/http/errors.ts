@@ -1,0 +1,163 @@
+/**
+ * How the HTTP service reports errors: one JSON shape,
+ * `{"error": code, "message": text}`, with the status mapped from the
+ * store's error classes. A failure that is not the client's fault is a 500
+ * whose message says nothing of the internals (no stack, no paths); the
+ * real error goes to the handler's `onError` hook.
+ *
+ * @module
+ */
+
+import {
+  BadParamsError,
+  ConflictError,
+  HashMismatchError,
+  IntegrityError,
+  NotFoundError,
+  SizeMismatchError,
+} from "../errors.ts";
+
+/**
+ * An error that already knows its HTTP status and code: thrown by the
+ * handler for conditions the store never sees (a missing Content-Length, a
+ * body over the limit, malformed JSON, an unsatisfiable range).
+ *
+ * @example
+ * ```ts
+ * import { HttpError } from "./errors.ts";
+ *
+ * const err = new HttpError(411, "length_required", "Content-Length is required");
+ * console.assert(err.status === 411);
+ * ```
+ */
+export class HttpError extends Error {
+  /** The response status. */
+  readonly status: number;
+  /** The machine-readable code sent as `error`. */
+  readonly code: string;
+  /** Extra response headers (`Allow`, `Content-Range`, `WWW-Authenticate`). */
+  readonly headers: HeadersInit | undefined;
+
+  /** Creates the error; `message` is sent to the client as is. */
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    headers?: HeadersInit,
+  ) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+/**
+ * The request body failed while it was read: the client went away or sent
+ * a broken stream. It marks the error as the client's, so it is answered
+ * with a 400 rather than a 500 (the client is usually gone by then).
+ *
+ * @example
+ * ```ts
+ * import { RequestBodyError } from "./errors.ts";
+ *
+ * const err = new RequestBodyError(new Error("connection reset"));
+ * console.assert(err.message.includes("connection reset"));
+ * ```
+ */
+export class RequestBodyError extends Error {
+  /** Wraps the error the body stream failed with. */
+  constructor(cause: unknown) {
+    super(
+      `request body failed while reading (${
+        cause instanceof Error ? cause.message : String(cause)
+      })`,
+      { cause },
+    );
+    this.name = "RequestBodyError";
+  }
+}
+
+/** The status and code of each error class the store throws, most specific first. */
+const STORE_ERRORS: [
+  new (...args: never[]) => Error,
+  number,
+  string,
+][] = [
+  [NotFoundError, 404, "not_found"],
+  [BadParamsError, 400, "bad_params"],
+  [ConflictError, 409, "conflict"],
+  [HashMismatchError, 422, "hash_mismatch"],
+  [SizeMismatchError, 422, "size_mismatch"],
+  [IntegrityError, 422, "integrity"],
+  [RequestBodyError, 400, "bad_body"],
+];
+
+/**
+ * Builds a JSON response.
+ *
+ * @example
+ * ```ts
+ * import { jsonResponse } from "./errors.ts";
+ *
+ * const res = jsonResponse({ ok: true }, 201);
+ * console.assert(res.status === 201);
+ * ```
+ */
+export function jsonResponse(
+  body: unknown,
+  status = 200,
+  headers?: HeadersInit,
+): Response {
+  const res = Response.json(body, { status, headers });
+  res.headers.set("cache-control", "no-store");
+  return res;
+}
+
+/**
+ * Turns any thrown value into the JSON error response for it. Returns
+ * `undefined` for an error that is not the client's fault, so the caller
+ * can report it before answering with {@linkcode internalErrorResponse}.
+ *
+ * @example
+ * ```ts
+ * import { errorResponse } from "./errors.ts";
+ * import { NotFoundError } from "../errors.ts";
+ *
+ * console.assert(errorResponse(new NotFoundError("blob x not found"))?.status === 404);
+ * console.assert(errorResponse(new Error("disk on fire")) === undefined);
+ * ```
+ */
+export function errorResponse(err: unknown): Response | undefined {
+  if (err instanceof HttpError) {
+    return jsonResponse(
+      { error: err.code, message: err.message },
+      err.status,
+      err.headers,
+    );
+  }
+  for (const [type, status, code] of STORE_ERRORS) {
+    if (err instanceof type) {
+      return jsonResponse({ error: code, message: err.message }, status);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The answer to an unexpected failure: a 500 that reveals nothing.
+ *
+ * @example
+ * ```ts
+ * import { internalErrorResponse } from "./errors.ts";
+ *
+ * console.assert(internalErrorResponse().status === 500);
+ * ```
+ */
+export function internalErrorResponse(): Response {
+  return jsonResponse(
+    { error: "internal", message: "internal server error" },
+    500,
+  );
+}

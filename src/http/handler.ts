@@ -1,0 +1,303 @@
+/**
+ * `createHandler`: the blob store as a plain `(req) => Promise<Response>`
+ * for `Deno.serve`, `deno serve` and Deno Deploy.
+ *
+ * @module
+ */
+
+import type { Store } from "../store.ts";
+import { type Authorizer, tokenFromEnv } from "./auth.ts";
+import { type BlobRouteOptions, getBlob, putBlob } from "./blob_routes.ts";
+import {
+  errorResponse,
+  HttpError,
+  internalErrorResponse,
+  jsonResponse,
+} from "./errors.ts";
+import { MultipartBlobs, SERVICE_OWNER } from "./multipart_blobs.ts";
+import { MemoryMultipartRegistry, type MultipartRegistry } from "./registry.ts";
+import {
+  createUpload,
+  deleteUpload,
+  finishUpload,
+  getUpload,
+  putPart,
+  type UploadRouteOptions,
+} from "./upload_routes.ts";
+
+const DAY = 24 * 60 * 60 * 1000;
+
+/**
+ * Options of {@linkcode createHandler}.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerOptions } from "./handler.ts";
+ *
+ * const options: HandlerOptions = { prefix: "/store", maxBodySize: 1 << 30 };
+ * console.assert(options.prefix === "/store");
+ * ```
+ */
+export interface HandlerOptions {
+  /** The path the routes are mounted under, like `"/store"` (default: none). */
+  prefix?: string;
+  /**
+   * Where the service remembers which upload serves each multipart blob
+   * (default: a `MemoryMultipartRegistry`, lost with the process; the
+   * server uses `KvMultipartRegistry`).
+   */
+  registry?: MultipartRegistry;
+  /** The largest body a `PUT` may declare, in bytes (default 2^32); 413 above. */
+  maxBodySize?: number;
+  /**
+   * Decides whether a request may write (every route but `GET`/`HEAD` of a
+   * blob; and those too with `authorizeReads`); `false` means 401.
+   * Default: `Authorization: Bearer $BLOBSTORE_TOKEN` when that variable is
+   * set, else everyone. Pass `false` to let everyone in whatever the
+   * environment says.
+   */
+  authorize?: Authorizer | false;
+  /** Whether reads go through `authorize` too (default `false`). */
+  authorizeReads?: boolean;
+  /** How long an upload lives when the client names no expiry, in ms (default a day). */
+  uploadTtl?: number;
+  /** The furthest expiry a client may ask for, in ms from now (default 30 days). */
+  maxUploadTtl?: number;
+  /** The owner set on finished uploads (default `"blobstore-http"`). */
+  owner?: string;
+  /**
+   * Called with every failure that is not the client's fault, before the
+   * 500 goes out (default: `console.error`). Never sent to the client.
+   */
+  onError?: (err: unknown, req: Request) => void;
+}
+
+interface Context {
+  req: Request;
+  url: URL;
+  params: string[];
+}
+
+interface Route {
+  /** The path segments; `*` matches one segment and becomes a param. */
+  path: string[];
+  /** The handlers by method, and whether each one writes. */
+  methods: Record<
+    string,
+    { write: boolean; run(ctx: Context): Promise<Response> }
+  >;
+}
+
+/**
+ * Returns a request handler serving `store` over HTTP:
+ *
+ * | Route | |
+ * |---|---|
+ * | `PUT /blobs/{sha384}` | store the body (`Content-Length` required): 201 new, 200 existing |
+ * | `GET`, `HEAD /blobs/{sha384}` | the blob, with `ETag`, `Repr-Digest`, ranges (206/416), 304 |
+ * | `POST /uploads` | start a multipart upload: 201 `{"id", "expires"}` |
+ * | `PUT /uploads/{id}/parts/{n}?hash=…&offset=…` | store one part |
+ * | `GET /uploads/{id}` | the upload's state |
+ * | `POST /uploads/{id}/finish` | `{"parts": [{"hash"}]}` → `{"hash", "size", "index"}` |
+ * | `DELETE /uploads/{id}` | drop an unfinished upload: 204 |
+ *
+ * Errors are `{"error": code, "message": text}` with 400, 401, 404, 405,
+ * 409, 411, 413, 416 or 422; an unexpected failure is a bare 500. Bodies
+ * stream in and out; nothing is buffered whole.
+ *
+ * @example Serving a memory store on a free port
+ * ```ts
+ * import { createHandler } from "./handler.ts";
+ * import { Store } from "../store.ts";
+ * import { MemoryBackend } from "../backends/memory.ts";
+ * import { MemoryCatalog } from "../catalogs/memory.ts";
+ *
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+ * const handler = createHandler(store, { authorize: false });
+ * const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const res = await fetch(`http://127.0.0.1:${server.addr.port}/blobs/${"0".repeat(96)}`);
+ * console.assert(res.status === 404 && (await res.json()).error === "not_found");
+ * await server.shutdown();
+ * ```
+ */
+export function createHandler(
+  store: Store,
+  options: HandlerOptions = {},
+): (req: Request) => Promise<Response> {
+  const prefix = normalizePrefix(options.prefix);
+  const authorize = options.authorize === false
+    ? undefined
+    : options.authorize ?? tokenFromEnv();
+  const authorizeReads = options.authorizeReads ?? false;
+  const onError = options.onError ?? ((err) => console.error(err));
+  const blobs = new MultipartBlobs(
+    store,
+    options.registry ?? new MemoryMultipartRegistry(),
+    options.owner ?? SERVICE_OWNER,
+  );
+  const blobPath = (hash: string) => `${prefix}/blobs/${hash}`;
+  const maxBodySize = options.maxBodySize ?? 2 ** 32;
+  const blobOptions: BlobRouteOptions = {
+    maxBodySize,
+    blobPath,
+    cacheControl: `${
+      authorize && authorizeReads ? "private" : "public"
+    }, max-age=31536000, immutable`,
+  };
+  const uploadOptions: UploadRouteOptions = {
+    maxBodySize,
+    blobPath,
+    uploadPath: (id) => `${prefix}/uploads/${encodeURIComponent(id)}`,
+    uploadTtl: options.uploadTtl ?? DAY,
+    maxUploadTtl: options.maxUploadTtl ?? 30 * DAY,
+  };
+  const routes: Route[] = [
+    {
+      path: [],
+      methods: {
+        GET: {
+          write: false,
+          run: () => Promise.resolve(jsonResponse({ service: "blobstore" })),
+        },
+      },
+    },
+    {
+      path: ["blobs", "*"],
+      methods: {
+        GET: {
+          write: false,
+          run: (c) => getBlob(c.req, blobs, c.params[0], blobOptions),
+        },
+        HEAD: {
+          write: false,
+          run: (c) => getBlob(c.req, blobs, c.params[0], blobOptions),
+        },
+        PUT: {
+          write: true,
+          run: (c) => putBlob(c.req, store, c.params[0], blobOptions),
+        },
+      },
+    },
+    {
+      path: ["uploads"],
+      methods: {
+        POST: {
+          write: true,
+          run: (c) => createUpload(c.req, store, uploadOptions),
+        },
+      },
+    },
+    {
+      path: ["uploads", "*"],
+      methods: {
+        GET: { write: true, run: (c) => getUpload(store, c.params[0]) },
+        DELETE: { write: true, run: (c) => deleteUpload(store, c.params[0]) },
+      },
+    },
+    {
+      path: ["uploads", "*", "parts", "*"],
+      methods: {
+        PUT: {
+          write: true,
+          run: (c) =>
+            putPart(
+              c.req,
+              store,
+              c.params[0],
+              c.params[1],
+              c.url.searchParams,
+              uploadOptions,
+            ),
+        },
+      },
+    },
+    {
+      path: ["uploads", "*", "finish"],
+      methods: {
+        POST: {
+          write: true,
+          run: (c) => finishUpload(c.req, blobs, c.params[0], uploadOptions),
+        },
+      },
+    },
+  ];
+
+  return async (req: Request): Promise<Response> => {
+    try {
+      const url = new URL(req.url);
+      const segments = pathSegments(url.pathname, prefix);
+      const match = segments && matchRoute(routes, segments);
+      if (!match) {
+        throw new HttpError(404, "not_found", `no route for ${url.pathname}`);
+      }
+      const handler = match.route.methods[req.method];
+      if (!handler) {
+        const allow = Object.keys(match.route.methods).join(", ");
+        throw new HttpError(
+          405,
+          "method_not_allowed",
+          `method ${req.method} not allowed on ${url.pathname} (expected ${allow})`,
+          { allow },
+        );
+      }
+      if (
+        authorize && (handler.write || authorizeReads) &&
+        !(await authorize(req))
+      ) {
+        throw new HttpError(
+          401,
+          "unauthorized",
+          "missing or invalid credentials (expected Authorization: Bearer <token>)",
+          { "www-authenticate": 'Bearer realm="blobstore"' },
+        );
+      }
+      return await handler.run({ req, url, params: match.params });
+    } catch (err) {
+      const res = errorResponse(err);
+      if (res) return res;
+      onError(err, req);
+      return internalErrorResponse();
+    }
+  };
+}
+
+function normalizePrefix(prefix = ""): string {
+  const trimmed = prefix.replace(/\/+$/, "");
+  return trimmed === "" || trimmed.startsWith("/") ? trimmed : `/${trimmed}`;
+}
+
+/** The decoded segments of `pathname` under `prefix`, or `undefined` outside it. */
+function pathSegments(pathname: string, prefix: string): string[] | undefined {
+  if (
+    prefix !== "" && pathname !== prefix && !pathname.startsWith(`${prefix}/`)
+  ) {
+    return undefined;
+  }
+  const rest = pathname.slice(prefix.length).replace(/^\/+|\/+$/g, "");
+  if (rest === "") return [];
+  try {
+    return rest.split("/").map(decodeURIComponent);
+  } catch {
+    throw new HttpError(
+      400,
+      "bad_request",
+      `malformed path ${JSON.stringify(pathname)}`,
+    );
+  }
+}
+
+function matchRoute(
+  routes: Route[],
+  segments: string[],
+): { route: Route; params: string[] } | undefined {
+  for (const route of routes) {
+    if (route.path.length !== segments.length) continue;
+    const params: string[] = [];
+    const ok = route.path.every((part, i) => {
+      if (part === "*") params.push(segments[i]);
+      return part === "*" || part === segments[i];
+    });
+    if (ok) return { route, params };
+  }
+  return undefined;
+}

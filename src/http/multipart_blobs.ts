@@ -1,0 +1,196 @@
+/**
+ * Multipart blobs served by their whole hash.
+ *
+ * The store reads a blob made of parts only when given its index, which
+ * lives in the upload record, and GC keeps parts only while an upload
+ * record names them. So when the service finishes an upload it
+ *
+ * 1. registers `hash → upload id` in a {@linkcode MultipartRegistry}, and
+ * 2. makes itself the upload's owner with an expiry far in the future, so
+ *    `removeExpiredUploads` never reaps the record, the parts it names stay
+ *    out of GC's reach, and no client can take the upload over.
+ *
+ * Reading a hash tries the single blob first, then the registry, then the
+ * upload record's index. `gc` releases a multipart blob by removing its
+ * upload record and its entry; the next `gc` then reclaims the parts like
+ * those of any other upload.
+ *
+ * @module
+ */
+
+import type { OpenedBlob } from "../backend.ts";
+import { NotFoundError } from "../errors.ts";
+import {
+  type MultipartIndex,
+  multipartIndex,
+  type Part,
+} from "../multipart.ts";
+import type { Store } from "../store.ts";
+import type { MultipartRegistry } from "./registry.ts";
+
+/**
+ * The owner the service sets on the uploads it finishes.
+ *
+ * @example
+ * ```ts
+ * import { SERVICE_OWNER } from "./multipart_blobs.ts";
+ *
+ * console.assert(SERVICE_OWNER === "blobstore-http");
+ * ```
+ */
+export const SERVICE_OWNER = "blobstore-http";
+
+/** An expiry no upload record reaches: the last day of the year 9999. */
+const KEEP_FOREVER = new Date(Date.UTC(9999, 11, 31));
+
+/** Attempts at registering a hash before giving up on a pathological race. */
+const REGISTER_ATTEMPTS = 8;
+
+/**
+ * A blob found by its hash: what `Store.open` returns, plus the index when
+ * it is made of parts.
+ *
+ * @example
+ * ```ts
+ * import type { FoundBlob } from "./multipart_blobs.ts";
+ *
+ * const found: FoundBlob = { size: 0, body: new Blob([]).stream() };
+ * console.assert(found.index === undefined);
+ * ```
+ */
+export interface FoundBlob extends OpenedBlob {
+  /** The parts of a multipart blob; `undefined` for a single blob. */
+  index?: MultipartIndex;
+}
+
+/**
+ * Finishes uploads so that their blobs stay readable by hash, and opens
+ * blobs by hash whether they were put whole or in parts.
+ *
+ * @example
+ * ```ts ignore
+ * import { MultipartBlobs } from "./multipart_blobs.ts";
+ * import { MemoryMultipartRegistry } from "./registry.ts";
+ *
+ * const blobs = new MultipartBlobs(store, new MemoryMultipartRegistry());
+ * const { hash } = await blobs.finish(uploadId, parts);
+ * const { size, body } = await blobs.open(hash, { start: 0, end: 100 });
+ * ```
+ */
+export class MultipartBlobs {
+  /** The store holding the parts and the upload records. */
+  readonly store: Store;
+  /** The map from whole hash to upload id. */
+  readonly registry: MultipartRegistry;
+  /** The owner set on finished uploads. */
+  readonly owner: string;
+
+  /** Serves the blobs of `store`, registering multipart ones in `registry`. */
+  constructor(
+    store: Store,
+    registry: MultipartRegistry,
+    owner: string = SERVICE_OWNER,
+  ) {
+    this.store = store;
+    this.registry = registry;
+    this.owner = owner;
+  }
+
+  /**
+   * Finishes upload `uploadId` with `parts` (as `Store.finishUpload`) and
+   * makes its blob readable by hash. Calling it again returns the same
+   * result. When another live upload already serves the same hash, this
+   * one is left unowned with its own expiry, to be reaped as usual.
+   */
+  async finish(
+    uploadId: string,
+    parts: Part[],
+  ): Promise<{ hash: string; index: MultipartIndex }> {
+    const result = await this.store.finishUpload(uploadId, parts);
+    for (let attempt = 0; attempt < REGISTER_ATTEMPTS; attempt++) {
+      const entry = await this.registry.get(result.hash);
+      if (entry && entry.uploadId !== uploadId) {
+        if (await this.#serves(entry.uploadId, result.hash)) return result;
+      }
+      // Register before taking ownership: a registered upload that is not
+      // owned yet still has its own (future) expiry, and readers treat an
+      // entry whose record has gone as stale, so either order is safe, but
+      // this one never leaves an owned, forever-kept upload unregistered.
+      if (
+        entry?.uploadId !== uploadId &&
+        !(await this.registry.compareAndSet(result.hash, entry?.uploadId, {
+          uploadId,
+          finished: new Date(),
+        }))
+      ) {
+        continue; // another finish or a release changed the entry: look again
+      }
+      await this.store.setOwner(uploadId, this.owner, KEEP_FOREVER);
+      return result;
+    }
+    throw new Error(
+      `could not register multipart blob ${result.hash} after ${REGISTER_ATTEMPTS} attempts`,
+    );
+  }
+
+  /**
+   * Opens the blob `hash`, single or multipart, reading `[start, end)`.
+   * Throws `NotFoundError` when neither exists.
+   */
+  async open(
+    hash: string,
+    range: { start?: number; end?: number } = {},
+  ): Promise<FoundBlob> {
+    try {
+      return await this.store.open(hash, range);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      const index = await this.index(hash);
+      if (!index) throw err;
+      return { ...(await this.store.open(hash, { ...range, index })), index };
+    }
+  }
+
+  /**
+   * Returns the index of the registered multipart blob `hash`, or
+   * `undefined` when there is none. An entry whose upload record has gone
+   * is removed on the way.
+   */
+  async index(hash: string): Promise<MultipartIndex | undefined> {
+    const entry = await this.registry.get(hash);
+    if (!entry) return undefined;
+    const info = await this.store.uploadInfo(entry.uploadId).catch((err) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (!info) {
+      await this.registry.compareAndSet(hash, entry.uploadId, undefined);
+      return undefined;
+    }
+    return info.hash === hash ? multipartIndex(info) : undefined;
+  }
+
+  /**
+   * Stops serving the multipart blob `hash` held by upload `uploadId`: the
+   * upload record goes (the parts become garbage for the next `gc` unless
+   * something else holds them), then the entry. Returns whether the entry
+   * was dropped.
+   */
+  async release(hash: string, uploadId: string): Promise<boolean> {
+    // The record first: a crash in between leaves a stale entry, which
+    // readers drop, rather than an owned record nothing would ever reap.
+    await this.store.removeUpload(uploadId, {
+      isOwnedBy: (_id, owner) => owner !== this.owner,
+    });
+    return await this.registry.compareAndSet(hash, uploadId, undefined);
+  }
+
+  async #serves(uploadId: string, hash: string): Promise<boolean> {
+    try {
+      return (await this.store.uploadInfo(uploadId)).hash === hash;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * Which catalog, backend and multipart registry the server and the CLI
+ * use, picked from options and the environment:
+ *
+ * - the embedded default: a `KvCatalog` in `<data>/catalog.kv` (Deno KV on
+ *   SQLite, shared safely by a server and CLI processes), a `FileBackend`
+ *   under `<data>/blobs`, and a `KvMultipartRegistry` in the same KV;
+ * - `MONGODB_URL`: the MongoDB catalog and GridFS backend (and a MongoDB
+ *   registry), in the URL's database or `blobstore`;
+ * - `SWIFT_AUTH_URL` (with `SWIFT_USERNAME`, `SWIFT_SECRET`, `SWIFT_BUCKET`
+ *   and optionally `SWIFT_TENANT`, `SWIFT_REGION`, `SWIFT_ENDPOINT_URL`):
+ *   the Swift backend, beside the MongoDB catalog when `MONGODB_URL` is set
+ *   too, else beside the KV catalog;
+ * - `memory: true`: everything in memory, gone when the process ends.
+ *
+ * The MongoDB and Swift modules are loaded with `import()` only when they
+ * are configured, so nobody else loads a driver.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import type { Backend } from "../backend.ts";
+import { MemoryBackend } from "../backends/memory.ts";
+import type { Catalog } from "../catalog.ts";
+import { MemoryCatalog } from "../catalogs/memory.ts";
+import {
+  MemoryMultipartRegistry,
+  type MultipartRegistry,
+} from "../http/registry.ts";
+import { Store } from "../store.ts";
+
+/**
+ * How to pick the seams.
+ *
+ * @example
+ * ```ts
+ * import type { SeamOptions } from "./config.ts";
+ *
+ * const options: SeamOptions = { data: "./data", env: () => undefined };
+ * console.assert(options.data === "./data");
+ * ```
+ */
+export interface SeamOptions {
+  /** The data directory of the embedded default. */
+  data: string;
+  /** Reads an environment variable (default `Deno.env.get`). */
+  env?: (name: string) => string | undefined;
+  /** Keep everything in memory instead (nothing persists). */
+  memory?: boolean;
+}
+
+/**
+ * The seams picked, the store over them, and how to let go of them.
+ *
+ * @example
+ * ```ts ignore
+ * const seams = await openSeams({ data: "./data" });
+ * console.log(seams.description.catalog, seams.description.backend);
+ * await seams.close();
+ * ```
+ */
+export interface Seams {
+  /** The catalog of blob references and upload records. */
+  catalog: Catalog;
+  /** Where the bytes are. */
+  backend: Backend;
+  /** The map from multipart blob hash to upload id. */
+  registry: MultipartRegistry;
+  /** The store over `catalog` and `backend`. */
+  store: Store;
+  /** Where each seam keeps its data, for people. */
+  description: { catalog: string; backend: string };
+  /** Closes the databases and clients opened. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the seams that `options` and the environment call for (see the
+ * module documentation). The data directory is created when the embedded
+ * default needs it.
+ *
+ * @example Throwaway seams
+ * ```ts
+ * import { openSeams } from "./config.ts";
+ *
+ * const seams = await openSeams({ data: "unused", memory: true });
+ * console.assert(seams.description.catalog === "memory");
+ * await seams.close();
+ * ```
+ */
+export async function openSeams(options: SeamOptions): Promise<Seams> {
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const data = resolve(options.data);
+  const closers: (() => Promise<void> | void)[] = [];
+  const close = async () => {
+    for (const closer of closers.reverse()) await closer();
+  };
+  try {
+    let seams: Omit<Seams, "store" | "close">;
+    if (options.memory) {
+      seams = {
+        catalog: new MemoryCatalog(),
+        backend: new MemoryBackend(),
+        registry: new MemoryMultipartRegistry(),
+        description: { catalog: "memory", backend: "memory" },
+      };
+    } else {
+      const mongoUrl = env("MONGODB_URL");
+      const catalogSide = mongoUrl
+        ? await openMongo(mongoUrl, closers)
+        : await openKv(data, closers);
+      const swift = env("SWIFT_AUTH_URL") ? await openSwift(env) : undefined;
+      seams = {
+        catalog: catalogSide.catalog,
+        registry: catalogSide.registry,
+        backend: swift?.backend ?? catalogSide.backend,
+        description: {
+          catalog: catalogSide.description.catalog,
+          backend: swift?.description ?? catalogSide.description.backend,
+        },
+      };
+    }
+    return {
+      ...seams,
+      store: new Store({ catalog: seams.catalog, backend: seams.backend }),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+type CatalogSide = Omit<Seams, "store" | "close">;
+
+async function openKv(
+  data: string,
+  closers: (() => Promise<void> | void)[],
+): Promise<CatalogSide> {
+  const [{ KvCatalog }, { FileBackend }, { KvMultipartRegistry }] =
+    await Promise.all([
+      import("../../kv.ts"),
+      import("../../fs.ts"),
+      import("../http/registry_kv.ts"),
+    ]);
+  await Deno.mkdir(data, { recursive: true });
+  const kvPath = join(data, "catalog.kv");
+  const kv = await Deno.openKv(kvPath);
+  closers.push(() => kv.close());
+  const blobs = join(data, "blobs");
+  return {
+    catalog: new KvCatalog(kv),
+    backend: new FileBackend(blobs),
+    registry: new KvMultipartRegistry(kv),
+    description: {
+      catalog: `Deno KV in ${kvPath}`,
+      backend: `files under ${blobs}`,
+    },
+  };
+}
+
+const MONGO_PREFIX = "blobstore";
+
+async function openMongo(
+  url: string,
+  closers: (() => Promise<void> | void)[],
+): Promise<CatalogSide> {
+  const [
+    { MongoClient },
+    { MongoCatalog, MongoBackend },
+    { MongoMultipartRegistry },
+  ] = await Promise.all([
+    import("mongodb"),
+    import("../../mongo.ts"),
+    import("../http/registry_mongo.ts"),
+  ]);
+  const client = new MongoClient(url);
+  closers.push(() => client.close());
+  await client.connect();
+  const dbName = databaseName(url) ?? "blobstore";
+  const db = client.db(dbName);
+  const where = `MongoDB database ${dbName} at ${redact(url)}`;
+  return {
+    catalog: new MongoCatalog(db, MONGO_PREFIX),
+    backend: new MongoBackend(db, MONGO_PREFIX),
+    registry: new MongoMultipartRegistry(db, MONGO_PREFIX),
+    description: {
+      catalog: `${where} (collections ${MONGO_PREFIX}.*)`,
+      backend: `GridFS in ${where}`,
+    },
+  };
+}
+
+async function openSwift(
+  env: (name: string) => string | undefined,
+): Promise<{ backend: Backend; description: string }> {
+  const required = [
+    "SWIFT_AUTH_URL",
+    "SWIFT_USERNAME",
+    "SWIFT_SECRET",
+    "SWIFT_BUCKET",
+  ];
+  const missing = required.filter((name) => !env(name));
+  if (missing.length > 0) {
+    throw new Error(
+      `incomplete Swift configuration (expected ${
+        required.join(", ")
+      }; missing ${missing.join(", ")})`,
+    );
+  }
+  const { SwiftBackend } = await import("../../swift.ts");
+  const bucket = env("SWIFT_BUCKET")!;
+  const authURL = env("SWIFT_AUTH_URL")!;
+  return {
+    backend: new SwiftBackend({
+      authURL,
+      endpointURL: env("SWIFT_ENDPOINT_URL") || undefined,
+      bucket,
+      region: env("SWIFT_REGION") || undefined,
+      secret: env("SWIFT_SECRET")!,
+      tenant: env("SWIFT_TENANT") || undefined,
+      username: env("SWIFT_USERNAME")!,
+    }),
+    description: `Swift container ${bucket} (auth ${redact(authURL)})`,
+  };
+}
+
+/** The database named in a MongoDB URL's path, if any. */
+function databaseName(url: string): string | undefined {
+  const match = url.match(/^mongodb(?:\+srv)?:\/\/[^/]+\/([^?]+)/);
+  return match ? decodeURIComponent(match[1]) : undefined;
+}
+
+/** A URL without its credentials, fit to print. */
+function redact(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, "//");
+}
