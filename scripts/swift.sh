@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Local OpenStack Swift + Keystone for the SwiftBackend tests, on 127.0.0.1.
+#
+#   bash scripts/swift.sh start   # install what is missing, start, wait until both answer
+#   bash scripts/swift.sh stop    # stop exactly the processes `start` started
+#
+# One node, one replica, all data under .state/swift/ (git-ignored):
+#   memcached               127.0.0.1:11311  (tempauth tokens, authtoken cache)
+#   object/container/account 127.0.0.1:6310/6311/6312
+#   proxy, tempauth (v1)    http://127.0.0.1:8390/auth/v1.0   user test:tester, key testing
+#   Keystone (v3, SQLite)   http://127.0.0.1:8392/v3          user tester, password testing,
+#                                                             project test, domain Default
+#   proxy, Keystone auth    http://127.0.0.1:8391/v1/AUTH_<project id> (from the catalog)
+#
+# `start` when both already answer says so and exits 0 without taking
+# ownership. Ownership (who may `stop`) belongs to the process that ran the
+# `start` that launched the servers (this script's parent, e.g. `deno task
+# test`); a `stop` from another live caller leaves them running unless
+# SWIFT_STOP_FORCE=1. No systemd here: the servers run in the background with
+# their pids in .state/swift/pid/ and their logs in .state/swift/log/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONF=$ROOT/scripts/swift
+STATE=$ROOT/.state/swift
+KSTATE=$STATE/keystone
+PIDS=$STATE/pid
+LOGS=$STATE/log
+OWNER=$STATE/owner
+
+MEMCACHED_PORT=11311
+OBJECT_PORT=6310
+CONTAINER_PORT=6311
+ACCOUNT_PORT=6312
+PROXY_PORT=8390
+KS_PROXY_PORT=8391
+KEYSTONE_PORT=8392
+V1_AUTH_URL=http://127.0.0.1:$PROXY_PORT/auth/v1.0
+KEYSTONE_URL=http://127.0.0.1:$KEYSTONE_PORT
+# Test-only credentials of a throwaway local service.
+ADMIN_PASSWORD=adminpass
+START_TIMEOUT_S=120
+PY=/usr/bin/python3 # Swift's modules live in the system python only
+
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+log() { echo "swift.sh: $*"; }
+
+# --- probes -----------------------------------------------------------------
+
+v1_answers() {
+  curl -sf -o /dev/null -m 3 -H 'X-Auth-User: test:tester' \
+    -H 'X-Auth-Key: testing' "$V1_AUTH_URL"
+}
+
+# Prints "<token> <object-store public URL>" for tester in project test.
+keystone_login() {
+  local headers body token url
+  headers=$(mktemp) body=$(mktemp)
+  curl -sf -m 5 -D "$headers" -o "$body" -H 'Content-Type: application/json' \
+    -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"tester","domain":{"name":"Default"},"password":"testing"}}},"scope":{"project":{"name":"test","domain":{"name":"Default"}}}}}' \
+    "$KEYSTONE_URL/v3/auth/tokens" || true
+  token=$(tr -d '\r' <"$headers" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}')
+  url=$($PY -c '
+import json, sys
+for s in json.load(open(sys.argv[1]))["token"].get("catalog", []):
+    if s["type"] == "object-store":
+        print([e["url"] for e in s["endpoints"] if e["interface"] == "public"][0])
+' "$body" 2>/dev/null) || true
+  rm -f "$headers" "$body"
+  [ -n "$token" ] && [ -n "$url" ] && echo "$token $url"
+}
+
+keystone_answers() {
+  local login
+  login=$(keystone_login 2>/dev/null) || return 1
+  curl -sf -o /dev/null -m 3 -H "X-Auth-Token: ${login%% *}" "${login#* }"
+}
+
+both_answer() { v1_answers && keystone_answers; }
+
+# --- processes ----------------------------------------------------------------
+
+# start_bg NAME CMD...: runs CMD in the background, logging to log/NAME.log,
+# and records its pid plus a marker of its command line, so that `stop`
+# never signals a process that merely reused the pid.
+start_bg() {
+  local name=$1
+  shift
+  nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  printf '%s\n%s\n' "$!" "${*:2}" >"$PIDS/$name.pid"
+}
+
+# Whether the pid file's process is alive and still the one we started: its
+# command line ends with the arguments we gave (the program itself may show
+# as its interpreter, e.g. python3 /usr/bin/swift-proxy-server ...).
+pid_is_ours() {
+  local pid args cmdline
+  pid=$(sed -n 1p "$1") args=$(sed -n 2p "$1")
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | sed 's/ $//')
+  [[ -n "$cmdline" && "$cmdline" == *" $args" ]]
+}
+
+stop_started() {
+  local f pid name
+  for f in "$PIDS"/*.pid; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f" .pid) pid=$(sed -n 1p "$f")
+    if pid_is_ours "$f"; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do pid_is_ours "$f" || break; sleep 0.1; done
+      if pid_is_ours "$f"; then kill -9 "$pid" 2>/dev/null || true; fi
+      log "stopped $name ($pid)"
+    fi
+    rm -f "$f"
+  done
+  rm -f "$OWNER"
+}
+
+tail_logs() {
+  local f
+  for f in "$LOGS"/*.log; do
+    [ -s "$f" ] || continue
+    echo "----- ${f#"$ROOT"/} (last 15 lines)" >&2
+    tail -n 15 "$f" >&2
+  done
+}
+
+# --- install ----------------------------------------------------------------
+
+install_missing() {
+  if command -v swift-proxy-server >/dev/null && command -v memcached >/dev/null &&
+    command -v keystone-manage >/dev/null && command -v uwsgi >/dev/null &&
+    command -v curl >/dev/null &&
+    $PY -c 'import keystonemiddleware.auth_token' 2>/dev/null; then
+    return
+  fi
+  local t
+  t=$(date +%s%N)
+  log "installing Swift, Keystone and memcached (Debian packages)..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >"$LOGS/apt.log" 2>&1
+  if ! apt-get install -y -q --no-install-recommends \
+    swift swift-proxy swift-account swift-container swift-object memcached \
+    keystone python3-keystonemiddleware curl >>"$LOGS/apt.log" 2>&1; then
+    tail -n 30 "$LOGS/apt.log" >&2
+    exit 1
+  fi
+  log "installed in $(ms_since "$t") ms"
+}
+
+# --- configuration ------------------------------------------------------------
+
+render() { # template destination
+  sed -e "s#@STATE@#$STATE#g" -e "s#@KSTATE@#$KSTATE#g" -e "s#@USER@#$(id -un)#g" \
+    -e "s#@MEMCACHED_PORT@#$MEMCACHED_PORT#g" -e "s#@OBJECT_PORT@#$OBJECT_PORT#g" \
+    -e "s#@CONTAINER_PORT@#$CONTAINER_PORT#g" -e "s#@ACCOUNT_PORT@#$ACCOUNT_PORT#g" \
+    -e "s#@PROXY_PORT@#$PROXY_PORT#g" -e "s#@KS_PROXY_PORT@#$KS_PROXY_PORT#g" \
+    -e "s#@KEYSTONE_PORT@#$KEYSTONE_PORT#g" "$1" >"$2"
+}
+
+configure_swift() {
+  mkdir -p "$STATE/etc" "$STATE/srv/d1"
+  local f
+  for f in swift.conf account-server.conf container-server.conf \
+    object-server.conf proxy-tempauth.conf proxy-keystone.conf; do
+    render "$CONF/$f" "$STATE/etc/$f"
+  done
+  if [ ! -f "$STATE/etc/object.ring.gz" ]; then
+    $PY "$CONF/make_rings.py" "$STATE/etc" "$ACCOUNT_PORT" "$CONTAINER_PORT" "$OBJECT_PORT"
+  fi
+}
+
+# --- Keystone -------------------------------------------------------------------
+
+keystone_token() { # user project password
+  curl -sf -m 10 -D - -o /dev/null -H 'Content-Type: application/json' \
+    -d "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{\"name\":\"$1\",\"domain\":{\"id\":\"default\"},\"password\":\"$3\"}}},\"scope\":{\"project\":{\"name\":\"$2\",\"domain\":{\"id\":\"default\"}}}}}" \
+    "$KEYSTONE_URL/v3/auth/tokens" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}'
+}
+
+json_id() { $PY -c "import json,sys; d=json.load(sys.stdin)['$1']; print((d[0] if isinstance(d, list) else d)['id'])"; }
+
+keystone_post() { # admin-token path json
+  curl -sf -m 10 -H "X-Auth-Token: $1" -H 'Content-Type: application/json' -d "$3" "$KEYSTONE_URL/v3/$2"
+}
+
+# Creates the database, keys and admin (first start only).
+keystone_bootstrap() {
+  local km="keystone-manage --config-file $KSTATE/keystone.conf" repo k
+  $km db_sync
+  # WAL: without it, writes from uwsgi fail with "database is locked"
+  $PY -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" "$KSTATE/keystone.db"
+  # What fernet_setup and credential_setup write (files 0 = staged and
+  # 1 = primary, each a urlsafe-base64 32-byte key), without their ~5 s of
+  # python start-up.
+  for repo in fernet-keys credential-keys; do
+    mkdir -p -m 700 "$KSTATE/$repo"
+    for k in 0 1; do
+      (umask 077 && $PY -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' >"$KSTATE/$repo/$k")
+    done
+  done
+  $km bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
+    --bootstrap-username admin --bootstrap-project-name admin \
+    --bootstrap-role-name admin --bootstrap-region-id RegionOne \
+    --bootstrap-admin-url "$KEYSTONE_URL/v3/" --bootstrap-internal-url "$KEYSTONE_URL/v3/" \
+    --bootstrap-public-url "$KEYSTONE_URL/v3/"
+}
+
+# Users, projects, roles and Swift's endpoint (first start only).
+keystone_register() {
+  local at admin_role member_role service_project test_project swift_user test_user service iface
+  at=$(keystone_token admin admin "$ADMIN_PASSWORD")
+  admin_role=$(curl -sf -H "X-Auth-Token: $at" "$KEYSTONE_URL/v3/roles?name=admin" | json_id roles)
+  member_role=$(curl -sf -H "X-Auth-Token: $at" "$KEYSTONE_URL/v3/roles?name=member" | json_id roles)
+  service_project=$(keystone_post "$at" projects '{"project":{"name":"service","domain_id":"default"}}' | json_id project)
+  test_project=$(keystone_post "$at" projects '{"project":{"name":"test","domain_id":"default"}}' | json_id project)
+  swift_user=$(keystone_post "$at" users '{"user":{"name":"swift","domain_id":"default","password":"swiftpass"}}' | json_id user)
+  test_user=$(keystone_post "$at" users '{"user":{"name":"tester","domain_id":"default","password":"testing"}}' | json_id user)
+  curl -sf -X PUT -H "X-Auth-Token: $at" "$KEYSTONE_URL/v3/projects/$service_project/users/$swift_user/roles/$admin_role"
+  curl -sf -X PUT -H "X-Auth-Token: $at" "$KEYSTONE_URL/v3/projects/$test_project/users/$test_user/roles/$member_role"
+  service=$(keystone_post "$at" services '{"service":{"type":"object-store","name":"swift"}}' | json_id service)
+  for iface in public internal admin; do
+    keystone_post "$at" endpoints "{\"endpoint\":{\"service_id\":\"$service\",\"interface\":\"$iface\",\"region_id\":\"RegionOne\",\"url\":\"http://127.0.0.1:$KS_PROXY_PORT/v1/AUTH_%(project_id)s\"}}" >/dev/null
+  done
+  touch "$KSTATE/registered"
+}
+
+# Runs in the background while Swift starts: bootstrap, uwsgi, registration.
+keystone_up() {
+  local t fresh=0
+  t=$(date +%s%N)
+  mkdir -p "$KSTATE"
+  render "$CONF/keystone.conf" "$KSTATE/keystone.conf"
+  render "$CONF/keystone-uwsgi.ini" "$KSTATE/keystone-uwsgi.ini"
+  if [ ! -f "$KSTATE/registered" ]; then
+    # a half-made database from an interrupted first start: begin again
+    rm -rf "$KSTATE/keystone.db"* "$KSTATE/fernet-keys" "$KSTATE/credential-keys"
+    keystone_bootstrap >>"$LOGS/keystone-manage.log" 2>&1
+    fresh=1
+  fi
+  start_bg keystone uwsgi --ini "$KSTATE/keystone-uwsgi.ini"
+  local deadline=$((SECONDS + START_TIMEOUT_S))
+  until curl -sf -o /dev/null -m 2 "$KEYSTONE_URL/v3"; do
+    if ! pid_is_ours "$PIDS/keystone.pid" || [ $SECONDS -ge $deadline ]; then
+      echo "keystone did not answer" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  if [ $fresh = 1 ]; then keystone_register >>"$LOGS/keystone-manage.log" 2>&1; fi
+  log "keystone answering $(ms_since "$t") ms after start (first start: $fresh)"
+}
+
+# --- commands -------------------------------------------------------------------
+
+start() {
+  if both_answer 2>/dev/null; then
+    log "Swift ($V1_AUTH_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here, left to whoever started them"
+    return 0
+  fi
+  mkdir -p "$PIDS" "$LOGS"
+  install_missing
+  stop_started # leftovers of an earlier start that no longer answers
+  local t0
+  t0=$(date +%s%N)
+  configure_swift
+  echo "$PPID" >"$OWNER"
+  keystone_up &
+  local keystone_job=$!
+  start_bg memcached memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 -u "$(id -un)"
+  local s
+  for s in account container object; do
+    # -v: log to stderr (there is no syslog here)
+    start_bg "$s" "swift-$s-server" "$STATE/etc/$s-server.conf" -v
+  done
+  start_bg proxy-tempauth swift-proxy-server "$STATE/etc/proxy-tempauth.conf" -v
+  start_bg proxy-keystone swift-proxy-server "$STATE/etc/proxy-keystone.conf" -v
+  local deadline=$((SECONDS + START_TIMEOUT_S))
+  until v1_answers 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then fail "tempauth proxy did not answer within ${START_TIMEOUT_S} s"; fi
+    sleep 0.2
+  done
+  log "Swift (tempauth) answering $(ms_since "$t0") ms after start"
+  if ! wait "$keystone_job"; then fail "Keystone did not come up"; fi
+  until keystone_answers 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then fail "Keystone-auth proxy did not answer within ${START_TIMEOUT_S} s"; fi
+    sleep 0.2
+  done
+  log "Swift and Keystone answering $(ms_since "$t0") ms after start ($V1_AUTH_URL, $KEYSTONE_URL/v3)"
+}
+
+fail() {
+  echo "swift.sh: $*" >&2
+  tail_logs
+  stop_started
+  exit 1
+}
+
+stop() {
+  if [ -f "$OWNER" ] && [ "${SWIFT_STOP_FORCE:-0}" != 1 ]; then
+    local owner
+    owner=$(cat "$OWNER")
+    if [ "$owner" != "$PPID" ] && kill -0 "$owner" 2>/dev/null; then
+      log "left running: started by another live process ($owner); SWIFT_STOP_FORCE=1 stops it anyway"
+      return 0
+    fi
+  fi
+  stop_started
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+*)
+  echo "usage: $0 start|stop" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,637 @@
+/**
+ * A backend on OpenStack Swift, over nothing but `fetch`.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  BackendObject,
+  ByteRange,
+  OpenedBlob,
+} from "../backend.ts";
+import { BadParamsError, NotFoundError } from "../errors.ts";
+import { resolveRange } from "../range.ts";
+import { VerifyStream } from "../verify.ts";
+import { SwiftAuth, type SwiftCredentials } from "./swift_auth.ts";
+import { redact, SwiftError } from "./swift_error.ts";
+import {
+  Deadline,
+  discard,
+  errorFromResponse,
+  type FetchFn,
+  send,
+} from "./swift_http.ts";
+import { SegmentReader } from "./swift_segments.ts";
+
+/**
+ * Swift's default object size limit (`max_file_size`, 5 GiB + 2 bytes),
+ * rounded down: the default segment size, above which a blob becomes a
+ * Static Large Object.
+ */
+export const DEFAULT_SEGMENT_SIZE = 5 * 1024 ** 3;
+
+/** Swift's default `max_manifest_segments`: segments per SLO manifest. */
+const MAX_SEGMENTS = 1000;
+
+/** Objects per listing page (Swift's default `container_listing_limit`). */
+const LISTING_PAGE = 10_000;
+
+/**
+ * How to reach Swift and where to keep the blobs. The first seven fields are
+ * those of the Go charmstore's Swift configuration.
+ *
+ * @example Keystone v3
+ * ```ts
+ * import type { SwiftParams } from "./swift.ts";
+ *
+ * const params: SwiftParams = {
+ *   authURL: "https://keystone.example.com:5000/v3",
+ *   username: "blobstore",
+ *   secret: "password",
+ *   tenant: "blobstore-project",
+ *   region: "RegionOne",
+ *   bucket: "blobs",
+ * };
+ * console.assert(params.bucket === "blobs");
+ * ```
+ */
+export interface SwiftParams extends SwiftCredentials {
+  /** The container the blobs live in; created on first use if missing. */
+  bucket: string;
+  /** The `fetch` to call (default: the global one), e.g. a wrapped one in tests. */
+  fetch?: FetchFn;
+  /**
+   * How long to wait for Swift's or Keystone's answer once a request is
+   * fully sent, in ms (default 60 000). Bodies stream without a limit, at
+   * the pace of their producer or consumer.
+   */
+  timeoutMs?: number;
+  /**
+   * Blobs larger than this are written as segments of at most this size
+   * plus a Static Large Object manifest (default {@linkcode DEFAULT_SEGMENT_SIZE};
+   * at most 1000 segments per blob).
+   */
+  segmentSize?: number;
+  /** The container for SLO segments (default `<bucket>_segments`). */
+  segmentContainer?: string;
+}
+
+/** One entry of a container listing (`?format=json`). */
+interface ListingEntry {
+  name: string;
+  bytes: number;
+  last_modified: string;
+}
+
+/** One segment of a Static Large Object manifest. */
+interface ManifestSegment {
+  path: string;
+  etag: string | null;
+  size_bytes: number;
+}
+
+/**
+ * A {@linkcode Backend} storing each blob as an object in a Swift container.
+ *
+ * - put streams the body to Swift (chunked transfer encoding) through a
+ *   `VerifyStream`; nothing is buffered beyond the chunk in flight and no
+ *   temporary file is written. A failed verification or source aborts the
+ *   request before its end, so Swift discards the object. Blobs above
+ *   `segmentSize` become segments in `segmentContainer` plus a Static Large
+ *   Object manifest; `remove` deletes both.
+ * - get asks for ranges with a `Range` header; cancelling the body aborts
+ *   the request.
+ * - Auth is Keystone v3 or v1 (tempauth); the token is cached, renewed
+ *   before it expires, and a 401 leads to one re-authentication and retry.
+ *   Errors are {@linkcode SwiftError}s (with the HTTP status and Swift's
+ *   text; never a secret or a token) or `NotFoundError`.
+ *
+ * @example
+ * ```ts no-eval
+ * import { SwiftBackend } from "./swift.ts";
+ * import { sha384 } from "../digest.ts";
+ *
+ * const backend = new SwiftBackend({
+ *   authURL: "http://127.0.0.1:8390/auth/v1.0",
+ *   tenant: "test",
+ *   username: "tester",
+ *   secret: "testing",
+ *   bucket: "blobs",
+ * });
+ * const bytes = new TextEncoder().encode("hello");
+ * await backend.put("greeting", new Blob([bytes]).stream(), 5, await sha384(bytes));
+ * const { body } = await backend.get("greeting", { start: 1 });
+ * console.log(await new Response(body).text()); // "ello"
+ * ```
+ */
+export class SwiftBackend implements Backend {
+  readonly #auth: SwiftAuth;
+  readonly #fetch: FetchFn;
+  readonly #timeoutMs: number;
+  readonly #container: string;
+  readonly #segmentContainer: string;
+  readonly #segmentSize: number;
+  /** Containers known to exist (created on first put), one PUT each. */
+  readonly #containers = new Map<string, Promise<void>>();
+  /** The token each response of #request was got with. */
+  readonly #tokens = new WeakMap<Response, string>();
+  /** The last token Swift accepted (see #ensureAcceptedToken). */
+  #acceptedToken: string | undefined;
+
+  /** Creates the backend; nothing is sent until the first call. */
+  constructor(params: SwiftParams) {
+    this.#container = checkContainer("bucket", params.bucket);
+    this.#segmentContainer = checkContainer(
+      "segmentContainer",
+      params.segmentContainer ?? `${params.bucket}_segments`,
+    );
+    if (this.#segmentContainer === this.#container) {
+      throw new BadParamsError(
+        `segmentContainer must differ from bucket (got "${this.#container}" for both)`,
+      );
+    }
+    this.#segmentSize = params.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+    if (!Number.isSafeInteger(this.#segmentSize) || this.#segmentSize < 1) {
+      throw new BadParamsError(
+        `invalid segmentSize (expected a positive integer, got ${params.segmentSize})`,
+      );
+    }
+    this.#fetch = params.fetch ?? ((input, init) => fetch(input, init));
+    this.#timeoutMs = params.timeoutMs ?? 60_000;
+    for (const field of ["authURL", "username", "secret"] as const) {
+      if (!params[field]) {
+        throw new BadParamsError(
+          `missing Swift ${field} (expected a non-empty string, got ${
+            JSON.stringify(field === "secret" ? "" : params[field])
+          })`,
+        );
+      }
+    }
+    this.#auth = new SwiftAuth(params, {
+      fetch: this.#fetch,
+      timeoutMs: this.#timeoutMs,
+    });
+  }
+
+  /** See {@linkcode Backend.get}. */
+  async get(name: string, range?: ByteRange): Promise<OpenedBlob> {
+    // validates the bounds; the size is not known until Swift answers
+    const { start, end } = resolveRange(range, Number.MAX_SAFE_INTEGER);
+    if (range?.end !== undefined && end <= start) {
+      return { size: await this.#size(name), body: emptyStream() };
+    }
+    const openEnded = range?.end === undefined;
+    const headers: Record<string, string> = {};
+    if (start > 0 || !openEnded) {
+      headers.Range = `bytes=${start}-${openEnded ? "" : end - 1}`;
+    }
+    const operation = `GET object "${name}"`;
+    const res = await this.#request(operation, "GET", this.#path(name), {
+      headers,
+    });
+    if (res.status === 404) {
+      await discard(res);
+      throw new NotFoundError(`swift object "${name}" not found`);
+    }
+    if (res.status === 416) {
+      // the range starts at or past the end: nothing to read
+      await discard(res);
+      return {
+        size: totalFromContentRange(res, operation),
+        body: emptyStream(),
+      };
+    }
+    if (res.status === 206) {
+      const size = totalFromContentRange(res, operation);
+      return { size, body: res.body ?? emptyStream() };
+    }
+    if (res.status === 200) {
+      const size = Number(res.headers.get("Content-Length"));
+      if (!Number.isSafeInteger(size)) {
+        await discard(res);
+        throw new SwiftError(operation, 200, "expected a Content-Length");
+      }
+      const body = res.body ?? emptyStream();
+      // a server that ignored the Range header: cut the range out ourselves
+      return headers.Range
+        ? { size, body: body.pipeThrough(sliceStream(start, end)) }
+        : { size, body };
+    }
+    throw await errorFromResponse(operation, res, this.#auth.secrets);
+  }
+
+  /** See {@linkcode Backend.put}. */
+  async put(
+    name: string,
+    body: ReadableStream<Uint8Array>,
+    size: number,
+    hash: string,
+  ): Promise<void> {
+    const source = body.pipeThrough(new VerifyStream(size, hash)).getReader();
+    try {
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw new BadParamsError(
+          `invalid blob size (expected a non-negative integer, got ${size})`,
+        );
+      }
+      const segments = new SegmentReader(source);
+      if (size <= this.#segmentSize) {
+        await this.#ensureContainer(this.#container);
+        await this.#ensureAcceptedToken();
+        await this.#putObject(this.#container, name, segments, size, true);
+      } else {
+        await this.#putLarge(name, segments, size);
+      }
+    } catch (err) {
+      // release the caller's stream, whatever state it is in
+      await source.cancel(err).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** See {@linkcode Backend.remove}. */
+  async remove(name: string): Promise<void> {
+    // One request removes a Static Large Object with its segments; Swift
+    // 2.30 refuses it for a plain object ("Not an SLO manifest"), which a
+    // plain DELETE then removes. Newer Swifts delete plain objects at once.
+    const operation = `DELETE object "${name}"`;
+    for (let attempt = 0;; attempt++) {
+      const res = await this.#request(
+        operation,
+        "DELETE",
+        `${this.#path(name)}?multipart-manifest=delete`,
+        { headers: { Accept: "application/json" } },
+      );
+      if (res.status === 404) return await discard(res);
+      if (!res.ok) {
+        throw await errorFromResponse(operation, res, this.#auth.secrets);
+      }
+      const result = await res.json().catch(() => undefined) as
+        | BulkDeleteResult
+        | undefined;
+      const status = parseInt(result?.["Response Status"] ?? "", 10);
+      if (status >= 200 && status < 300 || status === 404) return;
+      const errors = result?.Errors ?? [];
+      if (errors.some(([, why]) => /not an slo manifest/i.test(why))) {
+        return await this.#deletePlain(this.#container, name);
+      }
+      // the SLO middleware answers 200 and reports a refused token inside
+      if (attempt === 0 && errors.some(([, why]) => why.startsWith("401"))) {
+        this.#auth.invalidate(this.#tokens.get(res) ?? "");
+        continue;
+      }
+      throw new SwiftError(
+        operation,
+        status || res.status,
+        redact(JSON.stringify(errors), this.#auth.secrets),
+      );
+    }
+  }
+
+  /** See {@linkcode Backend.list}. Segments are in their own container, so never listed. */
+  async *list(): AsyncIterable<BackendObject> {
+    let marker = "";
+    for (;;) {
+      const operation = `list container "${this.#container}"`;
+      const query = new URLSearchParams({
+        format: "json",
+        limit: String(LISTING_PAGE),
+        marker,
+      });
+      const res = await this.#request(
+        operation,
+        "GET",
+        `/${encodeURIComponent(this.#container)}?${query}`,
+        {},
+      );
+      if (res.status === 404) return await discard(res); // not created yet
+      if (!res.ok) {
+        throw await errorFromResponse(operation, res, this.#auth.secrets);
+      }
+      const page = await res.json() as ListingEntry[];
+      // a page may be shorter than asked (a proxy's own limit): only an
+      // empty page ends the listing
+      if (page.length === 0) return;
+      for (const entry of page) {
+        yield {
+          name: entry.name,
+          size: entry.bytes,
+          // Swift lists UTC times without a zone
+          modified: new Date(`${entry.last_modified}Z`),
+        };
+      }
+      marker = page[page.length - 1].name;
+    }
+  }
+
+  /** Writes a blob above the segment size as segments plus an SLO manifest. */
+  async #putLarge(
+    name: string,
+    segments: SegmentReader,
+    size: number,
+  ): Promise<void> {
+    const count = Math.ceil(size / this.#segmentSize);
+    if (count > MAX_SEGMENTS) {
+      throw new BadParamsError(
+        `blob too large for segmentSize ${this.#segmentSize} (expected at most ${MAX_SEGMENTS} segments, got ${count})`,
+      );
+    }
+    await this.#ensureContainer(this.#container);
+    await this.#ensureContainer(this.#segmentContainer);
+    await this.#ensureAcceptedToken();
+    const manifest: ManifestSegment[] = [];
+    let manifestSent = false;
+    try {
+      for (let i = 0; i < count; i++) {
+        const segmentName = `${name}/${String(i).padStart(8, "0")}`;
+        const length = Math.min(
+          this.#segmentSize,
+          size - i * this.#segmentSize,
+        );
+        const etag = await this.#putObject(
+          this.#segmentContainer,
+          segmentName,
+          segments,
+          length,
+          i === count - 1,
+        );
+        manifest.push({
+          path: `/${this.#segmentContainer}/${segmentName}`,
+          etag,
+          size_bytes: length,
+        });
+      }
+      manifestSent = true;
+      await this.#putManifest(name, manifest);
+    } catch (err) {
+      // nothing of a failed put may stay: the segments written so far, and
+      // the manifest if its answer was lost
+      if (manifestSent) await this.remove(name).catch(() => {});
+      for (const { path } of manifest) {
+        const segmentName = path.slice(this.#segmentContainer.length + 2);
+        await this.#deletePlain(this.#segmentContainer, segmentName).catch(
+          () => {},
+        );
+      }
+      throw err;
+    }
+  }
+
+  async #putManifest(name: string, manifest: ManifestSegment[]) {
+    const operation = `PUT manifest "${name}"`;
+    const res = await this.#request(
+      operation,
+      "PUT",
+      `${this.#path(name)}?multipart-manifest=put`,
+      {
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(manifest),
+      },
+    );
+    if (!res.ok) {
+      throw await errorFromResponse(operation, res, this.#auth.secrets);
+    }
+    await discard(res);
+  }
+
+  /**
+   * Streams the next `length` bytes of `segments` into `container/name`;
+   * returns the ETag (MD5) Swift computed. The request is aborted, so that
+   * Swift discards the object, as soon as the source fails.
+   */
+  async #putObject(
+    container: string,
+    name: string,
+    segments: SegmentReader,
+    length: number,
+    last: boolean,
+  ): Promise<string | null> {
+    const operation = `PUT object "${name}"`;
+    const session = await this.#auth.session();
+    const deadline = new Deadline(this.#timeoutMs, operation);
+    let failure: unknown;
+    let sent = false;
+    const body = segments.segment(length, last, {
+      onEnd: () => {
+        sent = true;
+        deadline.start();
+      },
+      onError: (err) => {
+        failure ??= err;
+        deadline.abort(err);
+      },
+    });
+    let res: Response;
+    try {
+      res = await send(
+        this.#fetch,
+        `${session.storageURL}${this.#path(name, container)}`,
+        {
+          method: "PUT",
+          headers: {
+            "X-Auth-Token": session.token,
+            "Content-Type": "application/octet-stream",
+          },
+          body,
+          duplex: "half",
+        } as RequestInit,
+        deadline,
+        this.#auth.secrets,
+        false,
+      );
+    } catch (err) {
+      // sent in full but no answer: the object may exist; it must not
+      if (failure === undefined && sent) {
+        await this.#deletePlain(container, name).catch(() => {});
+      }
+      throw failure ?? err;
+    }
+    if (failure !== undefined) {
+      // the body failed yet Swift answered: never keep what it may have stored
+      if (res.ok) await this.#deletePlain(container, name).catch(() => {});
+      await discard(res);
+      throw failure;
+    }
+    if (res.status === 401) {
+      // The body is a one-shot stream, already consumed: it cannot be sent
+      // again without buffering it. Re-authenticate for the next call.
+      this.#auth.invalidate(session.token);
+      throw await errorFromResponse(
+        `${operation} (token refused mid-upload; re-authenticated, retry the put)`,
+        res,
+        this.#auth.secrets,
+      );
+    }
+    if (!res.ok) {
+      if (res.status === 404) this.#containers.delete(container);
+      throw await errorFromResponse(operation, res, this.#auth.secrets);
+    }
+    this.#acceptedToken = session.token;
+    await discard(res);
+    return res.headers.get("Etag");
+  }
+
+  async #deletePlain(container: string, name: string): Promise<void> {
+    const operation = `DELETE object "${name}"`;
+    const res = await this.#request(
+      operation,
+      "DELETE",
+      this.#path(name, container),
+      {},
+    );
+    if (!res.ok && res.status !== 404) {
+      throw await errorFromResponse(operation, res, this.#auth.secrets);
+    }
+    await discard(res);
+  }
+
+  async #size(name: string): Promise<number> {
+    const operation = `HEAD object "${name}"`;
+    const res = await this.#request(operation, "HEAD", this.#path(name), {});
+    await discard(res);
+    if (res.status === 404) {
+      throw new NotFoundError(`swift object "${name}" not found`);
+    }
+    if (!res.ok) throw new SwiftError(operation, res.status, "");
+    return Number(res.headers.get("Content-Length"));
+  }
+
+  /** Creates `container` once per backend (PUT is idempotent: 201 or 202). */
+  #ensureContainer(container: string): Promise<void> {
+    let ready = this.#containers.get(container);
+    if (!ready) {
+      ready = this.#createContainer(container);
+      this.#containers.set(container, ready);
+      // a failure is not cached: the next put tries again
+      ready.catch(() => this.#containers.delete(container));
+    }
+    return ready;
+  }
+
+  async #createContainer(container: string): Promise<void> {
+    const operation = `PUT container "${container}"`;
+    const res = await this.#request(
+      operation,
+      "PUT",
+      `/${encodeURIComponent(container)}`,
+      {},
+    );
+    if (!res.ok) {
+      throw await errorFromResponse(operation, res, this.#auth.secrets);
+    }
+    await discard(res);
+  }
+
+  /**
+   * Makes sure Swift has accepted the current token before a put streams a
+   * body, which could not be sent again after a 401. A cheap HEAD (with its
+   * own re-authentication and retry) does it, once per token.
+   */
+  async #ensureAcceptedToken(): Promise<void> {
+    const { token } = await this.#auth.session();
+    if (token === this.#acceptedToken) return;
+    const operation = `HEAD container "${this.#container}"`;
+    const res = await this.#request(
+      operation,
+      "HEAD",
+      `/${encodeURIComponent(this.#container)}`,
+      {},
+    );
+    await discard(res);
+    if (!res.ok && res.status !== 404) {
+      throw new SwiftError(operation, res.status, "");
+    }
+  }
+
+  /**
+   * Sends a request with a body that can be sent again (none, or a string)
+   * with the current token; on a 401, re-authenticates once and retries.
+   */
+  async #request(
+    operation: string,
+    method: string,
+    path: string,
+    init: { headers?: Record<string, string>; body?: string },
+  ): Promise<Response> {
+    for (let attempt = 0;; attempt++) {
+      const session = await this.#auth.session();
+      const res = await send(
+        this.#fetch,
+        `${session.storageURL}${path}`,
+        {
+          method,
+          headers: { ...init.headers, "X-Auth-Token": session.token },
+          body: init.body,
+        },
+        new Deadline(this.#timeoutMs, operation),
+        this.#auth.secrets,
+      );
+      this.#tokens.set(res, session.token);
+      if (res.status !== 401) {
+        this.#acceptedToken = session.token;
+        return res;
+      }
+      if (attempt > 0) return res;
+      await discard(res);
+      this.#auth.invalidate(session.token);
+    }
+  }
+
+  /** The URL path of object `name` in `container`, each part encoded. */
+  #path(name: string, container = this.#container): string {
+    const parts = [container, ...name.split("/")];
+    return `/${parts.map(encodeURIComponent).join("/")}`;
+  }
+}
+
+/** The JSON answer of a bulk or SLO delete. */
+interface BulkDeleteResult {
+  "Response Status"?: string;
+  Errors?: [string, string][];
+}
+
+function checkContainer(field: string, name: string | undefined): string {
+  if (!name || name.includes("/") || name.length > 256) {
+    throw new BadParamsError(
+      `invalid Swift ${field} (expected a container name: 1 to 256 characters without "/", got ${
+        JSON.stringify(name)
+      })`,
+    );
+  }
+  return name;
+}
+
+/** The whole size from `Content-Range: bytes a-b/size` or `bytes *\/size`. */
+function totalFromContentRange(res: Response, operation: string): number {
+  const header = res.headers.get("Content-Range") ?? "";
+  const size = Number(/\/(\d+)\s*$/.exec(header)?.[1]);
+  if (!Number.isSafeInteger(size)) {
+    throw new SwiftError(
+      operation,
+      res.status,
+      `expected a Content-Range with the size, got "${header}"`,
+    );
+  }
+  return size;
+}
+
+function emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (controller) => controller.close() });
+}
+
+/** Passes on only the bytes at offsets `[start, end)` of the stream. */
+function sliceStream(
+  start: number,
+  end: number,
+): TransformStream<Uint8Array, Uint8Array> {
+  let offset = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      const from = Math.max(start - offset, 0);
+      const to = Math.min(end - offset, chunk.byteLength);
+      offset += chunk.byteLength;
+      if (to > from) controller.enqueue(chunk.subarray(from, to));
+    },
+  });
+}
