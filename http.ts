@@ -11,6 +11,7 @@
  *
  * @example Serving a store
  * ```ts
+ * import assert from "node:assert";
  * import { Store, MemoryCatalog, MemoryBackend } from "./mod.ts";
  * import { createHandler } from "./http.ts";
  *
@@ -20,7 +21,7 @@
  *   createHandler(store, { prefix: "/store", authorize: false }),
  * );
  * const res = await fetch(`http://127.0.0.1:${server.addr.port}/store/`);
- * console.assert((await res.json()).service === "blobstore");
+ * assert((await res.json()).service === "blobstore");
  * await server.shutdown();
  * ```
  *

@@ -12,9 +12,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { UsageError } from "./args.ts";
  *
- * console.assert(new UsageError("missing FILE").name === "UsageError");
+ * assert(new UsageError("missing FILE").name === "UsageError");
  * ```
  */
 export class UsageError extends Error {
@@ -30,10 +31,11 @@ export class UsageError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { OptionSpecs } from "./args.ts";
  *
  * const specs: OptionSpecs = { output: { type: "string", short: "o" }, "dry-run": { type: "boolean" } };
- * console.assert(specs.output.short === "o");
+ * assert(specs.output.short === "o");
  * ```
  */
 export type OptionSpecs = Record<
@@ -46,10 +48,11 @@ export type OptionSpecs = Record<
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { ParsedArgs } from "./args.ts";
  *
  * const parsed: ParsedArgs = { positionals: ["a.txt"], options: { verbose: true } };
- * console.assert(parsed.options.verbose === true);
+ * assert(parsed.options.verbose === true);
  * ```
  */
 export interface ParsedArgs {
@@ -65,14 +68,15 @@ export interface ParsedArgs {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { parseArgs } from "./args.ts";
  *
  * const { positionals, options } = parseArgs(
  *   ["get", "-o", "out.bin", "--range=0-99", "HASH"],
  *   { output: { type: "string", short: "o" }, range: { type: "string" } },
  * );
- * console.assert(positionals.join(" ") === "get HASH");
- * console.assert(options.output === "out.bin" && options.range === "0-99");
+ * assert(positionals.join(" ") === "get HASH");
+ * assert(options.output === "out.bin" && options.range === "0-99");
  * ```
  */
 export function parseArgs(args: string[], specs: OptionSpecs): ParsedArgs {

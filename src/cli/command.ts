@@ -14,10 +14,11 @@ import type { OptionSpecs, ParsedArgs } from "./args.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { CommandContext } from "./command.ts";
  *
  * const context: CommandContext = { data: "./data", print: console.log, warn: console.error };
- * console.assert(context.data === "./data");
+ * assert(context.data === "./data");
  * ```
  */
 export interface CommandContext {
@@ -51,6 +52,7 @@ export interface StoreContext extends CommandContext {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { Command } from "./command.ts";
  *
  * const hello: Command = {
@@ -60,7 +62,7 @@ export interface StoreContext extends CommandContext {
  *   options: {},
  *   run: (context) => (context.print("hello"), Promise.resolve(0)),
  * };
- * console.assert(hello.name === "hello");
+ * assert(hello.name === "hello");
  * ```
  */
 export type Command = StoreCommand | SelfOpeningCommand;

@@ -16,11 +16,12 @@ const READ_SIZE = 1024 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { fileStream } from "./files.ts";
  *
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, "hello");
- * console.assert((await new Response(fileStream(path, 1, 4)).text()) === "ell");
+ * assert((await new Response(fileStream(path, 1, 4)).text()) === "ell");
  * await Deno.remove(path);
  * ```
  */
@@ -62,11 +63,12 @@ export function fileStream(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { hashFile } from "./files.ts";
  *
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, "abc");
- * console.assert((await hashFile(path)).startsWith("cb00753f45a35e8b"));
+ * assert((await hashFile(path)).startsWith("cb00753f45a35e8b"));
  * await Deno.remove(path);
  * ```
  */

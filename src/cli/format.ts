@@ -13,10 +13,11 @@ const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { formatBytes } from "./format.ts";
  *
- * console.assert(formatBytes(512) === "512 B");
- * console.assert(formatBytes(1.5 * 2 ** 20) === "1.5 MiB");
+ * assert(formatBytes(512) === "512 B");
+ * assert(formatBytes(1.5 * 2 ** 20) === "1.5 MiB");
  * ```
  */
 export function formatBytes(bytes: number): string {
@@ -34,10 +35,11 @@ export function formatBytes(bytes: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { formatClock } from "./format.ts";
  *
- * console.assert(formatClock(65) === "1:05");
- * console.assert(formatClock(3723) === "1:02:03");
+ * assert(formatClock(65) === "1:05");
+ * assert(formatClock(3723) === "1:02:03");
  * ```
  */
 export function formatClock(seconds: number): string {
@@ -55,10 +57,11 @@ export function formatClock(seconds: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { parseSize } from "./format.ts";
  *
- * console.assert(parseSize("5MiB") === 5 * 2 ** 20);
- * console.assert(parseSize("1024") === 1024);
+ * assert(parseSize("5MiB") === 5 * 2 ** 20);
+ * assert(parseSize("1024") === 1024);
  * ```
  */
 export function parseSize(text: string): number {
@@ -93,10 +96,11 @@ const DURATION_UNITS: Record<string, number> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { parseDuration } from "./format.ts";
  *
- * console.assert(parseDuration("1h30m") === 90 * 60_000);
- * console.assert(parseDuration("7d") === 7 * 86_400_000);
+ * assert(parseDuration("1h30m") === 90 * 60_000);
+ * assert(parseDuration("7d") === 7 * 86_400_000);
  * ```
  */
 export function parseDuration(text: string): number {

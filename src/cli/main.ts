@@ -37,9 +37,10 @@ const GLOBAL_OPTIONS: OptionSpecs = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { usage } from "./main.ts";
  *
- * console.assert(usage().includes("serve"));
+ * assert(usage().includes("serve"));
  * ```
  */
 export function usage(): string {

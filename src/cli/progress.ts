@@ -20,11 +20,12 @@ const BAR_WIDTH = 24;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { ProgressSink } from "./progress.ts";
  *
  * const lines: string[] = [];
  * const sink: ProgressSink = { isTerminal: () => true, write: (text) => void lines.push(text) };
- * console.assert(sink.isTerminal());
+ * assert(sink.isTerminal());
  * ```
  */
 export interface ProgressSink {
@@ -51,6 +52,7 @@ const stderrSink: ProgressSink = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { Progress } from "./progress.ts";
  *
  * const lines: string[] = [];
@@ -58,7 +60,7 @@ const stderrSink: ProgressSink = {
  * const progress = new Progress("copying", 100, { sink, minBytes: 0 });
  * progress.add(100);
  * progress.done();
- * console.assert(lines.at(-1)!.endsWith("\n"));
+ * assert(lines.at(-1)!.endsWith("\n"));
  * ```
  */
 export class Progress {

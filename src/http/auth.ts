@@ -12,10 +12,11 @@ import { createHash, timingSafeEqual } from "node:crypto";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { Authorizer } from "./auth.ts";
  *
  * const onlyLocal: Authorizer = (req) => new URL(req.url).hostname === "127.0.0.1";
- * console.assert(onlyLocal(new Request("http://127.0.0.1/")) === true);
+ * assert(onlyLocal(new Request("http://127.0.0.1/")) === true);
  * ```
  */
 export type Authorizer = (req: Request) => boolean | Promise<boolean>;
@@ -27,12 +28,13 @@ export type Authorizer = (req: Request) => boolean | Promise<boolean>;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { bearerToken } from "./auth.ts";
  *
  * const authorize = bearerToken("s3cret");
  * const req = new Request("http://x/", { headers: { authorization: "Bearer s3cret" } });
- * console.assert(authorize(req) === true);
- * console.assert(authorize(new Request("http://x/")) === false);
+ * assert(authorize(req) === true);
+ * assert(authorize(new Request("http://x/")) === false);
  * ```
  */
 export function bearerToken(token: string): (req: Request) => boolean {
@@ -54,10 +56,11 @@ export function bearerToken(token: string): (req: Request) => boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { tokenFromEnv } from "./auth.ts";
  *
  * const authorize = tokenFromEnv();
- * console.assert(authorize === undefined || typeof authorize === "function");
+ * assert(authorize === undefined || typeof authorize === "function");
  * ```
  */
 export function tokenFromEnv(): Authorizer | undefined {

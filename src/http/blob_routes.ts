@@ -18,6 +18,7 @@ import { parseRangeHeader, type RangeSpec, resolveRangeSpec } from "./range.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { BlobRouteOptions } from "./blob_routes.ts";
  *
  * const options: BlobRouteOptions = {
@@ -25,7 +26,7 @@ import { parseRangeHeader, type RangeSpec, resolveRangeSpec } from "./range.ts";
  *   cacheControl: "public, max-age=31536000, immutable",
  *   blobPath: (hash) => `/blobs/${hash}`,
  * };
- * console.assert(options.blobPath("x") === "/blobs/x");
+ * assert(options.blobPath("x") === "/blobs/x");
  * ```
  */
 export interface BlobRouteOptions {
@@ -129,9 +130,10 @@ export function checkHash(hash: string): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { reprDigest } from "./blob_routes.ts";
  *
- * console.assert(reprDigest("00".repeat(48)) === `sha-384=:${"A".repeat(64)}:`);
+ * assert(reprDigest("00".repeat(48)) === `sha-384=:${"A".repeat(64)}:`);
  * ```
  */
 export function reprDigest(hash: string): string {

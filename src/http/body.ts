@@ -16,10 +16,12 @@ import { HttpError, RequestBodyError } from "./errors.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { declaredSize } from "./body.ts";
  *
- * const req = new Request("http://x/", { method: "PUT", body: "abc" });
- * console.assert(declaredSize(req, 10) === 3);
+ * const headers = { "content-length": "3" };
+ * const req = new Request("http://x/", { method: "PUT", body: "abc", headers });
+ * assert(declaredSize(req, 10) === 3);
  * ```
  */
 export function declaredSize(req: Request, max: number): number {
@@ -58,10 +60,11 @@ export function declaredSize(req: Request, max: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { bodyStream } from "./body.ts";
  *
  * const req = new Request("http://x/", { method: "PUT", body: "abc" });
- * console.assert((await new Response(bodyStream(req)).text()) === "abc");
+ * assert((await new Response(bodyStream(req)).text()) === "abc");
  * ```
  */
 export function bodyStream(req: Request): ReadableStream<Uint8Array> {
@@ -90,10 +93,11 @@ export function bodyStream(req: Request): ReadableStream<Uint8Array> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { readSmallJson } from "./body.ts";
  *
  * const req = new Request("http://x/", { method: "POST", body: '{"a":1}' });
- * console.assert((await readSmallJson(req, 1024) as { a: number }).a === 1);
+ * assert((await readSmallJson(req, 1024) as { a: number }).a === 1);
  * ```
  */
 export async function readSmallJson(

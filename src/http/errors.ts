@@ -24,10 +24,11 @@ import {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { HttpError } from "./errors.ts";
  *
  * const err = new HttpError(411, "length_required", "Content-Length is required");
- * console.assert(err.status === 411);
+ * assert(err.status === 411);
  * ```
  */
 export class HttpError extends Error {
@@ -60,10 +61,11 @@ export class HttpError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { RequestBodyError } from "./errors.ts";
  *
  * const err = new RequestBodyError(new Error("connection reset"));
- * console.assert(err.message.includes("connection reset"));
+ * assert(err.message.includes("connection reset"));
  * ```
  */
 export class RequestBodyError extends Error {
@@ -99,10 +101,11 @@ const STORE_ERRORS: [
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { jsonResponse } from "./errors.ts";
  *
  * const res = jsonResponse({ ok: true }, 201);
- * console.assert(res.status === 201);
+ * assert(res.status === 201);
  * ```
  */
 export function jsonResponse(
@@ -122,11 +125,12 @@ export function jsonResponse(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { errorResponse } from "./errors.ts";
  * import { NotFoundError } from "../errors.ts";
  *
- * console.assert(errorResponse(new NotFoundError("blob x not found"))?.status === 404);
- * console.assert(errorResponse(new Error("disk on fire")) === undefined);
+ * assert(errorResponse(new NotFoundError("blob x not found"))?.status === 404);
+ * assert(errorResponse(new Error("disk on fire")) === undefined);
  * ```
  */
 export function errorResponse(err: unknown): Response | undefined {
@@ -150,9 +154,10 @@ export function errorResponse(err: unknown): Response | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { internalErrorResponse } from "./errors.ts";
  *
- * console.assert(internalErrorResponse().status === 500);
+ * assert(internalErrorResponse().status === 500);
  * ```
  */
 export function internalErrorResponse(): Response {

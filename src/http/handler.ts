@@ -32,10 +32,11 @@ const DAY = 24 * 60 * 60 * 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { HandlerOptions } from "./handler.ts";
  *
  * const options: HandlerOptions = { prefix: "/store", maxBodySize: 1 << 30 };
- * console.assert(options.prefix === "/store");
+ * assert(options.prefix === "/store");
  * ```
  */
 export interface HandlerOptions {
@@ -107,6 +108,7 @@ interface Route {
  *
  * @example Serving a memory store on a free port
  * ```ts
+ * import assert from "node:assert";
  * import { createHandler } from "./handler.ts";
  * import { Store } from "../store.ts";
  * import { MemoryBackend } from "../backends/memory.ts";
@@ -116,7 +118,7 @@ interface Route {
  * const handler = createHandler(store, { authorize: false });
  * const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
  * const res = await fetch(`http://127.0.0.1:${server.addr.port}/blobs/${"0".repeat(96)}`);
- * console.assert(res.status === 404 && (await res.json()).error === "not_found");
+ * assert(res.status === 404 && (await res.json()).error === "not_found");
  * await server.shutdown();
  * ```
  */

@@ -33,9 +33,10 @@ import type { MultipartRegistry } from "./registry.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { SERVICE_OWNER } from "./multipart_blobs.ts";
  *
- * console.assert(SERVICE_OWNER === "blobstore-http");
+ * assert(SERVICE_OWNER === "blobstore-http");
  * ```
  */
 export const SERVICE_OWNER = "blobstore-http";
@@ -52,10 +53,11 @@ const REGISTER_ATTEMPTS = 8;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { FoundBlob } from "./multipart_blobs.ts";
  *
  * const found: FoundBlob = { size: 0, body: new Blob([]).stream() };
- * console.assert(found.index === undefined);
+ * assert(found.index === undefined);
  * ```
  */
 export interface FoundBlob extends OpenedBlob {

@@ -12,10 +12,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { RangeSpec } from "./range.ts";
  *
  * const spec: RangeSpec = { first: 0, last: 99 };
- * console.assert(spec.first === 0);
+ * assert(spec.first === 0);
  * ```
  */
 export type RangeSpec =
@@ -29,11 +30,12 @@ export type RangeSpec =
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { parseRangeHeader } from "./range.ts";
  *
- * console.assert(parseRangeHeader("bytes=10-19")?.last === 19);
- * console.assert(parseRangeHeader("bytes=-5")?.suffix === 5);
- * console.assert(parseRangeHeader("bytes=0-1,5-6") === undefined);
+ * assert(parseRangeHeader("bytes=10-19")?.last === 19);
+ * assert(parseRangeHeader("bytes=-5")?.suffix === 5);
+ * assert(parseRangeHeader("bytes=0-1,5-6") === undefined);
  * ```
  */
 export function parseRangeHeader(
@@ -60,11 +62,12 @@ export function parseRangeHeader(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { resolveRangeSpec } from "./range.ts";
  *
- * console.assert(resolveRangeSpec({ first: 5, last: 99 }, 10)?.end === 10);
- * console.assert(resolveRangeSpec({ suffix: 3 }, 10)?.start === 7);
- * console.assert(resolveRangeSpec({ first: 10 }, 10) === undefined);
+ * assert(resolveRangeSpec({ first: 5, last: 99 }, 10)?.end === 10);
+ * assert(resolveRangeSpec({ suffix: 3 }, 10)?.start === 7);
+ * assert(resolveRangeSpec({ first: 10 }, 10) === undefined);
  * ```
  */
 export function resolveRangeSpec(

@@ -17,10 +17,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { MultipartEntry } from "./registry.ts";
  *
  * const entry: MultipartEntry = { uploadId: "u1", finished: new Date() };
- * console.assert(entry.uploadId === "u1");
+ * assert(entry.uploadId === "u1");
  * ```
  */
 export interface MultipartEntry {
@@ -41,12 +42,13 @@ export interface MultipartEntry {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { MemoryMultipartRegistry, type MultipartRegistry } from "./registry.ts";
  *
  * const registry: MultipartRegistry = new MemoryMultipartRegistry();
  * const hash = "a".repeat(96);
- * console.assert(await registry.compareAndSet(hash, undefined, { uploadId: "u1", finished: new Date() }));
- * console.assert((await registry.get(hash))?.uploadId === "u1");
+ * assert(await registry.compareAndSet(hash, undefined, { uploadId: "u1", finished: new Date() }));
+ * assert((await registry.get(hash))?.uploadId === "u1");
  * ```
  */
 export interface MultipartRegistry {
@@ -73,10 +75,11 @@ export interface MultipartRegistry {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { MemoryMultipartRegistry } from "./registry.ts";
  *
  * const registry = new MemoryMultipartRegistry();
- * console.assert(await registry.get("a".repeat(96)) === undefined);
+ * assert(await registry.get("a".repeat(96)) === undefined);
  * ```
  */
 export class MemoryMultipartRegistry implements MultipartRegistry {

@@ -15,13 +15,14 @@ import type { MultipartEntry, MultipartRegistry } from "./registry.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { KvMultipartRegistry } from "./registry_kv.ts";
  *
  * const kv = await Deno.openKv(":memory:");
  * const registry = new KvMultipartRegistry(kv);
  * const hash = "a".repeat(96);
  * await registry.compareAndSet(hash, undefined, { uploadId: "u1", finished: new Date() });
- * console.assert((await registry.get(hash))?.uploadId === "u1");
+ * assert((await registry.get(hash))?.uploadId === "u1");
  * kv.close();
  * ```
  */

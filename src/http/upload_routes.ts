@@ -22,6 +22,7 @@ const MAX_JSON_BYTES = 1 << 20;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { UploadRouteOptions } from "./upload_routes.ts";
  *
  * const options: UploadRouteOptions = {
@@ -31,7 +32,7 @@ const MAX_JSON_BYTES = 1 << 20;
  *   uploadPath: (id) => `/uploads/${id}`,
  *   blobPath: (hash) => `/blobs/${hash}`,
  * };
- * console.assert(options.uploadTtl === 86_400_000);
+ * assert(options.uploadTtl === 86_400_000);
  * ```
  */
 export interface UploadRouteOptions {
@@ -162,10 +163,11 @@ export async function deleteUpload(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { uploadJson } from "./upload_routes.ts";
  *
  * const json = uploadJson("u1", { parts: [null], expires: new Date(0) });
- * console.assert(json.expires === "1970-01-01T00:00:00.000Z");
+ * assert(json.expires === "1970-01-01T00:00:00.000Z");
  * ```
  */
 export function uploadJson(id: string, info: UploadInfo): {

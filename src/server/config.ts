@@ -35,10 +35,11 @@ import { Store } from "../store.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { SeamOptions } from "./config.ts";
  *
  * const options: SeamOptions = { data: "./data", env: () => undefined };
- * console.assert(options.data === "./data");
+ * assert(options.data === "./data");
  * ```
  */
 export interface SeamOptions {
@@ -82,10 +83,11 @@ export interface Seams {
  *
  * @example Throwaway seams
  * ```ts
+ * import assert from "node:assert";
  * import { openSeams } from "./config.ts";
  *
  * const seams = await openSeams({ data: "unused", memory: true });
- * console.assert(seams.description.catalog === "memory");
+ * assert(seams.description.catalog === "memory");
  * await seams.close();
  * ```
  */

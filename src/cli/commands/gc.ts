@@ -23,9 +23,10 @@ import { formatBytes, parseDuration } from "../format.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { gcCommand } from "./gc.ts";
  *
- * console.assert(gcCommand.options["dry-run"].type === "boolean");
+ * assert(gcCommand.options["dry-run"].type === "boolean");
  * ```
  */
 export const gcCommand: StoreCommand = {

@@ -21,9 +21,10 @@ import { Progress } from "../progress.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { getCommand } from "./get.ts";
  *
- * console.assert(getCommand.options.output.short === "o");
+ * assert(getCommand.options.output.short === "o");
  * ```
  */
 export const getCommand: StoreCommand = {

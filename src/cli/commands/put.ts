@@ -20,9 +20,10 @@ import { Progress } from "../progress.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { putCommand } from "./put.ts";
  *
- * console.assert(putCommand.name === "put");
+ * assert(putCommand.name === "put");
  * ```
  */
 export const putCommand: StoreCommand = {

@@ -22,9 +22,10 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { serveCommand } from "./serve.ts";
  *
- * console.assert(serveCommand.opensSeams === true);
+ * assert(serveCommand.opensSeams === true);
  * ```
  */
 export const serveCommand: SelfOpeningCommand = {

@@ -16,9 +16,10 @@ import { formatBytes } from "../format.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { statCommand } from "./stat.ts";
  *
- * console.assert(statCommand.options.json.type === "boolean");
+ * assert(statCommand.options.json.type === "boolean");
  * ```
  */
 export const statCommand: StoreCommand = {

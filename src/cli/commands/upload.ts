@@ -39,9 +39,10 @@ interface UploadState {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { uploadCommand } from "./upload.ts";
  *
- * console.assert(uploadCommand.options["part-size"].type === "string");
+ * assert(uploadCommand.options["part-size"].type === "string");
  * ```
  */
 export const uploadCommand: StoreCommand = {

@@ -1,0 +1,1060 @@
+/**
+ * The HTTP service end to end: a real `Deno.serve` on a loopback port,
+ * driven by `fetch` and by a raw HTTP/1.1 client for streamed bodies with
+ * a `Content-Length` and for clients that hang up halfway.
+ */
+
+import assert from "node:assert";
+import { createHash } from "node:crypto";
+import {
+  type Backend,
+  MemoryBackend,
+  MemoryCatalog,
+  Refs,
+  sha384,
+  Store,
+} from "../mod.ts";
+import {
+  bearerToken,
+  createHandler,
+  type HandlerOptions,
+  KvMultipartRegistry,
+  MemoryMultipartRegistry,
+} from "../http.ts";
+import { openSeams } from "../src/server/config.ts";
+import { type RawRequest, rawRequest } from "./raw_http.ts";
+
+const MiB = 1024 * 1024;
+const encoder = new TextEncoder();
+
+interface Server {
+  port: number;
+  base: string;
+  store: Store;
+  backend: TrackingBackend;
+  errors: unknown[];
+  close(): Promise<void>;
+}
+
+/** A backend that remembers every put, so tests can wait for them to settle. */
+class TrackingBackend implements Backend {
+  puts: Promise<unknown>[] = [];
+  constructor(readonly inner: Backend) {}
+  get: Backend["get"] = (name, range) => this.inner.get(name, range);
+  put: Backend["put"] = (name, body, size, hash) => {
+    const put = this.inner.put(name, body, size, hash);
+    this.puts.push(put.catch(() => {}));
+    return put;
+  };
+  remove: Backend["remove"] = (name) => this.inner.remove(name);
+  async names(): Promise<string[]> {
+    const names = [];
+    for await (const { name } of this.inner.list!()) names.push(name);
+    return names;
+  }
+  async settled(): Promise<void> {
+    for (let seen = -1; seen !== this.puts.length;) {
+      seen = this.puts.length;
+      await Promise.all(this.puts);
+    }
+  }
+}
+
+function startServer(
+  options: HandlerOptions = {},
+  storeOptions: { minPartSize?: number; backend?: Backend } = {},
+): Server {
+  const backend = new TrackingBackend(
+    storeOptions.backend ?? new MemoryBackend(),
+  );
+  const store = new Store({
+    catalog: new MemoryCatalog(),
+    backend,
+    minPartSize: storeOptions.minPartSize ?? 1024,
+  });
+  const errors: unknown[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    createHandler(store, {
+      authorize: false,
+      onError: (err) => errors.push(err),
+      ...options,
+    }),
+  );
+  const port = server.addr.port;
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    store,
+    backend,
+    errors,
+    close: () => server.shutdown(),
+  };
+}
+
+function bytesOf(size: number, seed = 1): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed * 7) & 0xff;
+  return bytes;
+}
+
+/** PUT with a Content-Length, the way curl -T does it. */
+function put(
+  server: Server,
+  path: string,
+  body: Uint8Array,
+  extra: Partial<RawRequest> = {},
+) {
+  return rawRequest(server.port, {
+    method: "PUT",
+    path,
+    body: [body],
+    ...extra,
+    headers: { "content-length": String(body.length), ...extra.headers },
+  }).then((res) => res!);
+}
+
+async function expectError(res: Response, status: number, code: string) {
+  assert.strictEqual(res.status, status, `expected ${status}`);
+  assert.match(res.headers.get("content-type") ?? "", /application\/json/);
+  const body = await res.json();
+  assert.strictEqual(body.error, code);
+  assert.strictEqual(typeof body.message, "string");
+  assert.doesNotMatch(body.message, /\n\s+at /, "no stack trace");
+  return body;
+}
+
+function reprDigest(hash: string): string {
+  return `sha-384=:${Buffer.from(hash, "hex").toString("base64")}:`;
+}
+
+Deno.test("http: single blobs", async (t) => {
+  const server = startServer();
+  const content = bytesOf(10_000);
+  const hash = await sha384(content);
+  const url = `${server.base}/blobs/${hash}`;
+  try {
+    await t.step("GET / says what it is", async () => {
+      const res = await fetch(`${server.base}/`);
+      assert.deepStrictEqual(await res.json(), { service: "blobstore" });
+    });
+
+    await t.step("PUT a new blob: 201 with Location and ETag", async () => {
+      const res = await put(server, `/blobs/${hash}`, content);
+      assert.strictEqual(res.status, 201);
+      assert.strictEqual(res.headers.get("location"), `/blobs/${hash}`);
+      assert.strictEqual(res.headers.get("etag"), `"${hash}"`);
+      assert.deepStrictEqual(res.json(), { hash, size: content.length });
+    });
+
+    await t.step("PUT it again: 200", async () => {
+      const res = await put(server, `/blobs/${hash}`, content);
+      assert.strictEqual(res.status, 200);
+      assert.strictEqual((await server.backend.names()).length, 1);
+    });
+
+    await t.step("PUT with an implausible hash: 400", async () => {
+      for (const bad of ["abc", hash.toUpperCase(), `${hash}00`]) {
+        const res = await put(server, `/blobs/${bad}`, content);
+        assert.strictEqual(res.status, 400);
+        assert.strictEqual(
+          (res.json() as { error: string }).error,
+          "bad_params",
+        );
+      }
+    });
+
+    await t.step("PUT without Content-Length (chunked): 411", async () => {
+      const res = await fetch(url, {
+        method: "PUT",
+        body: ReadableStream.from([content]),
+      });
+      await expectError(res, 411, "length_required");
+    });
+
+    await t.step(
+      "PUT above the maximum: 413, before any byte is read",
+      async () => {
+        const small = startServer({ maxBodySize: 1000 });
+        try {
+          const res = await put(small, `/blobs/${hash}`, content);
+          assert.strictEqual(res.status, 413);
+          assert.strictEqual(
+            (res.json() as { error: string }).error,
+            "too_large",
+          );
+          assert.strictEqual(small.backend.puts.length, 0);
+        } finally {
+          await small.close();
+        }
+      },
+    );
+
+    await t.step(
+      "PUT content that does not match its hash: 422, nothing stored",
+      async () => {
+        const other = bytesOf(10_000, 2);
+        const otherHash = await sha384(other);
+        const res = await put(server, `/blobs/${otherHash}`, content);
+        assert.strictEqual(res.status, 422);
+        assert.strictEqual(
+          (res.json() as { error: string }).error,
+          "hash_mismatch",
+        );
+        await server.backend.settled();
+        assert.strictEqual((await server.backend.names()).length, 1);
+        assert.strictEqual(
+          (await fetch(`${server.base}/blobs/${otherHash}`)).status,
+          404,
+        );
+      },
+    );
+
+    await t.step("PUT an existing hash with other content: 422", async () => {
+      const res = await put(server, `/blobs/${hash}`, bytesOf(10_000, 3));
+      assert.strictEqual(res.status, 422);
+    });
+
+    await t.step("GET streams it with every header", async () => {
+      const res = await fetch(url);
+      assert.strictEqual(res.status, 200);
+      assert.strictEqual(res.headers.get("content-length"), "10000");
+      assert.strictEqual(
+        res.headers.get("content-type"),
+        "application/octet-stream",
+      );
+      assert.strictEqual(res.headers.get("etag"), `"${hash}"`);
+      assert.strictEqual(res.headers.get("accept-ranges"), "bytes");
+      assert.strictEqual(
+        res.headers.get("cache-control"),
+        "public, max-age=31536000, immutable",
+      );
+      assert.strictEqual(res.headers.get("repr-digest"), reprDigest(hash));
+      assert.deepStrictEqual(new Uint8Array(await res.arrayBuffer()), content);
+    });
+
+    await t.step("HEAD: the same headers, no body", async () => {
+      const res = await rawRequest(server.port, {
+        method: "HEAD",
+        path: `/blobs/${hash}`,
+      });
+      assert.strictEqual(res!.status, 200);
+      assert.strictEqual(res!.headers.get("content-length"), "10000");
+      assert.strictEqual(res!.headers.get("etag"), `"${hash}"`);
+      assert.strictEqual(res!.headers.get("repr-digest"), reprDigest(hash));
+      assert.strictEqual(res!.body.length, 0);
+    });
+
+    await t.step("GET and HEAD of an absent blob: 404", async () => {
+      const absent = `${server.base}/blobs/${"0".repeat(96)}`;
+      await expectError(await fetch(absent), 404, "not_found");
+      assert.strictEqual((await fetch(absent, { method: "HEAD" })).status, 404);
+      await expectError(
+        await fetch(`${server.base}/blobs/xyz`),
+        400,
+        "bad_params",
+      );
+    });
+
+    await t.step(
+      "If-None-Match: 304 with the validators, no body",
+      async () => {
+        for (const tag of [`"${hash}"`, `W/"${hash}"`, `"x", "${hash}"`, "*"]) {
+          const res = await fetch(url, { headers: { "if-none-match": tag } });
+          assert.strictEqual(res.status, 304, tag);
+          assert.strictEqual(res.headers.get("etag"), `"${hash}"`);
+          assert.strictEqual(await res.text(), "");
+        }
+        const miss = await fetch(url, {
+          headers: { "if-none-match": '"other"' },
+        });
+        assert.strictEqual(miss.status, 200);
+        await miss.body?.cancel();
+        const absent = await fetch(`${server.base}/blobs/${"1".repeat(96)}`, {
+          headers: { "if-none-match": "*" },
+        });
+        await expectError(absent, 404, "not_found");
+      },
+    );
+
+    await t.step("Range: 206 with Content-Range", async () => {
+      const cases: [string, number, number][] = [
+        ["bytes=0-0", 0, 1],
+        ["bytes=100-199", 100, 200],
+        ["bytes=9000-", 9000, 10_000],
+        ["bytes=-10", 9990, 10_000],
+        ["bytes=9990-20000", 9990, 10_000],
+        ["bytes=-20000", 0, 10_000],
+      ];
+      for (const [range, start, end] of cases) {
+        const res = await fetch(url, { headers: { range } });
+        assert.strictEqual(res.status, 206, range);
+        assert.strictEqual(
+          res.headers.get("content-range"),
+          `bytes ${start}-${end - 1}/10000`,
+        );
+        assert.strictEqual(
+          res.headers.get("content-length"),
+          String(end - start),
+        );
+        assert.strictEqual(res.headers.get("etag"), `"${hash}"`);
+        assert.deepStrictEqual(
+          new Uint8Array(await res.arrayBuffer()),
+          content.subarray(start, end),
+          range,
+        );
+      }
+    });
+
+    await t.step("Range: 416 when unsatisfiable", async () => {
+      for (const range of ["bytes=10000-", "bytes=20000-30000", "bytes=-0"]) {
+        const res = await fetch(url, { headers: { range } });
+        await expectError(res, 416, "range_not_satisfiable");
+        assert.strictEqual(res.headers.get("content-range"), "bytes */10000");
+      }
+    });
+
+    await t.step(
+      "Range: ignored when several, malformed, or If-Range fails",
+      async () => {
+        const ignored: Record<string, string>[] = [
+          { range: "bytes=0-1,5-6" },
+          { range: "bytes=5-1" },
+          { range: "items=0-1" },
+          { range: "bytes=0-1", "if-range": '"other"' },
+          { range: "bytes=0-1", "if-range": "Wed, 21 Oct 2015 07:28:00 GMT" },
+        ];
+        for (const headers of ignored) {
+          const res = await fetch(url, { headers });
+          assert.strictEqual(res.status, 200, JSON.stringify(headers));
+          assert.strictEqual((await res.arrayBuffer()).byteLength, 10_000);
+        }
+        const honoured = await fetch(url, {
+          headers: { range: "bytes=0-1", "if-range": `"${hash}"` },
+        });
+        assert.strictEqual(honoured.status, 206);
+        await honoured.body?.cancel();
+      },
+    );
+
+    await t.step("the empty blob", async () => {
+      const empty = await sha384(new Uint8Array(0));
+      assert.strictEqual(
+        (await put(server, `/blobs/${empty}`, new Uint8Array(0))).status,
+        201,
+      );
+      const res = await fetch(`${server.base}/blobs/${empty}`);
+      assert.strictEqual(res.status, 200);
+      assert.strictEqual(res.headers.get("content-length"), "0");
+      assert.strictEqual(await res.text(), "");
+      const range = await fetch(`${server.base}/blobs/${empty}`, {
+        headers: { range: "bytes=0-" },
+      });
+      await expectError(range, 416, "range_not_satisfiable");
+    });
+
+    await t.step(
+      "unknown routes: 404; wrong methods: 405 with Allow",
+      async () => {
+        await expectError(
+          await fetch(`${server.base}/nothing/here`),
+          404,
+          "not_found",
+        );
+        const res = await fetch(url, { method: "DELETE" });
+        await expectError(res, 405, "method_not_allowed");
+        assert.strictEqual(res.headers.get("allow"), "GET, HEAD, PUT");
+        const uploads = await fetch(`${server.base}/uploads`);
+        await expectError(uploads, 405, "method_not_allowed");
+        assert.strictEqual(uploads.headers.get("allow"), "POST");
+      },
+    );
+    assert.deepStrictEqual(server.errors, []);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: multipart uploads", async (t) => {
+  const server = startServer({}, { minPartSize: 4096 });
+  const sizes = [4096, 5000, 1234];
+  const parts = sizes.map((size, i) => bytesOf(size, i + 10));
+  const whole = new Uint8Array(sizes.reduce((a, b) => a + b));
+  parts.reduce(
+    (offset, part) => (whole.set(part, offset), offset + part.length),
+    0,
+  );
+  const wholeHash = await sha384(whole);
+  const partHashes = await Promise.all(parts.map((p) => sha384(p)));
+  let id = "";
+  const offsets = [0, 4096, 9096];
+  try {
+    await t.step("POST /uploads: 201 with the id and expiry", async () => {
+      const res = await fetch(`${server.base}/uploads`, { method: "POST" });
+      assert.strictEqual(res.status, 201);
+      const body = await res.json();
+      id = body.id;
+      assert.strictEqual(res.headers.get("location"), `/uploads/${id}`);
+      const expires = new Date(body.expires).getTime() - Date.now();
+      assert(expires > 23 * 3600_000 && expires <= 24 * 3600_000);
+    });
+
+    await t.step("POST /uploads with an expiry", async () => {
+      const expires = new Date(Date.now() + 3600_000).toISOString();
+      const res = await fetch(`${server.base}/uploads`, {
+        method: "POST",
+        body: JSON.stringify({ expires }),
+      });
+      assert.strictEqual(res.status, 201);
+      assert.strictEqual((await res.json()).expires, expires);
+      for (
+        const bad of [
+          { expires: "soon" },
+          { expires: "2000-01-01T00:00:00Z" },
+          [1],
+          "x",
+        ]
+      ) {
+        const res = await fetch(`${server.base}/uploads`, {
+          method: "POST",
+          body: JSON.stringify(bad),
+        });
+        await expectError(res, 400, "bad_params");
+      }
+      const notJson = await fetch(`${server.base}/uploads`, {
+        method: "POST",
+        body: "{",
+      });
+      await expectError(notJson, 400, "bad_json");
+    });
+
+    await t.step(
+      "PUT parts out of order: 200 with the part's record",
+      async () => {
+        for (const i of [2, 0, 1]) {
+          const res = await put(
+            server,
+            `/uploads/${id}/parts/${i}?hash=${partHashes[i]}&offset=${
+              offsets[i]
+            }`,
+            parts[i],
+          );
+          assert.strictEqual(res.status, 200, `part ${i}`);
+          assert.deepStrictEqual(res.json(), {
+            part: i,
+            hash: partHashes[i],
+            size: sizes[i],
+            offset: offsets[i],
+            complete: true,
+          });
+        }
+      },
+    );
+
+    await t.step("PUT the same part again: 200, a no-op", async () => {
+      const res = await put(
+        server,
+        `/uploads/${id}/parts/0?hash=${partHashes[0]}`,
+        parts[0],
+      );
+      assert.strictEqual(res.status, 200);
+    });
+
+    await t.step("part errors: 400, 404, 409, 411", async () => {
+      const status = async (path: string, body: Uint8Array) => {
+        const res = await put(server, path, body);
+        return [res.status, (res.json() as { error: string }).error];
+      };
+      const otherPart0 = bytesOf(4096, 99);
+      assert.deepStrictEqual(
+        await status(
+          `/uploads/${id}/parts/0?hash=${await sha384(otherPart0)}`,
+          otherPart0,
+        ),
+        [409, "conflict"],
+      );
+      assert.deepStrictEqual(
+        await status(`/uploads/${id}/parts/0`, parts[0]),
+        [400, "bad_params"],
+      );
+      assert.deepStrictEqual(
+        await status(`/uploads/${id}/parts/x?hash=${partHashes[0]}`, parts[0]),
+        [400, "bad_params"],
+      );
+      assert.deepStrictEqual(
+        await status(
+          `/uploads/${id}/parts/0?hash=${partHashes[0]}&offset=-1`,
+          parts[0],
+        ),
+        [400, "bad_params"],
+      );
+      // Part 2 is short, so no part may follow it.
+      assert.deepStrictEqual(
+        await status(
+          `/uploads/${id}/parts/3?hash=${partHashes[0]}&offset=10330`,
+          parts[0],
+        ),
+        [400, "bad_params"],
+      );
+      assert.deepStrictEqual(
+        await status(`/uploads/nope/parts/0?hash=${partHashes[0]}`, parts[0]),
+        [404, "not_found"],
+      );
+      const chunked = await fetch(
+        `${server.base}/uploads/${id}/parts/3?hash=${partHashes[0]}`,
+        { method: "PUT", body: ReadableStream.from([parts[0]]) },
+      );
+      await expectError(chunked, 411, "length_required");
+    });
+
+    await t.step("GET /uploads/{id}: the upload as JSON", async () => {
+      const res = await fetch(`${server.base}/uploads/${id}`);
+      assert.strictEqual(res.status, 200);
+      const body = await res.json();
+      assert.strictEqual(body.id, id);
+      assert.strictEqual(typeof body.expires, "string");
+      assert.deepStrictEqual(
+        body.parts,
+        sizes.map((size, i) => ({
+          hash: partHashes[i],
+          size,
+          offset: offsets[i],
+          complete: true,
+        })),
+      );
+      await expectError(
+        await fetch(`${server.base}/uploads/nope`),
+        404,
+        "not_found",
+      );
+    });
+
+    await t.step(
+      "a part that does not match its hash: 422, left incomplete",
+      async () => {
+        const other =
+          (await (await fetch(`${server.base}/uploads`, { method: "POST" }))
+            .json()).id;
+        const res = await put(
+          server,
+          `/uploads/${other}/parts/0?hash=${partHashes[1]}`,
+          parts[0],
+        );
+        assert.strictEqual(res.status, 422);
+        assert.strictEqual(
+          (res.json() as { error: string }).error,
+          "hash_mismatch",
+        );
+        const info = await (await fetch(`${server.base}/uploads/${other}`))
+          .json();
+        assert.strictEqual(info.parts[0].complete, false);
+
+        const finish = (body: string) =>
+          fetch(`${server.base}/uploads/${other}/finish`, {
+            method: "POST",
+            body,
+          });
+        await expectError(await finish("{}"), 400, "bad_params");
+        await expectError(await finish("nope"), 400, "bad_json");
+        const two = JSON.stringify({
+          parts: partHashes.slice(0, 2).map((hash) => ({ hash })),
+        });
+        await expectError(await finish(two), 400, "bad_params"); // one part declared
+        const one = JSON.stringify({ parts: [{ hash: partHashes[1] }] });
+        await expectError(await finish(one), 409, "conflict"); // part 0 incomplete
+        await expectError(
+          await fetch(`${server.base}/uploads/nope/finish`, {
+            method: "POST",
+            body: one,
+          }),
+          404,
+          "not_found",
+        );
+
+        const deleted = await fetch(`${server.base}/uploads/${other}`, {
+          method: "DELETE",
+        });
+        assert.strictEqual(deleted.status, 204);
+        await expectError(
+          await fetch(`${server.base}/uploads/${other}`),
+          404,
+          "not_found",
+        );
+        const again = await fetch(`${server.base}/uploads/${other}`, {
+          method: "DELETE",
+        });
+        assert.strictEqual(again.status, 204);
+      },
+    );
+
+    await t.step("POST finish: the whole hash, size and index", async () => {
+      const body = JSON.stringify({
+        parts: partHashes.map((hash) => ({ hash })),
+      });
+      const res = await fetch(`${server.base}/uploads/${id}/finish`, {
+        method: "POST",
+        body,
+      });
+      assert.strictEqual(res.status, 200);
+      assert.strictEqual(res.headers.get("location"), `/blobs/${wholeHash}`);
+      const expected = {
+        hash: wholeHash,
+        size: whole.length,
+        index: { sizes, hashes: partHashes },
+      };
+      assert.deepStrictEqual(await res.json(), expected);
+      const again = await fetch(`${server.base}/uploads/${id}/finish`, {
+        method: "POST",
+        body,
+      });
+      assert.deepStrictEqual(await again.json(), expected);
+      const info = await (await fetch(`${server.base}/uploads/${id}`)).json();
+      assert.strictEqual(info.hash, wholeHash);
+      assert.strictEqual(info.owner, "blobstore-http");
+    });
+
+    await t.step("GET the multipart blob by its hash", async () => {
+      const res = await fetch(`${server.base}/blobs/${wholeHash}`);
+      assert.strictEqual(res.status, 200);
+      assert.strictEqual(
+        res.headers.get("content-length"),
+        String(whole.length),
+      );
+      assert.strictEqual(res.headers.get("repr-digest"), reprDigest(wholeHash));
+      assert.deepStrictEqual(new Uint8Array(await res.arrayBuffer()), whole);
+      const head = await fetch(`${server.base}/blobs/${wholeHash}`, {
+        method: "HEAD",
+      });
+      assert.strictEqual(
+        head.headers.get("content-length"),
+        String(whole.length),
+      );
+    });
+
+    await t.step("ranges across part boundaries", async () => {
+      const total = whole.length;
+      const cases: [string, number, number][] = [
+        ["bytes=4000-4200", 4000, 4201], // parts 0 and 1
+        ["bytes=4000-9500", 4000, 9501], // all three
+        ["bytes=4096-9095", 4096, 9096], // exactly part 1
+        ["bytes=9095-9096", 9095, 9097], // the last byte of 1, the first of 2
+        ["bytes=-1500", total - 1500, total], // suffix over 1 and 2
+        ["bytes=5000-", 5000, total],
+      ];
+      for (const [range, start, end] of cases) {
+        const res = await fetch(`${server.base}/blobs/${wholeHash}`, {
+          headers: { range },
+        });
+        assert.strictEqual(res.status, 206, range);
+        assert.strictEqual(
+          res.headers.get("content-range"),
+          `bytes ${start}-${end - 1}/${total}`,
+        );
+        assert.deepStrictEqual(
+          new Uint8Array(await res.arrayBuffer()),
+          whole.subarray(start, end),
+          range,
+        );
+      }
+      const res = await fetch(`${server.base}/blobs/${wholeHash}`, {
+        headers: { range: `bytes=${total}-` },
+      });
+      await expectError(res, 416, "range_not_satisfiable");
+      const cached = await fetch(`${server.base}/blobs/${wholeHash}`, {
+        headers: { "if-none-match": `"${wholeHash}"` },
+      });
+      assert.strictEqual(cached.status, 304);
+    });
+
+    await t.step("DELETE a finished upload: 409, the blob stays", async () => {
+      const res = await fetch(`${server.base}/uploads/${id}`, {
+        method: "DELETE",
+      });
+      await expectError(res, 409, "conflict");
+    });
+
+    await t.step(
+      "GC and upload expiry keep the parts of a served blob",
+      async () => {
+        await server.store.removeExpiredUploads(
+          new Date(Date.now() + 365 * 86_400_000),
+        );
+        await server.store.gc(new Refs(), new Date(Date.now() + 1000));
+        const res = await fetch(`${server.base}/blobs/${wholeHash}`);
+        assert.deepStrictEqual(new Uint8Array(await res.arrayBuffer()), whole);
+      },
+    );
+    assert.deepStrictEqual(server.errors, []);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: a one-part upload and an empty upload are served too", async () => {
+  const server = startServer();
+  try {
+    for (const parts of [[bytesOf(3000)], []]) {
+      const id =
+        (await (await fetch(`${server.base}/uploads`, { method: "POST" }))
+          .json()).id;
+      const hashes = await Promise.all(parts.map((p) => sha384(p)));
+      for (let i = 0; i < parts.length; i++) {
+        assert.strictEqual(
+          (await put(
+            server,
+            `/uploads/${id}/parts/${i}?hash=${hashes[i]}`,
+            parts[i],
+          )).status,
+          200,
+        );
+      }
+      const res = await fetch(`${server.base}/uploads/${id}/finish`, {
+        method: "POST",
+        body: JSON.stringify({ parts: hashes.map((hash) => ({ hash })) }),
+      });
+      const { hash, size } = await res.json();
+      assert.strictEqual(size, parts[0]?.length ?? 0);
+      const blob = await fetch(`${server.base}/blobs/${hash}`);
+      assert.strictEqual(blob.status, 200);
+      assert.strictEqual((await blob.arrayBuffer()).byteLength, size);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: authorization", async (t) => {
+  const content = encoder.encode("secret stuff");
+  const hash = await sha384(content);
+  await t.step("writes need the token; reads do not by default", async () => {
+    const server = startServer({ authorize: bearerToken("s3cret") });
+    try {
+      const denied = await put(server, `/blobs/${hash}`, content);
+      assert.strictEqual(denied.status, 401);
+      assert.strictEqual(
+        denied.headers.get("www-authenticate"),
+        'Bearer realm="blobstore"',
+      );
+      assert.strictEqual(
+        (denied.json() as { error: string }).error,
+        "unauthorized",
+      );
+      const wrong = await put(server, `/blobs/${hash}`, content, {
+        headers: { authorization: "Bearer nope" },
+      });
+      assert.strictEqual(wrong.status, 401);
+      const ok = await put(server, `/blobs/${hash}`, content, {
+        headers: { authorization: "Bearer s3cret" },
+      });
+      assert.strictEqual(ok.status, 201);
+      assert.strictEqual(
+        (await fetch(`${server.base}/blobs/${hash}`)).status,
+        200,
+      );
+      const upload = await fetch(`${server.base}/uploads`, { method: "POST" });
+      await expectError(upload, 401, "unauthorized");
+    } finally {
+      await server.close();
+    }
+  });
+
+  await t.step(
+    "authorizeReads guards reads too, and caching turns private",
+    async () => {
+      const server = startServer({
+        authorize: bearerToken("s3cret"),
+        authorizeReads: true,
+      });
+      try {
+        await put(server, `/blobs/${hash}`, content, {
+          headers: { authorization: "Bearer s3cret" },
+        });
+        await expectError(
+          await fetch(`${server.base}/blobs/${hash}`),
+          401,
+          "unauthorized",
+        );
+        const res = await fetch(`${server.base}/blobs/${hash}`, {
+          headers: { authorization: "Bearer s3cret" },
+        });
+        assert.strictEqual(res.status, 200);
+        assert.match(res.headers.get("cache-control")!, /^private/);
+        await res.body?.cancel();
+      } finally {
+        await server.close();
+      }
+    },
+  );
+
+  await t.step("BLOBSTORE_TOKEN is the default", async () => {
+    Deno.env.set("BLOBSTORE_TOKEN", "from-env");
+    const server = startServer({ authorize: undefined });
+    try {
+      assert.strictEqual(
+        (await put(server, `/blobs/${hash}`, content)).status,
+        401,
+      );
+      const ok = await put(server, `/blobs/${hash}`, content, {
+        headers: { authorization: "Bearer from-env" },
+      });
+      assert.strictEqual(ok.status, 201);
+    } finally {
+      Deno.env.delete("BLOBSTORE_TOKEN");
+      await server.close();
+    }
+  });
+});
+
+Deno.test("http: mounted under a prefix", async () => {
+  const server = startServer({ prefix: "/store/" });
+  const content = encoder.encode("prefixed");
+  const hash = await sha384(content);
+  try {
+    const res = await put(server, `/store/blobs/${hash}`, content);
+    assert.strictEqual(res.status, 201);
+    assert.strictEqual(res.headers.get("location"), `/store/blobs/${hash}`);
+    assert.strictEqual(
+      await (await fetch(`${server.base}/store/blobs/${hash}`)).text(),
+      "prefixed",
+    );
+    await expectError(
+      await fetch(`${server.base}/blobs/${hash}`),
+      404,
+      "not_found",
+    );
+    await expectError(
+      await fetch(`${server.base}/storeblobs/${hash}`),
+      404,
+      "not_found",
+    );
+    const upload = await fetch(`${server.base}/store/uploads`, {
+      method: "POST",
+    });
+    assert.match(upload.headers.get("location")!, /^\/store\/uploads\//);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: an unexpected failure is a bare 500, reported to onError", async () => {
+  const broken: Backend = {
+    get: () => Promise.reject(new Error("disk on fire at /secret/path")),
+    put: () => Promise.reject(new Error("disk on fire at /secret/path")),
+    remove: () => Promise.resolve(),
+  };
+  const server = startServer({}, { backend: broken });
+  const content = encoder.encode("x");
+  const hash = await sha384(content);
+  try {
+    const res = await put(server, `/blobs/${hash}`, content);
+    assert.strictEqual(res.status, 500);
+    assert.deepStrictEqual(res.json(), {
+      error: "internal",
+      message: "internal server error",
+    });
+    assert.strictEqual(server.errors.length, 1);
+    assert.match(String(server.errors[0]), /disk on fire/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: a client that hangs up mid-upload leaves nothing stored", async () => {
+  const server = startServer({}, { minPartSize: 1024 });
+  const content = bytesOf(4 * MiB);
+  const hash = await sha384(content);
+  const chunks = (bytes: Uint8Array) =>
+    Array.from(
+      { length: bytes.length / (64 * 1024) },
+      (_, i) => bytes.subarray(i * 65536, (i + 1) * 65536),
+    );
+  try {
+    await rawRequest(server.port, {
+      method: "PUT",
+      path: `/blobs/${hash}`,
+      headers: { "content-length": String(content.length) },
+      body: chunks(content),
+      abortAfter: MiB,
+    });
+    await waitFor(() => server.backend.puts.length === 1);
+    await server.backend.settled();
+    assert.deepStrictEqual(await server.backend.names(), []);
+    assert.strictEqual(
+      (await fetch(`${server.base}/blobs/${hash}`)).status,
+      404,
+    );
+
+    // The same for a part: its record stays incomplete; sending it again completes it.
+    const id =
+      (await (await fetch(`${server.base}/uploads`, { method: "POST" })).json())
+        .id;
+    await rawRequest(server.port, {
+      method: "PUT",
+      path: `/uploads/${id}/parts/0?hash=${hash}`,
+      headers: { "content-length": String(content.length) },
+      body: chunks(content),
+      abortAfter: 2 * MiB,
+    });
+    await waitFor(() => server.backend.puts.length === 2);
+    await server.backend.settled();
+    assert.deepStrictEqual(await server.backend.names(), []);
+    const info = await (await fetch(`${server.base}/uploads/${id}`)).json();
+    assert.strictEqual(info.parts[0].complete, false);
+    const retry = await put(
+      server,
+      `/uploads/${id}/parts/0?hash=${hash}`,
+      content,
+    );
+    assert.strictEqual(retry.status, 200);
+    assert.strictEqual((await server.backend.names()).length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: concurrent puts of one blob store one copy", async () => {
+  const server = startServer();
+  const content = bytesOf(2 * MiB, 5);
+  const hash = await sha384(content);
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => put(server, `/blobs/${hash}`, content)),
+    );
+    const statuses = results.map((r) => r.status);
+    assert(statuses.every((s) => s === 200 || s === 201), String(statuses));
+    assert(statuses.includes(201), String(statuses));
+    await server.backend.settled();
+    assert.strictEqual((await server.backend.names()).length, 1);
+    const res = await fetch(`${server.base}/blobs/${hash}`);
+    assert.deepStrictEqual(new Uint8Array(await res.arrayBuffer()), content);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: a 256 MiB blob streams up and down with flat memory", async () => {
+  const data = await Deno.makeTempDir({ prefix: "blobstore-http-" });
+  const seams = await openSeams({ data, env: () => undefined });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    createHandler(seams.store, { registry: seams.registry, authorize: false }),
+  );
+  const port = server.addr.port;
+  const size = 256 * MiB;
+  const chunk = bytesOf(MiB, 9);
+  const expected = createHash("sha384");
+  for (let i = 0; i < size / MiB; i++) expected.update(chunk);
+  const hash = expected.digest("hex");
+  let peak = 0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+  }, 20);
+  try {
+    const baseline = Deno.memoryUsage().rss;
+    const up = await rawRequest(port, {
+      method: "PUT",
+      path: `/blobs/${hash}`,
+      headers: { "content-length": String(size) },
+      body: (function* () {
+        for (let i = 0; i < size / MiB; i++) yield chunk;
+      })(),
+    });
+    assert.strictEqual(up!.status, 201);
+
+    const res = await fetch(`http://127.0.0.1:${port}/blobs/${hash}`);
+    assert.strictEqual(res.headers.get("content-length"), String(size));
+    const actual = createHash("sha384");
+    let received = 0;
+    for await (const bytes of res.body!) {
+      actual.update(bytes);
+      received += bytes.length;
+    }
+    assert.strictEqual(received, size);
+    assert.strictEqual(actual.digest("hex"), hash);
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+    const growth = (peak - baseline) / MiB;
+    console.log(
+      `RSS growth over a 256 MiB upload and download: ${growth.toFixed(1)} MiB`,
+    );
+    assert(
+      growth < 128,
+      `RSS grew by ${growth.toFixed(1)} MiB (expected < 128 MiB)`,
+    );
+  } finally {
+    clearInterval(sampler);
+    await server.shutdown();
+    await seams.close();
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
+async function waitFor(condition: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test("multipart registries: memory and Deno KV behave alike", async (t) => {
+  const kv = await Deno.openKv(":memory:");
+  const registries = {
+    memory: new MemoryMultipartRegistry(),
+    kv: new KvMultipartRegistry(kv),
+  };
+  try {
+    for (const [name, registry] of Object.entries(registries)) {
+      await t.step(name, async () => {
+        const hash = "a".repeat(96);
+        const finished = new Date(1000);
+        assert.strictEqual(await registry.get(hash), undefined);
+        assert(
+          await registry.compareAndSet(hash, undefined, {
+            uploadId: "u1",
+            finished,
+          }),
+        );
+        assert(
+          !(await registry.compareAndSet(hash, undefined, {
+            uploadId: "u2",
+            finished,
+          })),
+        );
+        assert(
+          !(await registry.compareAndSet(hash, "u2", {
+            uploadId: "u3",
+            finished,
+          })),
+        );
+        assert.deepStrictEqual(await registry.get(hash), {
+          uploadId: "u1",
+          finished,
+        });
+        assert(
+          await registry.compareAndSet(hash, "u1", {
+            uploadId: "u2",
+            finished,
+          }),
+        );
+        assert(
+          await registry.compareAndSet("b".repeat(96), undefined, {
+            uploadId: "u9",
+            finished,
+          }),
+        );
+        const entries = [];
+        for await (const entry of registry.entries()) entries.push(entry);
+        entries.sort((a, b) => a.hash.localeCompare(b.hash));
+        assert.deepStrictEqual(entries, [
+          { hash, uploadId: "u2", finished },
+          { hash: "b".repeat(96), uploadId: "u9", finished },
+        ]);
+        assert(!(await registry.compareAndSet(hash, "u1", undefined)));
+        assert(await registry.compareAndSet(hash, "u2", undefined));
+        assert.strictEqual(await registry.get(hash), undefined);
+      });
+    }
+  } finally {
+    kv.close();
+  }
+});
