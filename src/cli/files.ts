@@ -85,3 +85,32 @@ export async function hashFile(
   }
   return hash.digest("hex");
 }
+
+/**
+ * Returns the `stat` of a regular file, with a message fit for a shell user
+ * when it is missing, unreadable or not a regular file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { statFile } from "./files.ts";
+ *
+ * await assert.rejects(statFile("no/such/file"), /no such file/);
+ * ```
+ */
+export async function statFile(path: string): Promise<Deno.FileInfo> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(`${path}: no such file`);
+    }
+    if (err instanceof Deno.errors.PermissionDenied) {
+      throw new Error(`${path}: permission denied`);
+    }
+    throw err;
+  }
+  if (!info.isFile) throw new Error(`${path}: not a regular file`);
+  return info;
+}

@@ -78,15 +78,9 @@ export async function main(args: string[]): Promise<number> {
     warn: (line) => console.error(line),
   };
   try {
-    const index = args.findIndex((arg) => !arg.startsWith("-"));
-    const global = parseArgs(
-      index === -1 ? args : args.slice(0, index),
-      GLOBAL_OPTIONS,
-    );
-    if (global.positionals.length > 0) {
-      throw new UsageError("misplaced argument");
-    }
-    const name = index === -1 ? undefined : args[index];
+    const index = commandIndex(args);
+    const global = parseArgs(args.slice(0, index), GLOBAL_OPTIONS);
+    const name = args[index];
     if (name === undefined || name === "help" || global.options.help) {
       if (name === undefined && !global.options.help) {
         throw new UsageError("missing COMMAND");
@@ -119,6 +113,24 @@ export async function main(args: string[]): Promise<number> {
   } catch (err) {
     return report(context, err);
   }
+}
+
+/** Where the command word is: past the global options and their values. */
+function commandIndex(args: string[]): number {
+  let i = 0;
+  while (i < args.length && args[i].startsWith("-") && args[i] !== "-") {
+    const arg = args[i];
+    if (arg === "--") return i + 1;
+    const long = arg.startsWith("--") ? arg.slice(2) : undefined;
+    const name = long ??
+      Object.keys(GLOBAL_OPTIONS).find((key) =>
+        GLOBAL_OPTIONS[key].short === arg.slice(1, 2)
+      );
+    const spec = name === undefined ? undefined : GLOBAL_OPTIONS[name];
+    const inline = long ? long.includes("=") : arg.length > 2;
+    i += spec?.type === "string" && !inline ? 2 : 1;
+  }
+  return i;
 }
 
 function report(context: CommandContext, err: unknown): number {

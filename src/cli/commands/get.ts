@@ -6,7 +6,7 @@
  */
 
 import { dirname, join } from "node:path";
-import { checkHash } from "../../http/blob_routes.ts";
+import { isValidHash } from "../../digest.ts";
 import type { MultipartBlobs } from "../../http/multipart_blobs.ts";
 import { parseRangeHeader, resolveRangeSpec } from "../../http/range.ts";
 import { UsageError } from "../args.ts";
@@ -42,7 +42,13 @@ export const getCommand: StoreCommand = {
       );
     }
     const [hash] = positionals;
-    checkHash(hash);
+    if (!isValidHash(hash)) {
+      throw new UsageError(
+        `invalid HASH ${
+          JSON.stringify(hash)
+        } (expected 96 lowercase hex characters)`,
+      );
+    }
     const found = await openRange(context.blobs, hash, options.range);
     const output = options.output as string | undefined;
     if (output === undefined || output === "-") {

@@ -8,7 +8,7 @@ import { basename } from "node:path";
 import type { Store } from "../../store.ts";
 import { UsageError } from "../args.ts";
 import type { StoreCommand } from "../command.ts";
-import { fileStream, hashFile } from "../files.ts";
+import { fileStream, hashFile, statFile } from "../files.ts";
 import { Progress } from "../progress.ts";
 
 /**
@@ -38,7 +38,12 @@ export const putCommand: StoreCommand = {
       try {
         context.print(await putFile(context.seams.store, path));
       } catch (err) {
-        context.warn(`blobstore: ${path}: ${describe(err)}`);
+        const message = describe(err);
+        context.warn(
+          `blobstore: ${
+            message.startsWith(path) ? message : `${path}: ${message}`
+          }`,
+        );
         code = 1;
       }
     }
@@ -50,8 +55,7 @@ async function putFile(
   store: Store,
   path: string,
 ): Promise<string> {
-  const info = await Deno.stat(path);
-  if (!info.isFile) throw new Error("not a regular file");
+  const info = await statFile(path);
   const name = basename(path);
   const hashing = new Progress(`hashing ${name}`, info.size);
   const hash = await hashFile(path, 0, Infinity, (n) => hashing.add(n));
@@ -67,8 +71,6 @@ async function putFile(
 }
 
 function describe(err: unknown): string {
-  if (err instanceof Deno.errors.NotFound) return "no such file";
-  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (err instanceof Error && err.name === "HashMismatchError") {
     return `file changed while it was stored (${err.message})`;
   }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { checkHash } from "../../http/blob_routes.ts";
+import { isValidHash } from "../../digest.ts";
 import { UsageError } from "../args.ts";
 import type { StoreCommand } from "../command.ts";
 import { formatBytes } from "../format.ts";
@@ -34,7 +34,13 @@ export const statCommand: StoreCommand = {
       );
     }
     const [hash] = positionals;
-    checkHash(hash);
+    if (!isValidHash(hash)) {
+      throw new UsageError(
+        `invalid HASH ${
+          JSON.stringify(hash)
+        } (expected 96 lowercase hex characters)`,
+      );
+    }
     const found = await context.blobs.open(hash, { start: 0, end: 0 });
     await found.body.cancel();
     const parts = found.index?.sizes.length;

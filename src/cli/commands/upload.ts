@@ -11,7 +11,7 @@ import { NotFoundError } from "../../errors.ts";
 import type { UploadInfo } from "../../multipart.ts";
 import { UsageError } from "../args.ts";
 import type { StoreCommand, StoreContext } from "../command.ts";
-import { fileStream, hashFile } from "../files.ts";
+import { fileStream, hashFile, statFile } from "../files.ts";
 import { formatBytes, parseSize } from "../format.ts";
 import { Progress } from "../progress.ts";
 
@@ -59,13 +59,15 @@ export const uploadCommand: StoreCommand = {
         `upload needs exactly one FILE (got ${positionals.length})`,
       );
     }
-    const path = resolve(positionals[0]);
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new Error(`${positionals[0]}: not a regular file`);
     const { store } = context.seams;
-    const partSize = typeof options["part-size"] === "string"
-      ? parseSize(options["part-size"])
-      : defaultPartSize(info.size, store.minPartSize, store.maxParts);
+    const requested = options["part-size"];
+    const chosen = typeof requested === "string"
+      ? parseSize(requested)
+      : undefined;
+    const path = resolve(positionals[0]);
+    const info = await statFile(positionals[0]);
+    const partSize = chosen ??
+      defaultPartSize(info.size, store.minPartSize, store.maxParts);
     if (partSize <= 0) throw new UsageError("--part-size must be positive");
     const count = Math.ceil(info.size / partSize);
     if (count > store.maxParts) {

@@ -1,0 +1,439 @@
+/**
+ * The `blobstore` CLI driven as a subprocess against a temporary data
+ * directory: exit codes and messages, put/get/stat, the progress bar on a
+ * pseudo-terminal (through util-linux `script`), a multipart upload killed
+ * halfway and resumed, gc, and serve.
+ */
+
+import assert from "node:assert";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const MiB = 1024 * 1024;
+
+/** Keeps the subprocess on the embedded default whatever the outer environment says. */
+const ENV = {
+  MONGODB_URL: "",
+  SWIFT_AUTH_URL: "",
+  BLOBSTORE_TOKEN: "",
+  BLOBSTORE_DATA: "",
+  NO_COLOR: "1",
+};
+
+interface Result {
+  code: number;
+  stdout: Uint8Array;
+  out: string;
+  err: string;
+}
+
+function command(data: string, args: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", MAIN, "--data", data, ...args],
+    env: ENV,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+async function cli(data: string, ...args: string[]): Promise<Result> {
+  const { code, stdout, stderr } = await command(data, args).output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout,
+    out: decoder.decode(stdout),
+    err: decoder.decode(stderr),
+  };
+}
+
+function sha384Hex(bytes: Uint8Array): string {
+  return createHash("sha384").update(bytes).digest("hex");
+}
+
+function bytesOf(size: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let x = seed;
+  for (let i = 0; i < size; i += 4) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[i] = x;
+    bytes[i + 1] = x >> 8;
+    bytes[i + 2] = x >> 16;
+    bytes[i + 3] = x >> 24;
+  }
+  return bytes;
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "blobstore-cli-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Reads a child's stream until `pattern` shows up; returns what was read. */
+async function readUntil(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+): Promise<{ text: string; rest: ReadableStream<Uint8Array> }> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!pattern.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
+    text += decoder.decode(value, { stream: true });
+  }
+  reader.releaseLock();
+  return { text, rest: stream };
+}
+
+Deno.test("cli: usage and exit codes", async (t) => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    await t.step("--help prints usage, exit 0", async () => {
+      const res = await cli(data, "--help");
+      assert.strictEqual(res.code, 0);
+      for (const word of ["put", "get", "stat", "upload", "gc", "serve"]) {
+        assert.match(res.out, new RegExp(`\\b${word}\\b`));
+      }
+    });
+    await t.step("usage errors exit 2 with a hint", async () => {
+      for (
+        const args of [
+          [],
+          ["frobnicate"],
+          ["put"],
+          ["get", "--bogus"],
+          ["get", "abc"],
+          ["stat"],
+          ["gc", "--before", "1h"],
+          ["gc", "--keep", "x", "--before", "soon"],
+          ["upload", "f", "--part-size", "lots"],
+        ]
+      ) {
+        const res = await cli(data, ...args);
+        assert.strictEqual(res.code, 2, `${args.join(" ")}: ${res.err}`);
+        assert.match(
+          res.err,
+          /^blobstore: .+\nRun 'blobstore --help' for usage\.\n$/,
+        );
+      }
+    });
+  });
+});
+
+Deno.test("cli: put, stat, get", async (t) => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const small = new TextEncoder().encode("hello, blobs\n");
+    const medium = bytesOf(MiB + 17, 3);
+    await Deno.writeFile(join(dir, "small.txt"), small);
+    await Deno.writeFile(join(dir, "medium.bin"), medium);
+    const smallHash = sha384Hex(small);
+    const mediumHash = sha384Hex(medium);
+
+    await t.step(
+      "put prints one hash a line; quiet on stderr when piped",
+      async () => {
+        const res = await cli(
+          data,
+          "put",
+          join(dir, "small.txt"),
+          join(dir, "medium.bin"),
+        );
+        assert.strictEqual(res.code, 0, res.err);
+        assert.strictEqual(res.out, `${smallHash}\n${mediumHash}\n`);
+        assert.strictEqual(res.err, "");
+      },
+    );
+
+    await t.step(
+      "put of a missing file: reported, the others stored, exit 1",
+      async () => {
+        const res = await cli(
+          data,
+          "put",
+          join(dir, "nope.txt"),
+          join(dir, "small.txt"),
+        );
+        assert.strictEqual(res.code, 1);
+        assert.match(res.err, /nope\.txt: no such file/);
+        assert.strictEqual(res.out, `${smallHash}\n`);
+      },
+    );
+
+    await t.step("stat", async () => {
+      const res = await cli(data, "stat", mediumHash);
+      assert.strictEqual(res.code, 0);
+      assert.match(res.out, new RegExp(`^hash  ${mediumHash}$`, "m"));
+      assert.match(res.out, /^size {2}1048593 \(1\.0 MiB\)$/m);
+      assert.match(res.out, /^kind {2}single$/m);
+      const json = await cli(data, "stat", "--json", smallHash);
+      assert.deepStrictEqual(JSON.parse(json.out), {
+        hash: smallHash,
+        size: small.length,
+      });
+      const absent = await cli(data, "stat", "0".repeat(96));
+      assert.strictEqual(absent.code, 1);
+      assert.match(absent.err, /^blobstore: blob 0+ not found\n$/);
+    });
+
+    await t.step("get to stdout, to a file, and ranges", async () => {
+      const res = await cli(data, "get", mediumHash);
+      assert.strictEqual(res.code, 0);
+      assert.deepStrictEqual(res.stdout, medium);
+      const out = join(dir, "copy.bin");
+      const toFile = await cli(data, "get", mediumHash, "-o", out);
+      assert.strictEqual(toFile.code, 0);
+      assert.strictEqual(toFile.out, "");
+      assert.deepStrictEqual(await Deno.readFile(out), medium);
+      for (
+        const [range, start, end] of [
+          ["10-19", 10, 20],
+          ["1048000-", 1048000, medium.length],
+          ["-5", medium.length - 5, medium.length],
+        ] as const
+      ) {
+        const part = await cli(data, "get", mediumHash, "--range", range);
+        assert.strictEqual(part.code, 0);
+        assert.deepStrictEqual(part.stdout, medium.subarray(start, end), range);
+      }
+      const beyond = await cli(data, "get", smallHash, "--range=100-");
+      assert.strictEqual(beyond.code, 1);
+      assert.match(beyond.err, /not satisfiable \(blob is 13 bytes\)/);
+      const absent = await cli(
+        data,
+        "get",
+        "1".repeat(96),
+        "-o",
+        join(dir, "absent"),
+      );
+      assert.strictEqual(absent.code, 1);
+      assert.match(absent.err, /not found/);
+      await assert.rejects(
+        Deno.stat(join(dir, "absent")),
+        Deno.errors.NotFound,
+      );
+    });
+  });
+});
+
+Deno.test("cli: a progress bar on a terminal", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const file = join(dir, "big.bin");
+    const content = bytesOf(16 * MiB, 4);
+    await Deno.writeFile(file, content);
+    const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+    const line = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--unstable-kv",
+      MAIN,
+      "--data",
+      data,
+      "put",
+      file,
+    ]
+      .map(quote).join(" ");
+    // script(1) runs the command on a pseudo-terminal and copies what it
+    // writes there (stdout and stderr alike) to its own stdout.
+    const { code, stdout } = await new Deno.Command("script", {
+      args: ["-qfec", line, "/dev/null"],
+      env: ENV,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    // Erase-line escapes become a marker, so the patterns stay readable.
+    const text = new TextDecoder().decode(stdout).replaceAll("\x1b[K", "<EL>");
+    assert.strictEqual(code, 0, text);
+    assert.match(
+      text,
+      /\r<EL>hashing big\.bin \[[= ]{24}\] [\d.]+ (MiB|KiB|B) \/ 16\.0 MiB {2}[\d.]+ (MiB|KiB|B)\/s {2}ETA/,
+    );
+    assert.match(
+      text,
+      /\r<EL>storing big\.bin \[={24}\] 16\.0 MiB \/ 16\.0 MiB {2}[\d.]+ (MiB|GiB)\/s {2}ETA 0:00\r?\n/,
+    );
+    assert.match(text, new RegExp(`^${sha384Hex(content)}\\r?$`, "m"));
+  });
+});
+
+Deno.test("cli: a multipart upload killed halfway resumes, and is served over HTTP", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const file = join(dir, "large.bin");
+    const content = bytesOf(25 * MiB, 5);
+    await Deno.writeFile(file, content);
+    const hash = sha384Hex(content);
+
+    const first = command(data, ["upload", file, "--part-size", "5MiB", "-v"])
+      .spawn();
+    const { text } = await readUntil(first.stderr, /part 1 of 5 stored/);
+    first.kill("SIGKILL");
+    await first.status;
+    await first.stdout.cancel();
+    await first.stderr.cancel();
+    assert.doesNotMatch(text, /resuming/);
+
+    const second = await cli(data, "upload", file, "--part-size", "5MiB", "-v");
+    assert.strictEqual(second.code, 0, second.err);
+    assert.strictEqual(second.out, `${hash}\n`);
+    const resumed = second.err.match(
+      /resuming upload \w+: (\d) of 5 parts already complete/,
+    );
+    assert(resumed, second.err);
+    const done = Number(resumed[1]);
+    assert(done >= 1 && done <= 5, second.err);
+    // Only the parts not complete before were stored this time.
+    assert.strictEqual(
+      second.err.match(/part \d of 5 stored/g)?.length ?? 0,
+      5 - done,
+    );
+
+    const stat = await cli(data, "stat", hash);
+    assert.match(stat.out, /^kind {2}multipart, 5 parts$/m);
+    assert.match(stat.out, /^size {2}26214400 /m);
+    const got = await cli(data, "get", hash, "--range", "5242870-5242889");
+    assert.deepStrictEqual(got.stdout, content.subarray(5242870, 5242890));
+
+    // A third run starts a new upload (the state was forgotten) and ends on the same hash.
+    const again = await cli(data, "upload", file, "--part-size", "5MiB");
+    assert.strictEqual(again.out, `${hash}\n`);
+    assert.doesNotMatch(again.err, /resuming/);
+
+    // The server on the same data directory serves the blob by its hash.
+    const server = command(data, ["serve", "--port", "0"]).spawn();
+    try {
+      const { text } = await readUntil(server.stderr, /data in .*\n/);
+      const port = text.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//)![1];
+      const res = await fetch(`http://127.0.0.1:${port}/blobs/${hash}`, {
+        headers: { range: "bytes=10485750-10485769" },
+      });
+      assert.strictEqual(res.status, 206);
+      assert.strictEqual(
+        res.headers.get("content-range"),
+        `bytes 10485750-10485769/${content.length}`,
+      );
+      assert.deepStrictEqual(
+        new Uint8Array(await res.arrayBuffer()),
+        content.subarray(10485750, 10485770),
+      );
+    } finally {
+      server.kill("SIGTERM");
+      assert.strictEqual((await server.status).code, 0);
+      await server.stdout.cancel();
+      await server.stderr.cancel();
+    }
+  });
+});
+
+Deno.test("cli: gc keeps what is listed or recent, dry run first", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const files = { kept: "keep me\n", dropped: "drop me\n" };
+    const hashes: Record<string, string> = {};
+    for (const [name, text] of Object.entries(files)) {
+      await Deno.writeTextFile(join(dir, name), text);
+      hashes[name] = (await cli(data, "put", join(dir, name))).out.trim();
+    }
+    const big = join(dir, "parts.bin");
+    await Deno.writeFile(big, bytesOf(6 * MiB, 6));
+    const multipart = (await cli(data, "upload", big, "--part-size", "5MiB"))
+      .out.trim();
+    const keep = join(dir, "keep.txt");
+    await Deno.writeTextFile(keep, `# blobs to keep\n${hashes.kept}\n\n`);
+
+    const recent = await cli(
+      data,
+      "gc",
+      "--keep",
+      keep,
+      "--before",
+      "1h",
+      "--dry-run",
+    );
+    assert.strictEqual(recent.code, 0, recent.err);
+    assert.strictEqual(recent.out, "");
+
+    const dry = await cli(
+      data,
+      "gc",
+      "--keep",
+      keep,
+      "--before",
+      "0s",
+      "--dry-run",
+    );
+    assert.strictEqual(dry.code, 0, dry.err);
+    const listed = dry.out.trim().split("\n").map((line) => line.split("\t")[0])
+      .sort();
+    assert.strictEqual(listed.length, 3); // the dropped blob and the two parts
+    assert(listed.includes(hashes.dropped));
+    assert(!listed.includes(hashes.kept));
+    assert.match(dry.err, /would release 1 multipart blobs and remove 3 blobs/);
+    assert.strictEqual((await cli(data, "stat", hashes.dropped)).code, 0);
+
+    const real = await cli(data, "gc", "--keep", keep, "--before", "0s");
+    assert.strictEqual(real.code, 0, real.err);
+    assert.match(
+      real.err,
+      /released 1 multipart blobs; removed 3 blobs; kept 1/,
+    );
+    assert.strictEqual((await cli(data, "stat", hashes.kept)).code, 0);
+    assert.strictEqual((await cli(data, "stat", hashes.dropped)).code, 1);
+    assert.strictEqual((await cli(data, "stat", multipart)).code, 1);
+
+    const badKeep = join(dir, "bad.txt");
+    await Deno.writeTextFile(badKeep, "not-a-hash\n");
+    const bad = await cli(data, "gc", "--keep", badKeep, "--before", "0s");
+    assert.strictEqual(bad.code, 2);
+    assert.match(bad.err, /bad\.txt:1: invalid hash/);
+  });
+});
+
+Deno.test("cli: serve prints where it listens and where the data lives, and persists", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const content = new TextEncoder().encode("persistent\n");
+    const hash = sha384Hex(content);
+    for (const round of [1, 2]) {
+      const server = command(data, ["serve", "--port", "0"]).spawn();
+      try {
+        const { text } = await readUntil(server.stderr, /data in .*\n/);
+        assert.match(
+          text,
+          /^blobstore: listening on http:\/\/127\.0\.0\.1:\d+\/$/m,
+        );
+        assert.match(
+          text,
+          /data in .*data \(catalog: Deno KV in .*catalog\.kv; blobs: files under .*blobs\)/,
+        );
+        const base = `http://127.0.0.1:${text.match(/:(\d+)\//)![1]}`;
+        if (round === 1) {
+          const put = await fetch(`${base}/blobs/${hash}`, {
+            method: "PUT",
+            body: content,
+          });
+          assert.strictEqual(put.status, 201);
+          await put.body?.cancel();
+        } else {
+          const res = await fetch(`${base}/blobs/${hash}`);
+          assert.strictEqual(await res.text(), "persistent\n");
+        }
+      } finally {
+        server.kill("SIGINT");
+        assert.strictEqual((await server.status).code, 0);
+        await server.stdout.cancel();
+        await server.stderr.cancel();
+      }
+    }
+  });
+});
