@@ -121,17 +121,26 @@ export class FileBackend implements Backend {
     const temp = join(dir, `${TEMP_PREFIX}${name}-${randomHex()}`);
     const file = await Deno.open(temp, { write: true, createNew: true });
     let open = true;
+    // One write in flight while the next chunk is read and hashed: the
+    // write runs off the main thread, so hashing overlaps it.
+    let writing = Promise.resolve();
     try {
       for await (
         const chunk of body.pipeThrough(new VerifyStream(size, hash))
       ) {
-        await writeAll(file, chunk);
+        await writing;
+        writing = writeAll(file, chunk);
+        // Handled here so a failure while the next chunk is awaited is not
+        // reported as unhandled; the next `await writing` still throws it.
+        writing.catch(() => {});
       }
+      await writing;
       await file.sync();
       file.close();
       open = false;
       await Deno.rename(temp, path);
     } catch (err) {
+      await writing.catch(() => {}); // never close under a pending write
       if (open) file.close();
       await Deno.remove(temp).catch(() => {}); // else the next sweep does it
       throw err;
@@ -249,8 +258,9 @@ function checkName(name: string): void {
 
 /**
  * A stream of the next `length` bytes of `file`, read in 1 MiB steps into
- * fresh buffers (the reader keeps them). The file is closed at the end, on
- * an error and on cancel.
+ * fresh buffers (the reader keeps them), one step ahead of the reader so
+ * the disk and the consumer overlap. The file is closed at the end, on an
+ * error and on cancel.
  */
 function readFile(
   file: Deno.FsFile,
@@ -297,7 +307,7 @@ function readFile(
     cancel() {
       close();
     },
-  }, { highWaterMark: 0 });
+  }, { highWaterMark: 1 });
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

@@ -47,8 +47,12 @@ const CHUNKS_PER_BATCH = 10;
 /** Deletions per atomic operation (KV allows 1000 mutations). */
 const DELETES_PER_BATCH = 500;
 
-/** `getMany` reads at most this many keys. */
-const CHUNKS_PER_READ = 10;
+/**
+ * Chunks a read fetches per round trip (1 MiB). Reads list a key range
+ * rather than `getMany` the keys: a range scan is several times faster on
+ * a local KV.
+ */
+const CHUNKS_PER_READ = 16;
 
 /** How long a put may stay idle before its marker counts as abandoned. */
 const DEFAULT_GRACE_MS = 60 * 60 * 1000;
@@ -301,41 +305,50 @@ export class KvBackend implements Backend {
     end: number,
   ): ReadableStream<Uint8Array> {
     const kv = this.#kv;
-    const prefix = this.#prefix;
+    const key = (i: number) => chunkKey(this.#prefix, header.writeId, i);
     let index = Math.floor(start / KV_CHUNK_SIZE);
     const last = Math.ceil(end / KV_CHUNK_SIZE); // exclusive
-    return new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (index >= last) return controller.close();
-        const count = Math.min(CHUNKS_PER_READ, last - index);
-        const keys = Array.from(
-          { length: count },
-          (_, i) => chunkKey(prefix, header.writeId, index + i),
-        );
-        const entries = await retryBusy(() => kv.getMany<Uint8Array[]>(keys));
-        for (const entry of entries) {
-          const chunk = entry.value;
-          const offset = index * KV_CHUNK_SIZE;
-          const expected = Math.min(KV_CHUNK_SIZE, header.size - offset);
-          if (!chunk) {
-            throw new NotFoundError(
-              `object "${name}" was removed while being read (chunk ${index} gone)`,
-            );
-          }
-          if (chunk.length !== expected) {
-            throw new IntegrityError(
-              `object "${name}" chunk ${index} is corrupt (expected ${expected} bytes, got ${chunk.length})`,
-            );
-          }
-          controller.enqueue(
-            chunk.subarray(
-              Math.max(start - offset, 0),
-              Math.min(end - offset, chunk.length),
-            ),
-          );
-          index++;
+    // Chunks never change once written (each write has its own id), so a
+    // scan resumed after a busy error reads the same bytes.
+    const scan = () =>
+      kv.list<Uint8Array>({ start: key(index), end: key(last) }, {
+        batchSize: CHUNKS_PER_READ,
+      });
+    let chunks = scan();
+    const next = () =>
+      retryBusy(async () => {
+        try {
+          return await chunks.next();
+        } catch (err) {
+          chunks = scan();
+          throw err;
         }
+      });
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
         if (index >= last) controller.close();
+      },
+      async pull(controller) {
+        const { done, value: entry } = await next();
+        if (done || entry.key[entry.key.length - 1] !== index) {
+          throw new NotFoundError(
+            `object "${name}" was removed while being read (chunk ${index} gone)`,
+          );
+        }
+        const offset = index * KV_CHUNK_SIZE;
+        const expected = Math.min(KV_CHUNK_SIZE, header.size - offset);
+        if (entry.value.length !== expected) {
+          throw new IntegrityError(
+            `object "${name}" chunk ${index} is corrupt (expected ${expected} bytes, got ${entry.value.length})`,
+          );
+        }
+        controller.enqueue(
+          entry.value.subarray(
+            Math.max(start - offset, 0),
+            Math.min(end - offset, expected),
+          ),
+        );
+        if (++index >= last) controller.close();
       },
     });
   }
