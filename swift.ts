@@ -17,7 +17,7 @@
  * concurrent requests, and a 401 leads to one re-authentication and retry.
  *
  * @example Keystone v3
- * ```ts no-eval
+ * ```ts ignore
  * import { SwiftBackend } from "@blobstore/blobstore/swift";
  *
  * const backend = new SwiftBackend({
@@ -33,7 +33,7 @@
  * ```
  *
  * @example Swift v1 auth (tempauth), with a custom fetch and timeout
- * ```ts no-eval
+ * ```ts ignore
  * import { SwiftBackend } from "@blobstore/blobstore/swift";
  *
  * const backend = new SwiftBackend({

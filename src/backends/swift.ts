@@ -43,6 +43,7 @@ const LISTING_PAGE = 10_000;
  *
  * @example Keystone v3
  * ```ts
+ * import assert from "node:assert";
  * import type { SwiftParams } from "./swift.ts";
  *
  * const params: SwiftParams = {
@@ -53,7 +54,7 @@ const LISTING_PAGE = 10_000;
  *   region: "RegionOne",
  *   bucket: "blobs",
  * };
- * console.assert(params.bucket === "blobs");
+ * assert(params.bucket === "blobs");
  * ```
  */
 export interface SwiftParams extends SwiftCredentials {
@@ -108,7 +109,7 @@ interface ManifestSegment {
  *   text; never a secret or a token) or `NotFoundError`.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { SwiftBackend } from "./swift.ts";
  * import { sha384 } from "../digest.ts";
  *

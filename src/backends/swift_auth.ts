@@ -21,6 +21,7 @@ import {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { SwiftCredentials } from "./swift_auth.ts";
  *
  * const keystone: SwiftCredentials = {
@@ -29,7 +30,7 @@ import {
  *   secret: "testing",
  *   tenant: "test",
  * };
- * console.assert(keystone.tenant === "test");
+ * assert(keystone.tenant === "test");
  * ```
  */
 export interface SwiftCredentials {
@@ -59,6 +60,7 @@ export interface SwiftCredentials {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import type { SwiftSession } from "./swift_auth.ts";
  *
  * const session: SwiftSession = {
@@ -66,7 +68,7 @@ export interface SwiftCredentials {
  *   storageURL: "http://127.0.0.1:8080/v1/AUTH_test",
  *   expiresAt: Infinity,
  * };
- * console.assert(session.expiresAt > Date.now());
+ * assert(session.expiresAt > Date.now());
  * ```
  */
 export interface SwiftSession {
@@ -90,10 +92,11 @@ const RENEW_MARGIN_FRACTION = 0.25;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { detectAuthVersion } from "./swift_auth.ts";
  *
- * console.assert(detectAuthVersion("http://127.0.0.1:5000/v3") === 3);
- * console.assert(detectAuthVersion("http://127.0.0.1:8080/auth/v1.0") === 1);
+ * assert(detectAuthVersion("http://127.0.0.1:5000/v3") === 3);
+ * assert(detectAuthVersion("http://127.0.0.1:8080/auth/v1.0") === 1);
  * ```
  */
 export function detectAuthVersion(authURL: string): 1 | 3 {
@@ -122,7 +125,7 @@ export function detectAuthVersion(authURL: string): 1 | 3 {
  * next call authenticates again.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { SwiftAuth } from "./swift_auth.ts";
  *
  * const auth = new SwiftAuth({

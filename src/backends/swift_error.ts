@@ -17,11 +17,12 @@ const MAX_TEXT = 500;
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { SwiftError } from "./swift_error.ts";
  *
  * const err = new SwiftError("PUT object \"x\"", 503, "Service Unavailable");
- * console.assert(err.status === 503);
- * console.assert(err.message.includes("503") && err.message.includes("Service Unavailable"));
+ * assert(err.status === 503);
+ * assert(err.message.includes("503") && err.message.includes("Service Unavailable"));
  * ```
  */
 export class SwiftError extends BlobStoreError {
@@ -55,9 +56,10 @@ export class SwiftError extends BlobStoreError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { redact } from "./swift_error.ts";
  *
- * console.assert(redact("bad token AUTH_tk123", ["AUTH_tk123"]) === "bad token ***");
+ * assert(redact("bad token AUTH_tk123", ["AUTH_tk123"]) === "bad token ***");
  * ```
  */
 export function redact(

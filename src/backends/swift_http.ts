@@ -21,12 +21,13 @@ export type FetchFn = (
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { Deadline } from "./swift_http.ts";
  *
  * const deadline = new Deadline(1000, "GET object \"x\"");
  * deadline.start();
  * deadline.clear();
- * console.assert(!deadline.signal.aborted);
+ * assert(!deadline.signal.aborted);
  * ```
  */
 export class Deadline {
@@ -86,11 +87,12 @@ export class Deadline {
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { Deadline, send } from "./swift_http.ts";
  *
  * const fakeFetch = () => Promise.resolve(new Response("ok"));
  * const res = await send(fakeFetch, "http://127.0.0.1:1/", {}, new Deadline(1000, "GET"), []);
- * console.assert(res.status === 200);
+ * assert(res.status === 200);
  * ```
  */
 export async function send(
@@ -124,10 +126,11 @@ export async function send(
  *
  * @example
  * ```ts
+ * import assert from "node:assert";
  * import { errorFromResponse } from "./swift_http.ts";
  *
  * const err = await errorFromResponse("HEAD container \"c\"", new Response("nope", { status: 503 }), []);
- * console.assert(err.status === 503 && err.message.includes("nope"));
+ * assert(err.status === 503 && err.message.includes("nope"));
  * ```
  */
 export async function errorFromResponse(
