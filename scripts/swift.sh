@@ -101,6 +101,12 @@ pid_is_ours() {
   [[ -n "$cmdline" && "$cmdline" == *" $args" ]]
 }
 
+# Whether a process we just started is still running (not yet exec'd
+# counts: its command line is not the final one yet; a zombie does not).
+alive() {
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
 stop_started() {
   local f pid name
   for f in "$PIDS"/*.pid; do
@@ -242,7 +248,7 @@ keystone_up() {
   start_bg keystone uwsgi --ini "$KSTATE/keystone-uwsgi.ini"
   local deadline=$((SECONDS + START_TIMEOUT_S))
   until curl -sf -o /dev/null -m 2 "$KEYSTONE_URL/v3"; do
-    if ! pid_is_ours "$PIDS/keystone.pid" || [ $SECONDS -ge $deadline ]; then
+    if ! alive "$(sed -n 1p "$PIDS/keystone.pid")" || [ $SECONDS -ge $deadline ]; then
       echo "keystone did not answer" >&2
       return 1
     fi
