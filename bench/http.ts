@@ -1,0 +1,251 @@
+/**
+ * The HTTP service against a bare `Deno.serve` handler, over loopback, in
+ * the same run:
+ *
+ * - upload: `PUT /blobs/{hash}` of a 256 MiB blob (streamed into the
+ *   store, verified, written to the embedded default: Deno KV catalog and
+ *   file backend, fsync included) vs a bare handler that reads the request
+ *   body and drops it;
+ * - download: `GET /blobs/{hash}` of that blob (from the file backend) vs a
+ *   bare handler that streams 256 MiB from memory.
+ *
+ * Each server runs in its own process (this script with `--serve`), so the
+ * client does not share its thread; the client sends with a
+ * `Content-Length` over a raw connection (as `curl -T` does) and reads with
+ * `fetch`. Every upload round sends a different blob, so each one is
+ * really stored. Reports the median of the rounds, the ratio, and the
+ * servers' peak RSS.
+ *
+ * Standalone: `deno run -A --unstable-kv bench/http.ts [--quick]`
+ * (`--quick`: 64 MiB, 1 round). `httpSuite` plugs into `bench/main.ts`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { createHandler } from "../http.ts";
+import { openSeams } from "../src/server/config.ts";
+import { rawRequest } from "../tests/raw_http.ts";
+import {
+  type BenchCase,
+  type BenchSuite,
+  markdownTable,
+  runCase,
+} from "./harness.ts";
+import { CHUNK, chunksOf, drain } from "./data.ts";
+
+const MiB = 2 ** 20;
+
+/** The chunks of blob number `variant`: the shared pool, its first chunk marked. */
+function* variantChunks(size: number, variant: number): Generator<Uint8Array> {
+  let first = true;
+  for (const chunk of chunksOf(size)) {
+    if (!first) {
+      yield chunk;
+      continue;
+    }
+    first = false;
+    const marked = chunk.slice();
+    new DataView(marked.buffer).setFloat64(0, variant);
+    yield marked;
+  }
+}
+
+function variantHash(size: number, variant: number): string {
+  const hash = createHash("sha384");
+  for (const chunk of variantChunks(size, variant)) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+interface ChildServer {
+  port: number;
+  peakRssMiB(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startChild(
+  kind: "bare" | "blobstore",
+  size: number,
+  data: string,
+): Promise<ChildServer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      new URL(import.meta.url).pathname,
+      "--serve",
+      kind,
+      String(size),
+      data,
+    ],
+    env: { MONGODB_URL: "", SWIFT_AUTH_URL: "", BLOBSTORE_TOKEN: "" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/port (\d+)\n/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${kind} server exited before listening`);
+    text += value;
+  }
+  reader.releaseLock();
+  return {
+    port: Number(text.match(/port (\d+)/)![1]),
+    async peakRssMiB() {
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      return Number(status.match(/VmHWM:\s+(\d+) kB/)![1]) / 1024;
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    },
+  };
+}
+
+async function upload(
+  port: number,
+  path: string,
+  size: number,
+  chunks: Iterable<Uint8Array>,
+) {
+  const res = await rawRequest(port, {
+    method: "PUT",
+    path,
+    headers: { "content-length": String(size) },
+    body: chunks,
+    discardBody: true,
+  });
+  if (!res || res.status >= 300) {
+    throw new Error(`PUT ${path}: HTTP ${res?.status}`);
+  }
+}
+
+async function download(port: number, path: string, size: number) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  if (res.status !== 200 || (await drain(res.body!)) !== size) {
+    throw new Error(`GET ${path}: HTTP ${res.status} or short read`);
+  }
+}
+
+let cleanup: (() => Promise<void>) | undefined;
+
+/** The peak RSS of each server process over the whole run, in MiB. */
+export const serverPeakRss: Record<string, number> = {};
+
+/** The HTTP cases: blobstore's handler vs a bare handler, both over loopback. */
+export const httpSuite: BenchSuite = {
+  name: "http",
+  async open({ quick }) {
+    const size = quick ? 64 * MiB : 256 * MiB;
+    const rounds = quick ? 1 : 5;
+    const data = await Deno.makeTempDir({ prefix: "blobstore-bench-http-" });
+    const bare = await startChild("bare", size, data);
+    const ours = await startChild("blobstore", size, data);
+    cleanup = async () => {
+      serverPeakRss.bare = await bare.peakRssMiB();
+      serverPeakRss.blobstore = await ours.peakRssMiB();
+      await bare.stop();
+      await ours.stop();
+      await Deno.remove(data, { recursive: true });
+    };
+    console.error(`hashing ${rounds + 1} distinct ${size / MiB} MiB blobs…`);
+    const hashes = Array.from(
+      { length: rounds + 1 },
+      (_, i) => variantHash(size, i),
+    );
+    // The blob the download rounds read.
+    await upload(
+      ours.port,
+      `/blobs/${hashes[0]}`,
+      size,
+      variantChunks(size, 0),
+    );
+    let variant = 0;
+    const putCase: BenchCase = {
+      name: "HTTP PUT /blobs/{hash} vs bare Deno.serve reading the body",
+      size,
+      async ours() {
+        variant++;
+        await upload(
+          ours.port,
+          `/blobs/${hashes[variant]}`,
+          size,
+          variantChunks(size, variant),
+        );
+      },
+      baseline: () => upload(bare.port, "/", size, variantChunks(size, 0)),
+    };
+    const getCase: BenchCase = {
+      name: "HTTP GET /blobs/{hash} vs bare Deno.serve streaming bytes",
+      size,
+      ours: () => download(ours.port, `/blobs/${hashes[0]}`, size),
+      baseline: () => download(bare.port, "/", size),
+    };
+    return [putCase, getCase];
+  },
+  async close() {
+    await cleanup?.();
+    cleanup = undefined;
+  },
+};
+
+/** `--serve KIND SIZE DATA`: one of the two servers, printing its port. */
+async function serve(kind: string, size: number, data: string): Promise<void> {
+  let handler: (req: Request) => Response | Promise<Response>;
+  if (kind === "bare") {
+    handler = async (req) => {
+      if (req.method === "PUT") {
+        await drain(req.body!);
+        return new Response(null, { status: 201 });
+      }
+      return new Response(ReadableStream.from(chunksOf(size)), {
+        headers: { "content-length": String(size) },
+      });
+    };
+  } else {
+    const seams = await openSeams({ data, env: () => undefined });
+    handler = createHandler(seams.store, {
+      registry: seams.registry,
+      authorize: false,
+    });
+  }
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: ({ port }) => console.log(`port ${port}`),
+  }, handler);
+  Deno.addSignalListener("SIGTERM", () => server.shutdown());
+  await server.finished;
+  Deno.exit(0);
+}
+
+if (import.meta.main) {
+  if (Deno.args[0] === "--serve") {
+    await serve(Deno.args[1], Number(Deno.args[2]), Deno.args[3]);
+  } else {
+    const quick = Deno.args.includes("--quick");
+    const cases = await httpSuite.open({ quick });
+    if (typeof cases === "string") throw new Error(cases);
+    const rows = [];
+    try {
+      for (const c of cases) {
+        console.error(`running ${c.name}`);
+        rows.push(await runCase(c, quick ? 1 : 5));
+      }
+    } finally {
+      await httpSuite.close?.();
+    }
+    console.log(markdownTable(rows));
+    console.log(
+      `\nserver peak RSS (whole run): blobstore ${
+        serverPeakRss.blobstore?.toFixed(0)
+      } MiB, bare ${serverPeakRss.bare?.toFixed(0)} MiB; chunk ${
+        CHUNK / 1024
+      } KiB`,
+    );
+  }
+}
