@@ -7,9 +7,14 @@
 #
 # It listens on 127.0.0.1:27117 only; its data, state, log and pid file live
 # under .state/ferretdb/ in the repository (git-ignored). Data is wiped on
-# every start. `start` is idempotent: if something already answers on the
-# port, it says so, exits 0 and leaves that server alone (and `stop` will
-# not touch it, since only a pid file written by `start` is ever acted on).
+# every fresh start. `start` is idempotent: if something already answers on
+# the port, it says so, exits 0 and takes no ownership. A server this script
+# did not start is never stopped by it (only the pid in its pid file is ever
+# signalled). When the server is one this script started, a second `start`
+# (say, a second `deno task test` while one runs) counts as one more user,
+# and each `stop` releases one: the last one stops it, so one run never
+# pulls the server from under another. Start and stop hold a lock file, so
+# concurrent runs do not race.
 #
 # Why not a plain `go install ...@v1.24.2`: the binary it builds panics at
 # start-up ("Invalid build/version/version.txt"), because the module zip
@@ -29,6 +34,8 @@ readonly STATE_DIR="$ROOT/.state/ferretdb"
 readonly DATA_DIR="$STATE_DIR/data"
 readonly PID_FILE="$STATE_DIR/ferretdb.pid"
 readonly LOG_FILE="$STATE_DIR/ferretdb.log"
+readonly USERS_FILE="$STATE_DIR/users"
+readonly LOCK_FILE="$STATE_DIR/lock"
 
 log() { echo "ferretdb.sh: $*" >&2; }
 die() {
@@ -98,17 +105,25 @@ owned_pid() {
   echo "$pid"
 }
 
+# How many runs use the server this script started.
+users() {
+  local n
+  n="$(cat "$USERS_FILE" 2>/dev/null || true)"
+  [[ "$n" =~ ^[0-9]+$ ]] && echo "$n" || echo 1
+}
+
 start() {
-  mkdir -p "$STATE_DIR"
   if port_answers; then
     if owned_pid >/dev/null; then
-      log "already running (pid $(cat "$PID_FILE")) on $HOST:$PORT"
+      local n=$(($(users) + 1))
+      echo "$n" >"$USERS_FILE"
+      log "already running (pid $(cat "$PID_FILE")) on $HOST:$PORT; now used by $n runs"
     else
       log "something already answers on $HOST:$PORT; using it as is (not started here, will not be stopped here)"
     fi
     return 0
   fi
-  rm -f "$PID_FILE"
+  rm -f "$PID_FILE" "$USERS_FILE"
 
   local bin
   bin="$(find_or_install_ferretdb)"
@@ -123,9 +138,10 @@ start() {
     --debug-addr=- \
     --telemetry=disable \
     --log-level=warn \
-    </dev/null >>"$LOG_FILE" 2>&1 &
+    </dev/null >>"$LOG_FILE" 2>&1 9>&- &
   local pid=$!
   echo "$pid" >"$PID_FILE"
+  echo 1 >"$USERS_FILE"
 
   local waited=0
   until port_answers; do
@@ -150,8 +166,14 @@ start() {
 stop() {
   local pid
   if ! pid="$(owned_pid)"; then
-    rm -f "$PID_FILE"
+    rm -f "$PID_FILE" "$USERS_FILE"
     log "no FerretDB started by this script is running; nothing to stop"
+    return 0
+  fi
+  local n=$(($(users) - 1))
+  if ((n > 0)); then
+    echo "$n" >"$USERS_FILE"
+    log "FerretDB (pid $pid) is still used by $n other run(s); left running"
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
@@ -165,13 +187,20 @@ stop() {
     sleep 0.1
     waited=$((waited + 1))
   done
-  rm -f "$PID_FILE"
+  rm -f "$PID_FILE" "$USERS_FILE"
   log "FerretDB (pid $pid) stopped"
 }
 
+# Serializes concurrent starts and stops (fd 9; FerretDB does not inherit it).
+lock() {
+  mkdir -p "$STATE_DIR"
+  exec 9>"$LOCK_FILE"
+  flock 9
+}
+
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+  start) lock && start ;;
+  stop) lock && stop ;;
   *)
     echo "usage: $0 start|stop" >&2
     exit 2

@@ -1,0 +1,274 @@
+/**
+ * A backend in MongoDB GridFS (or any server that speaks its protocol, such
+ * as FerretDB), through the driver's `GridFSBucket`, adapted to Web Streams.
+ *
+ * The layout is plain GridFS, as the Go charmstore wrote it: bucket
+ * `<prefix>`, so collections `<prefix>.files` and `<prefix>.chunks`, and
+ * the blob's name as the file's `filename`.
+ *
+ * @module
+ */
+
+import {
+  type Collection,
+  type Db,
+  GridFSBucket,
+  type GridFSBucketReadStream,
+  type GridFSBucketWriteStream,
+  type GridFSChunk,
+  type GridFSFile,
+  MongoRuntimeError,
+} from "mongodb";
+import { Buffer } from "node:buffer";
+import type {
+  Backend,
+  BackendObject,
+  ByteRange,
+  OpenedBlob,
+} from "../backend.ts";
+import { NotFoundError } from "../errors.ts";
+import { resolveRange } from "../range.ts";
+import { VerifyStream } from "../verify.ts";
+
+/** GridFS's customary chunk size, and the driver's and Go mgo's default. */
+const DEFAULT_CHUNK_SIZE = 255 * 1024;
+
+/**
+ * How many bytes of a put may be read and verified ahead of the chunk being
+ * written, so hashing the next chunks overlaps the server's insert of this
+ * one. Memory per put stays bounded by this plus one chunk.
+ */
+const READ_AHEAD_CHUNKS = 4;
+
+/**
+ * Options of a {@linkcode MongoBackend}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { MongoBackendOptions } from "./gridfs.ts";
+ *
+ * const options: MongoBackendOptions = { chunkSizeBytes: 1024 * 1024 };
+ * assert.strictEqual(options.chunkSizeBytes, 1048576);
+ * ```
+ */
+export interface MongoBackendOptions {
+  /**
+   * The size of the GridFS chunks of new files (default 255 KiB, as the
+   * driver and Go's mgo). Each file records its own chunk size, so files
+   * written with any size stay readable.
+   */
+  chunkSizeBytes?: number;
+}
+
+/**
+ * A {@linkcode Backend} that keeps each blob as a GridFS file of bucket
+ * `<prefix>` in `db`, named by the blob's name.
+ *
+ * A put streams the body through `VerifyStream` into the bucket's upload
+ * stream, one chunk document at a time; the files document that makes the
+ * file visible is written only once every byte arrived and verified. A put
+ * that fails or does not verify aborts the upload: its chunks are deleted
+ * and no files document is ever written. A ranged `get` reads only the
+ * chunks that hold the range.
+ *
+ * @example
+ * ```ts ignore
+ * import { MongoClient } from "mongodb";
+ * import { MongoBackend } from "./gridfs.ts";
+ * import { sha384 } from "../digest.ts";
+ *
+ * const client = await MongoClient.connect("mongodb://127.0.0.1:27017/");
+ * const backend = new MongoBackend(client.db("charmstore"), "blobstore");
+ * const bytes = new TextEncoder().encode("hello");
+ * const hash = await sha384(bytes);
+ * await backend.put(`${hash}-0123456789abcdef`, new Blob([bytes]).stream(), 5, hash);
+ * const { body } = await backend.get(`${hash}-0123456789abcdef`, { start: 1 });
+ * console.log(await new Response(body).text()); // "ello"
+ * await client.close();
+ * ```
+ */
+export class MongoBackend implements Backend {
+  readonly #bucket: GridFSBucket;
+  readonly #files: Collection<GridFSFile>;
+  readonly #chunks: Collection<GridFSChunk>;
+  readonly #chunkSize: number;
+
+  /**
+   * Uses GridFS bucket `prefix` of `db` (collections `<prefix>.files` and
+   * `<prefix>.chunks`). Nothing is sent to the server until the first call.
+   */
+  constructor(db: Db, prefix: string, options: MongoBackendOptions = {}) {
+    this.#chunkSize = options.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE;
+    this.#bucket = new GridFSBucket(db, {
+      bucketName: prefix,
+      chunkSizeBytes: this.#chunkSize,
+    });
+    this.#files = db.collection<GridFSFile>(`${prefix}.files`);
+    this.#chunks = db.collection<GridFSChunk>(`${prefix}.chunks`);
+  }
+
+  /** See {@linkcode Backend.get}. */
+  async get(name: string, range?: ByteRange): Promise<OpenedBlob> {
+    const file = await this.#files.findOne({ filename: name });
+    if (!file) throw new NotFoundError(`GridFS file "${name}" not found`);
+    const size = Number(file.length);
+    const { start, end } = resolveRange(range, size);
+    if (start === end) return { size, body: emptyStream() };
+    const download = this.#bucket.openDownloadStream(file._id, { start, end });
+    return { size, body: toWebStream(download, name) };
+  }
+
+  /** See {@linkcode Backend.put}. */
+  async put(
+    name: string,
+    body: ReadableStream<Uint8Array>,
+    size: number,
+    hash: string,
+  ): Promise<void> {
+    const upload = this.#bucket.openUploadStream(name);
+    // Failures reach us through the write and end callbacks; without a
+    // listener, the stream's "error" event would be an uncaught exception.
+    upload.on("error", () => {});
+    let ending = false;
+    try {
+      const verified = body
+        .pipeThrough(new VerifyStream(size, hash))
+        .pipeThrough(readAhead(READ_AHEAD_CHUNKS * this.#chunkSize));
+      for await (const chunk of verified) {
+        // Pieces of at most one chunk: each write then sends at most one
+        // chunk insert and calls back only once it has settled, so when a
+        // put fails no insert is still in flight to land after the abort
+        // has deleted the chunks.
+        for (let at = 0; at < chunk.length; at += this.#chunkSize) {
+          await write(upload, chunk.subarray(at, at + this.#chunkSize));
+        }
+      }
+      ending = true;
+      await end(upload);
+    } catch (err) {
+      await this.#discard(upload, ending);
+      throw err;
+    }
+  }
+
+  /** See {@linkcode Backend.remove}. */
+  async remove(name: string): Promise<void> {
+    // The files document first: once it is gone the file is invisible,
+    // whatever happens to its chunks. Names are unique (the store never
+    // puts one twice), so one files document at most. (No projection: the
+    // document is small, and FerretDB v1 rejects one on findAndModify.)
+    const file = await this.#files.findOneAndDelete({ filename: name });
+    if (file) await this.#chunks.deleteMany({ files_id: file._id });
+  }
+
+  /** See {@linkcode Backend.list}. */
+  async *list(): AsyncIterable<BackendObject> {
+    const files = this.#files.find({}, {
+      projection: { filename: 1, length: 1, uploadDate: 1 },
+    });
+    try {
+      for await (const file of files) {
+        yield {
+          name: file.filename,
+          size: Number(file.length),
+          modified: file.uploadDate,
+        };
+      }
+    } finally {
+      await files.close();
+    }
+  }
+
+  /**
+   * Removes whatever a failed put wrote. Before `end` the driver's abort
+   * does it (and makes the stream refuse further writes); once `end` has
+   * begun the driver refuses to abort, and the files document may have been
+   * written when the failure is one of reporting, so both go by hand.
+   */
+  async #discard(upload: GridFSBucketWriteStream, ending: boolean) {
+    try {
+      if (!ending) {
+        await upload.abort();
+        return;
+      }
+      upload.destroy();
+      await this.#files.deleteOne({ _id: upload.id });
+      await this.#chunks.deleteMany({ files_id: upload.id });
+    } catch {
+      // The put's own failure is the one to report. What is left is
+      // invisible (no files document) or a whole verified file.
+    }
+  }
+}
+
+/** Writes `bytes` to `upload`, resolving once the write has settled. */
+function write(
+  upload: GridFSBucketWriteStream,
+  bytes: Uint8Array,
+): Promise<void> {
+  // A Buffer view, not a copy: the stream copies it into its chunk buffer.
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return new Promise((resolve, reject) => {
+    upload.write(buffer, (err) => err ? reject(err) : resolve());
+  });
+}
+
+/** Ends `upload`, resolving once its files document has been written. */
+function end(upload: GridFSBucketWriteStream): Promise<void> {
+  return new Promise((resolve, reject) => {
+    upload.once("finish", resolve);
+    upload.once("error", reject);
+    upload.end();
+  });
+}
+
+/**
+ * A pass-through that holds up to `bytes` bytes, so the stages before it
+ * (the source, verification) keep running while the consumer waits.
+ */
+function readAhead(bytes: number): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream(
+    {},
+    new ByteLengthQueuingStrategy({ highWaterMark: bytes }),
+  );
+}
+
+function emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (controller) => controller.close() });
+}
+
+/**
+ * Adapts the driver's Node download stream to a Web stream, pulling one
+ * chunk at a time. Cancelling aborts the download, closing its cursor.
+ */
+function toWebStream(
+  download: GridFSBucketReadStream,
+  name: string,
+): ReadableStream<Uint8Array> {
+  const chunks: AsyncIterator<Buffer> = download[Symbol.asyncIterator]();
+  return new ReadableStream({
+    async pull(controller) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        throw isFileNotFound(err)
+          ? new NotFoundError(`GridFS file "${name}" not found`, { cause: err })
+          : err;
+      }
+      if (next.done) return controller.close();
+      const { buffer, byteOffset, byteLength } = next.value;
+      controller.enqueue(new Uint8Array(buffer, byteOffset, byteLength));
+    },
+    async cancel() {
+      await download.abort();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Whether `err` is the driver's "no files document" (removed meanwhile). */
+function isFileNotFound(err: unknown): boolean {
+  return err instanceof MongoRuntimeError &&
+    (err as { code?: unknown }).code === "ENOENT";
+}

@@ -1,0 +1,397 @@
+/**
+ * A catalog in MongoDB (or any server that speaks its protocol, such as
+ * FerretDB), with the document shapes of the Go charmstore blobstore, so a
+ * deployment's existing data keeps working.
+ *
+ * - `<prefix>.blobref`: `{ _id: hash, name, puttime: Date, size: int64 }`
+ * - `<prefix>.upload`: `{ _id: uploadId, hash?, expires: Date,
+ *   parts: [{ hash, size: int64, complete, offset: int64 } | null], owner? }`
+ *
+ * Every conditional step is one atomic update or delete of a single
+ * document, its condition in the filter, as in Go: no multi-document
+ * transactions, so a single server (no replica set) is enough.
+ *
+ * FerretDB v1 does not make such a step atomic: it reads the matching
+ * document, applies the update in its own process, and writes the whole
+ * document back by `_id`, so two concurrent updates of one document can
+ * both pass their condition, and the later write erases the earlier. The
+ * catalog therefore also runs the steps on any one document one at a time
+ * within the process (a queue per document, shared by every catalog on the
+ * same collection). On MongoDB that changes nothing (it serializes updates
+ * of a document itself); on FerretDB v1 it makes one process correct, but
+ * stores in several processes sharing a FerretDB v1 can still race.
+ *
+ * @module
+ */
+
+import {
+  type Collection,
+  type Db,
+  type Filter,
+  Long,
+  MongoServerError,
+  type UpdateFilter,
+} from "mongodb";
+import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
+
+/** A blob reference as stored: the Go `blobRefDoc`. */
+interface BlobRefDoc {
+  _id: string;
+  name: string;
+  puttime: Date;
+  size: number | Long;
+}
+
+/** One part as stored: the Go `PartInfo`. */
+interface PartDoc {
+  hash: string;
+  size: number | Long;
+  complete: boolean;
+  offset: number | Long;
+}
+
+/** An upload record as stored: the Go `uploadDoc`. */
+interface UploadDoc {
+  _id: string;
+  hash?: string;
+  expires: Date;
+  parts: (PartDoc | null)[];
+  owner?: string;
+}
+
+/** The server's error code for a duplicate key on insert. */
+const DUPLICATE_KEY = 11000;
+
+/**
+ * Runs operations one after another per key, within this process. Keys are
+ * `namespace + _id`: one queue per document.
+ */
+class DocumentQueues {
+  #tails = new Map<string, Promise<void>>();
+
+  /** Runs `op` once every earlier operation on `key` has settled. */
+  run<T>(key: string, op: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    const result = previous.then(op);
+    const tail = result.then(() => {}, () => {});
+    this.#tails.set(key, tail);
+    tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return result;
+  }
+}
+
+/** Shared by every catalog, so two catalogs on one collection queue too. */
+const queues = new DocumentQueues();
+
+/**
+ * A {@linkcode Catalog} in a MongoDB database: blob references in collection
+ * `<prefix>.blobref` and upload records in `<prefix>.upload`, in the same
+ * shapes as the Go charmstore blobstore.
+ *
+ * Indexes (`puttime` on references, for GC; `expires` on uploads, for
+ * expiry) are created lazily, once per instance, by the first
+ * {@linkcode MongoCatalog.refsPutBefore} or
+ * {@linkcode MongoCatalog.removeExpiredUploads} that needs them; call
+ * {@linkcode MongoCatalog.ensureIndexes} at start-up to create them up
+ * front instead (it is idempotent).
+ *
+ * @example
+ * ```ts ignore
+ * import { MongoClient } from "mongodb";
+ * import { MongoCatalog } from "./mongo.ts";
+ *
+ * const client = await MongoClient.connect("mongodb://127.0.0.1:27017/");
+ * const catalog = new MongoCatalog(client.db("charmstore"), "blobstore");
+ * await catalog.ensureIndexes();
+ * console.log(await catalog.getRef("0".repeat(96))); // undefined
+ * await client.close();
+ * ```
+ */
+export class MongoCatalog implements Catalog {
+  readonly #refs: Collection<BlobRefDoc>;
+  readonly #uploads: Collection<UploadDoc>;
+  #indexes?: Promise<void>;
+
+  /**
+   * Uses collections `<prefix>.blobref` and `<prefix>.upload` of `db`.
+   * Nothing is sent to the server until the first call.
+   */
+  constructor(db: Db, prefix: string) {
+    this.#refs = db.collection<BlobRefDoc>(`${prefix}.blobref`);
+    this.#uploads = db.collection<UploadDoc>(`${prefix}.upload`);
+  }
+
+  /** Runs a step on reference `hash` after the earlier ones on it. */
+  #onRef<T>(hash: string, op: () => Promise<T>): Promise<T> {
+    return queues.run(`${this.#refs.namespace}\0${hash}`, op);
+  }
+
+  /** Runs a step on upload `id` after the earlier ones on it. */
+  #onUpload<T>(id: string, op: () => Promise<T>): Promise<T> {
+    return queues.run(`${this.#uploads.namespace}\0${id}`, op);
+  }
+
+  /**
+   * Creates the indexes the catalog's queries need, if missing: `puttime`
+   * on references and `expires` on uploads. Safe to call any number of
+   * times and from several processes.
+   */
+  ensureIndexes(): Promise<void> {
+    this.#indexes ??= Promise.all([
+      this.#refs.createIndex({ puttime: 1 }),
+      this.#uploads.createIndex({ expires: 1 }),
+    ]).then(
+      () => {},
+      (err) => {
+        // Let a later call try again rather than remember the failure.
+        this.#indexes = undefined;
+        throw err;
+      },
+    );
+    return this.#indexes;
+  }
+
+  /** See {@linkcode Catalog.getRef}. */
+  async getRef(hash: string): Promise<BlobRef | undefined> {
+    const doc = await this.#refs.findOne({ _id: hash });
+    return doc ? toRef(doc) : undefined;
+  }
+
+  /** See {@linkcode Catalog.insertRef}. */
+  async insertRef(ref: BlobRef): Promise<boolean> {
+    try {
+      await this.#refs.insertOne({
+        _id: ref.hash,
+        name: ref.name,
+        puttime: ref.putTime,
+        size: Long.fromNumber(ref.size),
+      });
+      return true;
+    } catch (err) {
+      // The unique _id is the arbiter between concurrent puts.
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) {
+        return false;
+      }
+      throw err;
+    }
+  }
+
+  /** See {@linkcode Catalog.touchRef}. */
+  touchRef(hash: string, putTime: Date): Promise<BlobRef | undefined> {
+    return this.#onRef(hash, async () => {
+      const doc = await this.#refs.findOneAndUpdate(
+        { _id: hash },
+        { $set: { puttime: putTime } },
+        { returnDocument: "after" },
+      );
+      return doc ? toRef(doc) : undefined;
+    });
+  }
+
+  /** See {@linkcode Catalog.removeRef}. */
+  removeRef(hash: string, putTime: Date): Promise<boolean> {
+    return this.#onRef(hash, async () => {
+      // The put time in the filter makes this lose to a concurrent put that
+      // refreshed the reference after GC read it.
+      const { deletedCount } = await this.#refs.deleteOne({
+        _id: hash,
+        puttime: putTime,
+      });
+      return deletedCount === 1;
+    });
+  }
+
+  /** See {@linkcode Catalog.refsPutBefore}. */
+  async *refsPutBefore(before: Date): AsyncIterable<BlobRef> {
+    await this.ensureIndexes();
+    const cursor = this.#refs.find({ puttime: { $lte: before } });
+    try {
+      for await (const doc of cursor) yield toRef(doc);
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  /** See {@linkcode Catalog.insertUpload}. */
+  async insertUpload(upload: UploadRecord): Promise<void> {
+    await this.#uploads.insertOne(fromUpload(upload));
+  }
+
+  /** See {@linkcode Catalog.getUpload}. */
+  async getUpload(id: string): Promise<UploadRecord | undefined> {
+    const doc = await this.#uploads.findOne({ _id: id });
+    return doc ? toUpload(doc) : undefined;
+  }
+
+  /** See {@linkcode Catalog.uploads}. */
+  async *uploads(): AsyncIterable<UploadRecord> {
+    const cursor = this.#uploads.find({});
+    try {
+      for await (const doc of cursor) yield toUpload(doc);
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  /** See {@linkcode Catalog.initPart}. */
+  initPart(id: string, part: number, record: PartRecord): Promise<boolean> {
+    const path = `parts.${partIndex(part)}`;
+    // "Absent" is spelled `$exists: false` (beyond the end) or `$type:
+    // "null"` (a gap), not `{ [path]: null }`: MongoDB reads a numeric path
+    // on an array of documents both as an index and as field "N" of each
+    // element, missing in every part, and missing equals null, so that
+    // shorter filter risks matching an upload whose part N is set. The two
+    // explicit forms mean the same on MongoDB and FerretDB. Both pad the
+    // array with nulls when `$set` writes past its end.
+    return this.#updateUpload(
+      {
+        _id: id,
+        hash: { $exists: false },
+        $or: [{ [path]: { $exists: false } }, { [path]: { $type: "null" } }],
+      },
+      { $set: { [path]: fromPart(record) } },
+    );
+  }
+
+  /** See {@linkcode Catalog.completePart}. */
+  completePart(id: string, part: number, hash: string): Promise<boolean> {
+    const path = `parts.${partIndex(part)}`;
+    return this.#updateUpload(
+      { _id: id, [`${path}.hash`]: hash },
+      { $set: { [`${path}.complete`]: true } },
+    );
+  }
+
+  /** See {@linkcode Catalog.setUploadHash}. */
+  setUploadHash(id: string, hash: string): Promise<boolean> {
+    return this.#updateUpload(
+      { _id: id, hash: { $exists: false } },
+      { $set: { hash } },
+    );
+  }
+
+  /** See {@linkcode Catalog.setOwner}. */
+  setOwner(id: string, owner: string, expires: Date): Promise<boolean> {
+    return this.#updateUpload(
+      {
+        _id: id,
+        hash: { $exists: true },
+        $or: [{ owner: { $exists: false } }, { owner }],
+      },
+      { $set: { owner, expires } },
+    );
+  }
+
+  /** See {@linkcode Catalog.removeUpload}. */
+  removeUpload(id: string, owner: string | undefined): Promise<boolean> {
+    return this.#deleteUpload({
+      _id: id,
+      owner: owner === undefined ? { $exists: false } : owner,
+    });
+  }
+
+  /** See {@linkcode Catalog.removeExpiredUploads}. */
+  async removeExpiredUploads(now: Date): Promise<number> {
+    await this.ensureIndexes();
+    // One conditional delete per record rather than one deleteMany, so each
+    // runs in its record's queue: a setOwner that moved the expiry just
+    // before wins, on FerretDB v1 as on MongoDB.
+    const expired = await this.#uploads
+      .find({ expires: { $lt: now } }, { projection: { _id: 1 } })
+      .toArray();
+    let removed = 0;
+    for (const { _id } of expired) {
+      if (await this.#deleteUpload({ _id, expires: { $lt: now } })) removed++;
+    }
+    return removed;
+  }
+
+  /** One conditional update of one upload record; whether it matched. */
+  #updateUpload(
+    filter: Filter<UploadDoc> & { _id: string },
+    update: UpdateFilter<UploadDoc>,
+  ): Promise<boolean> {
+    return this.#onUpload(filter._id, async () => {
+      const { matchedCount } = await this.#uploads.updateOne(filter, update);
+      return matchedCount === 1;
+    });
+  }
+
+  /** One conditional delete of one upload record; whether it matched. */
+  #deleteUpload(filter: Filter<UploadDoc> & { _id: string }): Promise<boolean> {
+    return this.#onUpload(filter._id, async () => {
+      const { deletedCount } = await this.#uploads.deleteOne(filter);
+      return deletedCount === 1;
+    });
+  }
+}
+
+function partIndex(part: number): number {
+  // The store checks part numbers; this guards the path we build from it.
+  if (!Number.isSafeInteger(part) || part < 0) {
+    throw new RangeError(
+      `invalid part number (expected a non-negative integer, got ${part})`,
+    );
+  }
+  return part;
+}
+
+function toNumber(value: number | Long | bigint): number {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  return value.toNumber();
+}
+
+function toRef(doc: BlobRefDoc): BlobRef {
+  return {
+    hash: doc._id,
+    name: doc.name,
+    putTime: doc.puttime,
+    size: toNumber(doc.size),
+  };
+}
+
+function fromPart(part: PartRecord): PartDoc {
+  // Sizes and offsets are int64 in Go; store them so, whatever their value.
+  return {
+    hash: part.hash,
+    size: Long.fromNumber(part.size),
+    complete: part.complete,
+    offset: Long.fromNumber(part.offset),
+  };
+}
+
+function toPart(doc: PartDoc | null | undefined): PartRecord | null {
+  if (!doc) return null;
+  return {
+    hash: doc.hash,
+    size: toNumber(doc.size),
+    offset: toNumber(doc.offset),
+    complete: doc.complete === true,
+  };
+}
+
+function fromUpload(upload: UploadRecord): UploadDoc {
+  // Go omits an empty hash and owner (`omitempty`); so do we, and the
+  // conditions above test for their absence.
+  return {
+    _id: upload.id,
+    ...(upload.hash !== undefined && { hash: upload.hash }),
+    expires: upload.expires,
+    parts: upload.parts.map((part) => part && fromPart(part)),
+    ...(upload.owner !== undefined && { owner: upload.owner }),
+  };
+}
+
+function toUpload(doc: UploadDoc): UploadRecord {
+  const upload: UploadRecord = {
+    id: doc._id,
+    expires: doc.expires,
+    parts: (doc.parts ?? []).map(toPart),
+  };
+  if (doc.hash !== undefined && doc.hash !== null) upload.hash = doc.hash;
+  if (doc.owner !== undefined && doc.owner !== null) upload.owner = doc.owner;
+  return upload;
+}

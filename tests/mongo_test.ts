@@ -1,0 +1,636 @@
+/**
+ * MongoCatalog and MongoBackend on a real server: `MONGODB_URL`, by default
+ * the FerretDB that `scripts/ferretdb.sh` starts. Every fixture uses a fresh
+ * database with a random name and drops it when done.
+ *
+ * @module
+ */
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
+import {
+  type Db,
+  type Document,
+  GridFSBucket,
+  Long,
+  MongoClient,
+  ObjectId,
+} from "mongodb";
+import { MongoBackend, MongoCatalog } from "../mongo.ts";
+import {
+  HashMismatchError,
+  NotFoundError,
+  SizeMismatchError,
+} from "../src/errors.ts";
+import { newBlobName } from "../src/names.ts";
+import { Refs } from "../src/refs.ts";
+import { Store } from "../src/store.ts";
+import { testBackendContract } from "./backend_contract.ts";
+import { testCatalogContract } from "./catalog_contract.ts";
+import { testStoreContract } from "./store_contract.ts";
+import {
+  bytesOf,
+  chunkedStream,
+  failingStream,
+  hashOf,
+  readAll,
+} from "./helpers.ts";
+import { MONGODB_URL, serviceAvailable } from "./services.ts";
+
+const PREFIX = "blobstore";
+
+/** A document read or written raw, keyed by a string as the catalog's are. */
+interface RawDoc extends Document {
+  _id: string;
+}
+const KiB = 1024;
+
+function connect(): Promise<MongoClient> {
+  return MongoClient.connect(MONGODB_URL, { serverSelectionTimeoutMS: 3000 });
+}
+
+const available = await serviceAvailable(
+  `MongoDB server at ${MONGODB_URL}`,
+  async () => {
+    const client = await connect();
+    try {
+      await client.db("admin").command({ ping: 1 });
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+function freshDatabaseName(): string {
+  return `blobstore_test_${
+    crypto.randomUUID().replaceAll("-", "").slice(0, 16)
+  }`;
+}
+
+/** A client for one test, and fresh databases on it that close drops. */
+async function openServer() {
+  const client = await connect();
+  const databases: Db[] = [];
+  return {
+    client,
+    /** A new, empty database, dropped by `close`. */
+    freshDb(): Db {
+      const db = client.db(freshDatabaseName());
+      databases.push(db);
+      return db;
+    },
+    /** Drops a database now (a fixture closing). */
+    async drop(db: Db) {
+      await db.dropDatabase();
+      databases.splice(databases.indexOf(db), 1);
+    },
+    async close() {
+      try {
+        for (const db of databases) await db.dropDatabase();
+      } finally {
+        await client.close();
+      }
+    },
+  };
+}
+
+type Server = Awaited<ReturnType<typeof openServer>>;
+
+/** A `Deno.test` on a server connection, skipped when there is no server. */
+function mongoTest(
+  name: string,
+  fn: (server: Server, t: Deno.TestContext) => Promise<void>,
+) {
+  Deno.test({
+    name,
+    ignore: !available,
+    async fn(t) {
+      const server = await openServer();
+      try {
+        await fn(server, t);
+      } finally {
+        await server.close();
+      }
+    },
+  });
+}
+
+function counts(db: Db) {
+  return Promise.all([
+    db.collection(`${PREFIX}.files`).countDocuments(),
+    db.collection(`${PREFIX}.chunks`).countDocuments(),
+  ]);
+}
+
+mongoTest("MongoBackend: backend contract", async (server, t) => {
+  await testBackendContract(t, () => {
+    const db = server.freshDb();
+    return Promise.resolve({
+      backend: new MongoBackend(db, PREFIX),
+      close: () => server.drop(db),
+    });
+  });
+});
+
+mongoTest(
+  "MongoBackend: backend contract with 1000-byte chunks",
+  async (server, t) => {
+    // Small chunks put the contract's ranges across many chunk boundaries.
+    await testBackendContract(t, () => {
+      const db = server.freshDb();
+      return Promise.resolve({
+        backend: new MongoBackend(db, PREFIX, { chunkSizeBytes: 1000 }),
+        close: () => server.drop(db),
+      });
+    });
+  },
+);
+
+mongoTest("MongoCatalog: catalog contract", async (server, t) => {
+  await testCatalogContract(t, () => {
+    const db = server.freshDb();
+    return Promise.resolve({
+      catalog: new MongoCatalog(db, PREFIX),
+      close: () => server.drop(db),
+    });
+  });
+});
+
+mongoTest("MongoCatalog + MongoBackend: store contract", async (server, t) => {
+  await testStoreContract(t, () => {
+    const db = server.freshDb();
+    return Promise.resolve({
+      catalog: new MongoCatalog(db, PREFIX),
+      backend: new MongoBackend(db, PREFIX),
+      close: () => server.drop(db),
+    });
+  });
+});
+
+mongoTest("MongoBackend: GridFS layout, both ways", async (server) => {
+  const db = server.freshDb();
+  const backend = new MongoBackend(db, PREFIX);
+  const bucket = new GridFSBucket(db, { bucketName: PREFIX });
+  const bytes = bytesOf(600 * KiB, 4);
+  const hash = hashOf(bytes);
+  const name = newBlobName(hash);
+  await backend.put(name, chunkedStream(bytes, 64 * KiB), bytes.length, hash);
+
+  const file = await db.collection(`${PREFIX}.files`).findOne({
+    filename: name,
+  });
+  ok(file);
+  strictEqual(file.length, bytes.length);
+  strictEqual(file.chunkSize, 255 * KiB);
+  ok(file.uploadDate instanceof Date);
+  const chunks = await db.collection(`${PREFIX}.chunks`)
+    .find({ files_id: file._id }).sort({ n: 1 }).toArray();
+  deepStrictEqual(chunks.map((c) => c.n), [0, 1, 2]);
+  deepStrictEqual(
+    await readAll(ReadableStream.from(bucket.openDownloadStreamByName(name))),
+    bytes,
+    "a bare GridFSBucket reads what MongoBackend wrote",
+  );
+
+  // A file written as the Go store (or any GridFS client) wrote it.
+  const other = bytesOf(300 * KiB + 7, 5);
+  const otherName = newBlobName(hashOf(other));
+  await new Promise((resolve, reject) =>
+    bucket.openUploadStream(otherName, { chunkSizeBytes: 100 * KiB })
+      .once("finish", resolve).once("error", reject).end(other)
+  );
+  const opened = await backend.get(otherName, {
+    start: 99 * KiB,
+    end: 201 * KiB,
+  });
+  strictEqual(opened.size, other.length);
+  deepStrictEqual(await readAll(opened.body), other.slice(99 * KiB, 201 * KiB));
+  deepStrictEqual(
+    (await Array.fromAsync(backend.list())).map((o) => o.name).sort(),
+    [name, otherName].sort(),
+  );
+});
+
+mongoTest(
+  "MongoBackend: a ranged get reads only the chunks it needs",
+  async (server) => {
+    const client = await MongoClient.connect(MONGODB_URL, {
+      monitorCommands: true,
+    });
+    try {
+      const db = client.db(server.freshDb().databaseName);
+      const backend = new MongoBackend(db, PREFIX, { chunkSizeBytes: 1000 });
+      const bytes = bytesOf(10_000, 6);
+      const name = newBlobName(hashOf(bytes));
+      await backend.put(
+        name,
+        chunkedStream(bytes, 4096),
+        10_000,
+        hashOf(bytes),
+      );
+      let chunksRead = 0;
+      client.on("commandSucceeded", (event) => {
+        const cursor = (event.reply as Document)?.cursor;
+        if (cursor?.ns === `${db.databaseName}.${PREFIX}.chunks`) {
+          chunksRead += (cursor.firstBatch ?? cursor.nextBatch).length;
+        }
+      });
+      const { body } = await backend.get(name, { start: 2500, end: 3500 });
+      deepStrictEqual(await readAll(body), bytes.slice(2500, 3500));
+      strictEqual(chunksRead, 2, "chunks 2 and 3 only");
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+mongoTest(
+  "MongoBackend: a failed put leaves no file and no chunk",
+  async (server) => {
+    const db = server.freshDb();
+    const backend = new MongoBackend(db, PREFIX);
+    // Big enough that several chunks are inserted before the failure shows.
+    const bytes = bytesOf(2 * 1024 * KiB, 8);
+    const hash = hashOf(bytes);
+    const cases: [string, () => Promise<void>, (err: unknown) => boolean][] = [
+      [
+        "wrong hash",
+        () =>
+          backend.put(
+            newBlobName(hash),
+            chunkedStream(bytes, 64 * KiB),
+            bytes.length,
+            hashOf("other"),
+          ),
+        (err) => err instanceof HashMismatchError,
+      ],
+      [
+        "too long",
+        () =>
+          backend.put(
+            newBlobName(hash),
+            chunkedStream(bytes, 64 * KiB),
+            bytes.length - 1,
+            hash,
+          ),
+        (err) => err instanceof SizeMismatchError,
+      ],
+      [
+        "too short",
+        () =>
+          backend.put(
+            newBlobName(hash),
+            chunkedStream(bytes, 64 * KiB),
+            bytes.length + 1,
+            hash,
+          ),
+        (err) => err instanceof SizeMismatchError,
+      ],
+      [
+        "source fails midway",
+        () =>
+          backend.put(
+            newBlobName(hash),
+            failingStream(bytes, 1500 * KiB, new Error("gone")),
+            bytes.length,
+            hash,
+          ),
+        (err) => (err as Error).message === "gone",
+      ],
+    ];
+    for (const [what, put, expected] of cases) {
+      await rejects(put(), expected, what);
+      deepStrictEqual(await counts(db), [0, 0], `files and chunks (${what})`);
+    }
+  },
+);
+
+mongoTest("MongoCatalog: documents have the Go shapes", async (server) => {
+  const db = server.freshDb();
+  const catalog = new MongoCatalog(db, PREFIX);
+  const raw = (collection: string, id: string) =>
+    db.collection<RawDoc>(`${PREFIX}.${collection}`).findOne({ _id: id }, {
+      promoteLongs: false,
+    });
+  const hash = hashOf("blob");
+  const putTime = new Date("2024-05-06T07:08:09.123Z");
+  await catalog.insertRef({ hash, name: `${hash}-00`, putTime, size: 5 });
+  deepStrictEqual(await raw("blobref", hash), {
+    _id: hash,
+    name: `${hash}-00`,
+    puttime: putTime,
+    size: Long.fromNumber(5),
+  });
+
+  const expires = new Date("2030-01-01T00:00:00Z");
+  await catalog.insertUpload({ id: "up1", expires, parts: [] });
+  deepStrictEqual(await raw("upload", "up1"), {
+    _id: "up1",
+    expires,
+    parts: [],
+  });
+  const part = (offset: number) => ({
+    hash: hashOf(`part at ${offset}`),
+    size: 10,
+    complete: false,
+    offset,
+  });
+  ok(await catalog.initPart("up1", 2, part(20)));
+  ok(await catalog.completePart("up1", 2, part(20).hash));
+  ok(await catalog.setUploadHash("up1", hash));
+  const owned = new Date("2031-01-01T00:00:00Z");
+  ok(await catalog.setOwner("up1", "cs:~who/wordpress-1", owned));
+  deepStrictEqual(await raw("upload", "up1"), {
+    _id: "up1",
+    expires: owned,
+    parts: [null, null, {
+      hash: part(20).hash,
+      size: Long.fromNumber(10),
+      complete: true,
+      offset: Long.fromNumber(20),
+    }],
+    hash,
+    owner: "cs:~who/wordpress-1",
+  });
+});
+
+mongoTest(
+  "MongoCatalog: reads documents written by the Go store",
+  async (server) => {
+    const db = server.freshDb();
+    const catalog = new MongoCatalog(db, PREFIX);
+    const hash = hashOf("go");
+    const puttime = new Date("2017-01-02T03:04:05.678Z");
+    await db.collection<RawDoc>(`${PREFIX}.blobref`).insertOne({
+      _id: hash,
+      name: `${hash}-1f`,
+      puttime,
+      size: Long.fromNumber(2 ** 33),
+    });
+    deepStrictEqual(await catalog.getRef(hash), {
+      hash,
+      name: `${hash}-1f`,
+      putTime: puttime,
+      size: 2 ** 33,
+    });
+    const expires = new Date("2017-02-01T00:00:00Z");
+    await db.collection<RawDoc>(`${PREFIX}.upload`).insertOne({
+      _id: "go-upload",
+      expires,
+      parts: [
+        {
+          hash,
+          size: Long.fromNumber(7),
+          offset: Long.fromNumber(0),
+          complete: true,
+        },
+        null,
+      ],
+    });
+    deepStrictEqual(await catalog.getUpload("go-upload"), {
+      id: "go-upload",
+      expires,
+      parts: [{ hash, size: 7, offset: 0, complete: true }, null],
+    });
+    // Part 1 is a null gap: it can be created; part 0 is taken.
+    const record = { hash, size: 3, offset: 7, complete: false };
+    ok(!await catalog.initPart("go-upload", 0, record));
+    ok(await catalog.initPart("go-upload", 1, record));
+  },
+);
+
+mongoTest("MongoCatalog: conditional steps", async (server, t) => {
+  const db = server.freshDb();
+  const catalog = new MongoCatalog(db, PREFIX);
+  const h = hashOf("x");
+  const part = (n: number) => ({
+    hash: hashOf(`part ${n}`),
+    size: 10,
+    offset: 10 * n,
+    complete: false,
+  });
+
+  await t.step("references", async () => {
+    const ref = { hash: h, name: "n1", putTime: new Date(1000), size: 5 };
+    ok(await catalog.insertRef(ref));
+    ok(!await catalog.insertRef({ ...ref, name: "n2" }), "duplicate hash");
+    strictEqual((await catalog.getRef(h))?.name, "n1");
+    strictEqual(await catalog.touchRef(hashOf("none"), new Date()), undefined);
+    deepStrictEqual(await catalog.touchRef(h, new Date(2000)), {
+      ...ref,
+      putTime: new Date(2000),
+    });
+    ok(!await catalog.removeRef(h, new Date(1000)), "put time moved");
+    deepStrictEqual(
+      (await Array.fromAsync(catalog.refsPutBefore(new Date(1999)))).length,
+      0,
+    );
+    deepStrictEqual(
+      (await Array.fromAsync(catalog.refsPutBefore(new Date(2000)))).length,
+      1,
+    );
+    ok(await catalog.removeRef(h, new Date(2000)));
+    strictEqual(await catalog.getRef(h), undefined);
+  });
+
+  await t.step("parts", async () => {
+    await catalog.insertUpload({ id: "u", expires: new Date(5000), parts: [] });
+    ok(await catalog.initPart("u", 2, part(2)), "beyond the end");
+    ok(!await catalog.initPart("u", 2, part(2)), "taken");
+    ok(await catalog.initPart("u", 0, part(0)), "a null gap");
+    ok(!await catalog.initPart("u", 0, part(0)), "taken");
+    ok(await catalog.initPart("u", 1, part(1)));
+    ok(!await catalog.initPart("nope", 0, part(0)), "no such upload");
+    ok(await catalog.completePart("u", 1, part(1).hash));
+    ok(!await catalog.completePart("u", 1, part(0).hash), "other hash");
+    ok(!await catalog.completePart("u", 5, part(5).hash), "no such part");
+    deepStrictEqual((await catalog.getUpload("u"))?.parts, [
+      part(0),
+      { ...part(1), complete: true },
+      part(2),
+    ]);
+  });
+
+  await t.step("finish, owner, removal", async () => {
+    ok(!await catalog.setOwner("u", "o", new Date(9000)), "unfinished");
+    ok(!await catalog.removeUpload("u", "o"), "not owned by o");
+    ok(await catalog.setUploadHash("u", h));
+    ok(!await catalog.setUploadHash("u", hashOf("y")), "already set");
+    ok(!await catalog.initPart("u", 3, part(3)), "finished");
+    ok(await catalog.setOwner("u", "o", new Date(9000)));
+    ok(await catalog.setOwner("u", "o", new Date(9500)), "same owner");
+    ok(!await catalog.setOwner("u", "p", new Date(9000)), "other owner");
+    strictEqual((await catalog.getUpload("u"))?.expires.getTime(), 9500);
+    ok(!await catalog.removeUpload("u", undefined), "no longer unowned");
+    ok(await catalog.removeUpload("u", "o"));
+    strictEqual(await catalog.getUpload("u"), undefined);
+  });
+
+  await t.step(
+    "concurrent steps on one upload, from two catalogs, lose nothing",
+    async () => {
+      // FerretDB v1 writes whole documents back: without the per-document
+      // queue, concurrent parts overwrite each other and one slot has
+      // several winners.
+      const other = new MongoCatalog(db, PREFIX);
+      await catalog.insertUpload({
+        id: "c",
+        expires: new Date(9e12),
+        parts: [],
+      });
+      const created = await Promise.all(
+        Array.from(
+          { length: 8 },
+          (_, n) => (n % 2 ? other : catalog).initPart("c", n, part(n)),
+        ),
+      );
+      deepStrictEqual(created, Array(8).fill(true));
+      const sameSlot = await Promise.all(
+        Array.from(
+          { length: 4 },
+          (_, i) => (i % 2 ? other : catalog).initPart("c", 9, part(9 + i)),
+        ),
+      );
+      strictEqual(sameSlot.filter(Boolean).length, 1);
+      const parts = (await catalog.getUpload("c"))!.parts;
+      deepStrictEqual(
+        parts.slice(0, 8),
+        Array.from({ length: 8 }, (_, n) => part(n)),
+      );
+      strictEqual(parts.length, 10);
+      ok(await catalog.removeUpload("c", undefined));
+    },
+  );
+
+  await t.step("expiry and indexes", async () => {
+    await catalog.insertUpload({ id: "a", expires: new Date(5000), parts: [] });
+    await catalog.insertUpload({ id: "b", expires: new Date(6000), parts: [] });
+    strictEqual(await catalog.removeExpiredUploads(new Date(5500)), 1);
+    deepStrictEqual(
+      (await Array.fromAsync(catalog.uploads())).map((u) => u.id),
+      ["b"],
+    );
+    const keys = async (collection: string) =>
+      (await db.collection(`${PREFIX}.${collection}`).indexes())
+        .map((index) => Object.keys(index.key).join());
+    ok((await keys("blobref")).includes("puttime"));
+    ok((await keys("upload")).includes("expires"));
+    await catalog.ensureIndexes(); // idempotent
+    await new MongoCatalog(db, PREFIX).ensureIndexes();
+  });
+});
+
+mongoTest(
+  "Store on MongoDB: three concurrent puts leave exactly one GridFS file",
+  async (server) => {
+    const db = server.freshDb();
+    const store = new Store({
+      catalog: new MongoCatalog(db, PREFIX),
+      backend: new MongoBackend(db, PREFIX),
+    });
+    const bytes = bytesOf(1024 * KiB, 11);
+    const hash = hashOf(bytes);
+    await Promise.all(
+      [0, 1, 2].map(() =>
+        store.put(chunkedStream(bytes, 64 * KiB), hash, bytes.length)
+      ),
+    );
+    deepStrictEqual(await counts(db), [
+      1,
+      Math.ceil(bytes.length / (255 * KiB)),
+    ]);
+    const ref = await db.collection(`${PREFIX}.blobref`).findOne(
+      { _id: hash } as Document,
+    );
+    const file = await db.collection(`${PREFIX}.files`).findOne({});
+    strictEqual(file?.filename, ref?.name, "the file is the referenced one");
+    deepStrictEqual(await readAll((await store.open(hash)).body), bytes);
+  },
+);
+
+mongoTest("Store on MongoDB: GC over 2,000 references", async (server) => {
+  // Each removal scans whole collections on FerretDB v1 (see the README),
+  // so 1 in 10 is garbage: enough removals to matter, a short test.
+  const db = server.freshDb();
+  const catalog = new MongoCatalog(db, PREFIX);
+  const store = new Store({ catalog, backend: new MongoBackend(db, PREFIX) });
+  const total = 2000;
+  const putTime = new Date(Date.now() - 60_000);
+  const hashes = await seedBlobs(db, total, putTime);
+  const isGarbage = (i: number) => i % 10 === 0;
+  const refs = new Refs();
+  hashes.forEach((hash, i) => isGarbage(i) || refs.add(hash));
+  // Unreferenced, but held by an upload record: kept.
+  await catalog.insertUpload({
+    id: "held",
+    expires: new Date(Date.now() + 3600_000),
+    parts: [{ hash: hashes[0], size: 3, offset: 0, complete: true }],
+  });
+  // Unreferenced, but put again after the cut-off: not even examined.
+  await catalog.touchRef(hashes[10], new Date());
+
+  const stats = await store.gc(refs, new Date(putTime.getTime() + 1));
+  const garbage = total / 10;
+  deepStrictEqual(stats, {
+    count: total - garbage + 1,
+    maxSize: 3,
+    meanSize: 3,
+  });
+  const left = total - garbage + 2;
+  deepStrictEqual(await counts(db), [left, left]);
+  strictEqual(await db.collection(`${PREFIX}.blobref`).countDocuments(), left);
+  for (const i of [0, 1, 10, 1999]) {
+    deepStrictEqual(
+      await readAll((await store.open(hashes[i])).body),
+      blobBytes(i),
+    );
+  }
+  await rejects(store.open(hashes[20]), NotFoundError);
+});
+
+/** The 3 bytes of seeded blob `i`. */
+function blobBytes(i: number): Uint8Array {
+  return new Uint8Array([i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff]);
+}
+
+/**
+ * Writes `count` tiny blobs straight into the collections, in bulk, as the
+ * store would have: a GridFS file of one chunk and a reference each. Much
+ * faster than `count` puts, for tests and benchmarks of GC at scale.
+ */
+async function seedBlobs(
+  db: Db,
+  count: number,
+  putTime: Date,
+  prefix = PREFIX,
+): Promise<string[]> {
+  const hashes: string[] = [];
+  const batch = 1000;
+  for (let from = 0; from < count; from += batch) {
+    const files = [], chunks = [], refs = [];
+    for (let i = from; i < Math.min(from + batch, count); i++) {
+      const bytes = blobBytes(i);
+      const hash = hashOf(bytes);
+      const name = newBlobName(hash);
+      const fileId = new ObjectId();
+      hashes.push(hash);
+      files.push({
+        _id: fileId,
+        length: 3,
+        chunkSize: 255 * KiB,
+        uploadDate: putTime,
+        filename: name,
+      });
+      chunks.push({ files_id: fileId, n: 0, data: bytes });
+      refs.push({
+        _id: hash,
+        name,
+        puttime: putTime,
+        size: Long.fromNumber(3),
+      });
+    }
+    await db.collection(`${prefix}.files`).insertMany(files);
+    await db.collection(`${prefix}.chunks`).insertMany(chunks);
+    await db.collection<RawDoc>(`${prefix}.blobref`).insertMany(refs);
+  }
+  return hashes;
+}
