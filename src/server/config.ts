@@ -70,8 +70,11 @@ export interface Seams {
   registry: MultipartRegistry;
   /** The store over `catalog` and `backend`. */
   store: Store;
-  /** Where each seam keeps its data, for people. */
-  description: { catalog: string; backend: string };
+  /**
+   * Where each seam keeps its data, for people; `dataDir` is set when the
+   * data directory holds any of it.
+   */
+  description: { catalog: string; backend: string; dataDir?: string };
   /** Closes the databases and clients opened. */
   close(): Promise<void>;
 }
@@ -120,6 +123,7 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
         description: {
           catalog: catalogSide.description.catalog,
           backend: swift?.description ?? catalogSide.description.backend,
+          dataDir: mongoUrl ? undefined : data,
         },
       };
     }

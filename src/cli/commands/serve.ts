@@ -4,7 +4,6 @@
  * @module
  */
 
-import { resolve } from "node:path";
 import { createHandler } from "../../http/handler.ts";
 import { openSeams } from "../../server/config.ts";
 import { UsageError } from "../args.ts";
@@ -64,12 +63,13 @@ export const serveCommand: SelfOpeningCommand = {
           ? `[${addr.hostname}]`
           : addr.hostname;
         context.warn(`blobstore: listening on http://${host}:${addr.port}/`);
+        const { catalog, backend, dataDir } = seams.description;
         context.warn(
           memory
             ? "blobstore: data in memory (lost when the server stops)"
-            : `blobstore: data in ${
-              resolve(context.data)
-            } (catalog: ${seams.description.catalog}; blobs: ${seams.description.backend})`,
+            : `blobstore: data ${
+              dataDir ? `in ${dataDir} ` : ""
+            }(catalog: ${catalog}; blobs: ${backend})`,
         );
         if (Deno.env.get("BLOBSTORE_TOKEN")) {
           context.warn(
