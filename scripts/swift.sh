@@ -13,11 +13,14 @@
 #   proxy, Keystone auth    http://127.0.0.1:8391/v1/AUTH_<project id> (from the catalog)
 #
 # `start` when both already answer says so and exits 0 without taking
-# ownership. Ownership (who may `stop`) belongs to the process that ran the
-# `start` that launched the servers (this script's parent, e.g. `deno task
-# test`); a `stop` from another live caller leaves them running unless
-# SWIFT_STOP_FORCE=1. No systemd here: the servers run in the background with
-# their pids in .state/swift/pid/ and their logs in .state/swift/log/.
+# ownership. The servers `start` launched belong to the processes that use
+# them: the caller of that `start` (this script's parent, e.g. `deno task
+# test`), plus the caller of any later `start` that found them answering.
+# `stop` releases its caller; the servers stop when no user is left alive
+# (so one test run never pulls Swift from under another), or at once with
+# SWIFT_STOP_FORCE=1. Servers this script did not start are never stopped.
+# No systemd here: the servers run in the background with their pids in
+# .state/swift/pid/ and their logs in .state/swift/log/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +29,7 @@ STATE=$ROOT/.state/swift
 KSTATE=$STATE/keystone
 PIDS=$STATE/pid
 LOGS=$STATE/log
-OWNER=$STATE/owner
+USERS=$STATE/users
 
 MEMCACHED_PORT=11311
 OBJECT_PORT=6310
@@ -86,7 +89,7 @@ both_answer() { v1_answers && keystone_answers; }
 start_bg() {
   local name=$1
   shift
-  nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   printf '%s\n%s\n' "$!" "${*:2}" >"$PIDS/$name.pid"
 }
 
@@ -120,7 +123,23 @@ stop_started() {
     fi
     rm -f "$f"
   done
-  rm -f "$OWNER"
+  rm -f "$USERS"
+}
+
+# Whether the servers answering are the ones our pid files name.
+ours_running() {
+  [ -f "$PIDS/proxy-tempauth.pid" ] && pid_is_ours "$PIDS/proxy-tempauth.pid"
+}
+
+# Prints the users still alive, other than this script's caller.
+other_users() {
+  local pid
+  [ -f "$USERS" ] || return 0
+  while read -r pid; do
+    if [ -n "$pid" ] && [ "$pid" != "$PPID" ] && kill -0 "$pid" 2>/dev/null; then
+      echo "$pid"
+    fi
+  done <"$USERS"
 }
 
 tail_logs() {
@@ -262,7 +281,12 @@ keystone_up() {
 
 start() {
   if both_answer 2>/dev/null; then
-    log "Swift ($V1_AUTH_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here, left to whoever started them"
+    if ours_running; then
+      echo "$PPID" >>"$USERS"
+      log "Swift ($V1_AUTH_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here (this caller now shares them)"
+    else
+      log "Swift ($V1_AUTH_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here, left to whoever started them"
+    fi
     return 0
   fi
   mkdir -p "$PIDS" "$LOGS"
@@ -271,7 +295,7 @@ start() {
   local t0
   t0=$(date +%s%N)
   configure_swift
-  echo "$PPID" >"$OWNER"
+  echo "$PPID" >"$USERS"
   keystone_up &
   local keystone_job=$!
   start_bg memcached memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 -u "$(id -un)"
@@ -304,16 +328,22 @@ fail() {
 }
 
 stop() {
-  if [ -f "$OWNER" ] && [ "${SWIFT_STOP_FORCE:-0}" != 1 ]; then
-    local owner
-    owner=$(cat "$OWNER")
-    if [ "$owner" != "$PPID" ] && kill -0 "$owner" 2>/dev/null; then
-      log "left running: started by another live process ($owner); SWIFT_STOP_FORCE=1 stops it anyway"
+  if [ "${SWIFT_STOP_FORCE:-0}" != 1 ]; then
+    local others
+    others=$(other_users)
+    if [ -n "$others" ]; then
+      echo "$others" >"$USERS"
+      log "left running for $(echo "$others" | wc -l) other live user(s) (pids $(echo $others)); SWIFT_STOP_FORCE=1 stops it anyway"
       return 0
     fi
   fi
   stop_started
 }
+
+# one start or stop at a time (two test runs may start together)
+mkdir -p "$STATE"
+exec 9>"$STATE/lock"
+flock 9
 
 case "${1:-}" in
 start) start ;;
