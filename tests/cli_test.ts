@@ -8,6 +8,7 @@
 import assert from "node:assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { FileBackend } from "../fs.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -381,12 +382,33 @@ Deno.test("cli: gc keeps what is listed or recent, dry run first", async () => {
     assert.match(dry.err, /would release 1 multipart blobs and remove 3 blobs/);
     assert.strictEqual((await cli(data, "stat", hashes.dropped)).code, 0);
 
+    // An object a crashed put left behind two hours ago: bytes, no reference.
+    const orphan = new TextEncoder().encode("orphan");
+    const orphanHash = sha384Hex(orphan);
+    const name = `${orphanHash}-0123456789abcdef`;
+    await new FileBackend(join(data, "blobs")).put(
+      name,
+      new Blob([orphan]).stream(),
+      orphan.length,
+      orphanHash,
+    );
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    const orphanPath = join(
+      data,
+      "blobs",
+      name.slice(0, 2),
+      name.slice(2, 4),
+      name,
+    );
+    await Deno.utime(orphanPath, twoHoursAgo, twoHoursAgo);
+
     const real = await cli(data, "gc", "--keep", keep, "--before", "0s");
     assert.strictEqual(real.code, 0, real.err);
     assert.match(
       real.err,
-      /released 1 multipart blobs; removed 3 blobs; kept 1/,
+      /released 1 multipart blobs; removed 3 blobs; kept 1 .*; swept 1 orphaned objects/,
     );
+    await assert.rejects(Deno.stat(orphanPath), Deno.errors.NotFound);
     assert.strictEqual((await cli(data, "stat", hashes.kept)).code, 0);
     assert.strictEqual((await cli(data, "stat", hashes.dropped)).code, 1);
     assert.strictEqual((await cli(data, "stat", multipart)).code, 1);

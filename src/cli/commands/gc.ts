@@ -12,13 +12,18 @@ import { UsageError } from "../args.ts";
 import type { StoreCommand, StoreContext } from "../command.ts";
 import { formatBytes, parseDuration } from "../format.ts";
 
+/** The least age of an unrecorded backend object before gc deletes it. */
+const ORPHAN_GRACE_MS = 60 * 60 * 1000;
+
 /**
  * The `gc` command. `--keep` names a file of hashes to keep, one per line
  * (blank lines and `#` comments ignored; `-` reads standard input).
  * Everything put or finished more than `--before` ago that is not kept is
  * deleted: multipart blobs are released first (their upload records
  * removed), expired uploads are removed, then the store's GC deletes the
- * unreferenced blobs, parts of uploads still alive excepted. `--dry-run`
+ * unreferenced blobs, parts of uploads still alive excepted, and the orphan
+ * sweep deletes backend objects no reference names that are older than
+ * `--before` and at least an hour. `--dry-run`
  * lists what would go (hash and size, one per line) and changes nothing.
  *
  * @example
@@ -69,10 +74,20 @@ export const gcCommand: StoreCommand = {
     const total = await countRefs(context.seams);
     const stats = await context.seams.store.gc(refs, before);
     const removed = total - (await countRefs(context.seams));
+    // Leftovers of puts that crashed between writing their bytes and
+    // recording them: GC walks references and never sees them. The grace
+    // period spares puts still running.
+    const swept = context.seams.backend.list
+      ? await context.seams.store.sweepOrphans({
+        olderThan: Math.max(now.getTime() - before.getTime(), ORPHAN_GRACE_MS),
+      })
+      : undefined;
     context.warn(
       `blobstore: released ${released.length} multipart blobs; removed ${removed} blobs; kept ${stats.count} (largest ${
         formatBytes(stats.maxSize)
-      }, mean ${formatBytes(stats.meanSize)})`,
+      }, mean ${formatBytes(stats.meanSize)})${
+        swept ? `; swept ${swept.removed} orphaned objects` : ""
+      }`,
     );
     return 0;
   },
