@@ -10,11 +10,12 @@
 # every fresh start. `start` is idempotent: if something already answers on
 # the port, it says so, exits 0 and takes no ownership. A server this script
 # did not start is never stopped by it (only the pid in its pid file is ever
-# signalled). When the server is one this script started, a second `start`
-# (say, a second `deno task test` while one runs) counts as one more user,
-# and each `stop` releases one: the last one stops it, so one run never
-# pulls the server from under another. Start and stop hold a lock file, so
-# concurrent runs do not race.
+# signalled). A server it started belongs to the processes that use it: the
+# caller of that `start` (this script's parent, e.g. `deno task test`), plus
+# the caller of any later `start` that found it answering. `stop` releases
+# its caller; the server stops when no user is left alive (so one test run
+# never pulls it from under another), or at once with FERRETDB_STOP_FORCE=1.
+# Start and stop hold a lock file, so concurrent runs do not race.
 #
 # Why not a plain `go install ...@v1.24.2`: the binary it builds panics at
 # start-up ("Invalid build/version/version.txt"), because the module zip
@@ -105,19 +106,22 @@ owned_pid() {
   echo "$pid"
 }
 
-# How many runs use the server this script started.
-users() {
-  local n
-  n="$(cat "$USERS_FILE" 2>/dev/null || true)"
-  [[ "$n" =~ ^[0-9]+$ ]] && echo "$n" || echo 1
+# Prints the users still alive, other than this script's caller.
+other_users() {
+  local pid
+  [[ -f "$USERS_FILE" ]] || return 0
+  while read -r pid; do
+    if [[ -n "$pid" && "$pid" != "$PPID" ]] && kill -0 "$pid" 2>/dev/null; then
+      echo "$pid"
+    fi
+  done <"$USERS_FILE"
 }
 
 start() {
   if port_answers; then
     if owned_pid >/dev/null; then
-      local n=$(($(users) + 1))
-      echo "$n" >"$USERS_FILE"
-      log "already running (pid $(cat "$PID_FILE")) on $HOST:$PORT; now used by $n runs"
+      echo "$PPID" >>"$USERS_FILE"
+      log "already running (pid $(cat "$PID_FILE")) on $HOST:$PORT; not started here (this caller now shares it)"
     else
       log "something already answers on $HOST:$PORT; using it as is (not started here, will not be stopped here)"
     fi
@@ -141,7 +145,7 @@ start() {
     </dev/null >>"$LOG_FILE" 2>&1 9>&- &
   local pid=$!
   echo "$pid" >"$PID_FILE"
-  echo 1 >"$USERS_FILE"
+  echo "$PPID" >"$USERS_FILE"
 
   local waited=0
   until port_answers; do
@@ -170,11 +174,14 @@ stop() {
     log "no FerretDB started by this script is running; nothing to stop"
     return 0
   fi
-  local n=$(($(users) - 1))
-  if ((n > 0)); then
-    echo "$n" >"$USERS_FILE"
-    log "FerretDB (pid $pid) is still used by $n other run(s); left running"
-    return 0
+  if [[ "${FERRETDB_STOP_FORCE:-0}" != 1 ]]; then
+    local others
+    others="$(other_users)"
+    if [[ -n "$others" ]]; then
+      echo "$others" >"$USERS_FILE"
+      log "FerretDB (pid $pid) left running for $(echo "$others" | wc -l) other live user(s) (pids $(echo $others)); FERRETDB_STOP_FORCE=1 stops it anyway"
+      return 0
+    fi
   fi
   kill -TERM "$pid" 2>/dev/null || true
   local waited=0
