@@ -138,7 +138,16 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
   }
 }
 
-type CatalogSide = Omit<Seams, "store" | "close">;
+/**
+ * The seams a catalog choice brings: catalog, registry, and the backend
+ * that goes with them unless Swift is configured.
+ *
+ * @example
+ * ```ts ignore
+ * const side: CatalogSide = { catalog, backend, registry, description };
+ * ```
+ */
+export type CatalogSide = Omit<Seams, "store" | "close">;
 
 async function openKv(
   data: string,
@@ -166,36 +175,19 @@ async function openKv(
   };
 }
 
-const MONGO_PREFIX = "blobstore";
+/**
+ * The module that opens the MongoDB seams, named through a URL Deno cannot
+ * follow ahead of time: the MongoDB driver is neither downloaded nor
+ * loaded unless `MONGODB_URL` is set.
+ */
+const MONGO_SEAMS = new URL("./mongo_seams.ts", import.meta.url).href;
 
 async function openMongo(
   url: string,
   closers: (() => Promise<void> | void)[],
 ): Promise<CatalogSide> {
-  const [
-    { MongoClient },
-    { MongoCatalog, MongoBackend },
-    { MongoMultipartRegistry },
-  ] = await Promise.all([
-    import("mongodb"),
-    import("../../mongo.ts"),
-    import("../http/registry_mongo.ts"),
-  ]);
-  const client = new MongoClient(url);
-  closers.push(() => client.close());
-  await client.connect();
-  const dbName = databaseName(url) ?? "blobstore";
-  const db = client.db(dbName);
-  const where = `MongoDB database ${dbName} at ${redact(url)}`;
-  return {
-    catalog: new MongoCatalog(db, MONGO_PREFIX),
-    backend: new MongoBackend(db, MONGO_PREFIX),
-    registry: new MongoMultipartRegistry(db, MONGO_PREFIX),
-    description: {
-      catalog: `${where} (collections ${MONGO_PREFIX}.*)`,
-      backend: `GridFS in ${where}`,
-    },
-  };
+  const seams: typeof import("./mongo_seams.ts") = await import(MONGO_SEAMS);
+  return await seams.openMongo(url, closers);
 }
 
 async function openSwift(
@@ -232,13 +224,17 @@ async function openSwift(
   };
 }
 
-/** The database named in a MongoDB URL's path, if any. */
-function databaseName(url: string): string | undefined {
-  const match = url.match(/^mongodb(?:\+srv)?:\/\/[^/]+\/([^?]+)/);
-  return match ? decodeURIComponent(match[1]) : undefined;
-}
-
-/** A URL without its credentials, fit to print. */
-function redact(url: string): string {
+/**
+ * A URL without its credentials, fit to print.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { redact } from "./config.ts";
+ *
+ * assert(redact("mongodb://user:pw@host/db") === "mongodb://host/db");
+ * ```
+ */
+export function redact(url: string): string {
   return url.replace(/\/\/[^@/]*@/, "//");
 }
