@@ -2,13 +2,14 @@
  * SwiftBackend against a real Swift: v1 auth (tempauth proxy) and Keystone
  * v3 (second proxy behind authtoken + keystoneauth), both started by
  * `scripts/swift.sh` (run by `deno task test`). The backend contract on
- * both auth paths and with small SLO segments, the store contract, and the
+ * both auth paths and with small SLO segments, the store contract (with
+ * MemoryCatalog, and with MongoCatalog on FerretDB at MONGODB_URL), and the
  * Swift-specific checks: token expiry and renewal, 401 re-authentication
  * (shared by concurrent requests), puts that fail halfway leave nothing in
  * either container, Static Large Objects and ranges across their segments,
  * and errors that never show a secret or a token.
  *
- * Reads SWIFT_AUTH_URL (v1) and KEYSTONE_AUTH_URL (v3); every test works
+ * Reads SWIFT_AUTH_URL (v1), KEYSTONE_AUTH_URL (v3) and MONGODB_URL; every test works
  * in containers of its own, removed at its end.
  *
  * @module
@@ -23,6 +24,8 @@ import {
 import { SwiftError } from "../src/backends/swift_error.ts";
 import type { FetchFn } from "../src/backends/swift_http.ts";
 import { MemoryCatalog } from "../src/catalogs/memory.ts";
+import { MongoCatalog } from "../src/catalogs/mongo.ts";
+import { MongoClient } from "mongodb";
 import {
   BadParamsError,
   HashMismatchError,
@@ -39,7 +42,7 @@ import {
   hashOf,
   readAll,
 } from "./helpers.ts";
-import { serviceAvailable } from "./services.ts";
+import { MONGODB_URL, serviceAvailable } from "./services.ts";
 import { testStoreContract } from "./store_contract.ts";
 
 const V1: SwiftCredentials = {
@@ -255,6 +258,42 @@ Deno.test({
       const { backend, close } = await openFixture(V1);
       return { catalog: new MemoryCatalog(), backend, close };
     });
+  },
+});
+
+const mongoOk = await serviceAvailable(
+  `MongoDB server at ${MONGODB_URL}`,
+  async () => {
+    const client = await MongoClient.connect(MONGODB_URL, {
+      serverSelectionTimeoutMS: 3000,
+    });
+    await client.close();
+  },
+);
+
+Deno.test({
+  name: "MongoCatalog + SwiftBackend: store contract",
+  ignore: !v1ok || !mongoOk,
+  fn: async (t) => {
+    const client = await MongoClient.connect(MONGODB_URL);
+    try {
+      await testStoreContract(t, async () => {
+        const db = client.db(
+          `blobstore_swift_${crypto.randomUUID().slice(0, 8)}`,
+        );
+        const { backend, close } = await openFixture(V1);
+        return {
+          catalog: new MongoCatalog(db, "blobstore"),
+          backend,
+          close: async () => {
+            await close();
+            await db.dropDatabase();
+          },
+        };
+      });
+    } finally {
+      await client.close();
+    }
   },
 });
 
