@@ -21,10 +21,17 @@ import { newBlobName } from "../src/names.ts";
 import { Refs } from "../src/refs.ts";
 import { Store } from "../src/store.ts";
 import { testBackendContract } from "./backend_contract.ts";
+import { testCatalogContract } from "./catalog_contract.ts";
 import { testStoreContract } from "./store_contract.ts";
 import { bytesOf, chunkedStream, collect, hashOf, readAll } from "./helpers.ts";
 
 const HOUR = 3600_000;
+
+if (typeof Deno.openKv !== "function") {
+  throw new Error(
+    "tests/kv_test.ts needs Deno KV (expected --unstable-kv, as `deno task test` passes; got no Deno.openKv)",
+  );
+}
 
 /** A KV on a fresh temporary file, and how to dispose of it. */
 async function tempKv(): Promise<
@@ -63,6 +70,13 @@ for (
     await testBackendContract(t, async () => {
       const { kv, close } = await openKv();
       return { backend: new KvBackend(kv), close };
+    });
+  });
+
+  Deno.test(`KvCatalog (${where}): catalog contract`, async (t) => {
+    await testCatalogContract(t, async () => {
+      const { kv, close } = await openKv();
+      return { catalog: new KvCatalog(kv), close };
     });
   });
 
