@@ -18,6 +18,7 @@ import {
 import { MongoBackend, MongoCatalog } from "../mongo.ts";
 import {
   HashMismatchError,
+  IntegrityError,
   NotFoundError,
   SizeMismatchError,
 } from "../src/errors.ts";
@@ -240,6 +241,48 @@ mongoTest(
     } finally {
       await client.close();
     }
+  },
+);
+
+mongoTest(
+  "MongoBackend: a read fails cleanly on a missing chunk or a removal",
+  async (server) => {
+    const db = server.freshDb();
+    // Two chunks per round trip: a read spans several batches.
+    const backend = new MongoBackend(db, PREFIX, {
+      chunkSizeBytes: 1000,
+      readBatchBytes: 2000,
+    });
+    const bytes = bytesOf(10_000, 12);
+    const hash = hashOf(bytes);
+    const name = newBlobName(hash);
+    await backend.put(name, chunkedStream(bytes, 4096), bytes.length, hash);
+
+    // Opened, then removed before the first read: the chunks are gone.
+    const { body } = await backend.get(name);
+    await backend.remove(name);
+    await rejects(readAll(body), NotFoundError);
+
+    const other = newBlobName(hash);
+    await backend.put(other, chunkedStream(bytes, 4096), bytes.length, hash);
+    const file = await db.collection(`${PREFIX}.files`).findOne({
+      filename: other,
+    });
+    await db.collection(`${PREFIX}.chunks`).deleteOne({
+      files_id: file!._id,
+      n: 6,
+    });
+    deepStrictEqual(
+      await readAll((await backend.get(other, { end: 6000 })).body),
+      bytes.slice(0, 6000),
+      "the chunks before the missing one read fine",
+    );
+    await rejects(
+      readAll((await backend.get(other, { start: 5500 })).body),
+      (err: unknown) =>
+        err instanceof IntegrityError &&
+        err.message.includes("chunk 6 is missing"),
+    );
   },
 );
 

@@ -6,6 +6,12 @@
  * `<prefix>`, so collections `<prefix>.files` and `<prefix>.chunks`, and
  * the blob's name as the file's `filename`.
  *
+ * Writes go through the bucket's upload stream. Reads query the chunks
+ * collection directly, in batches of a bounded byte size: the bucket's
+ * download stream lets its cursor ask for 1,000 chunks per batch, which
+ * MongoDB caps at 16 MiB a reply but FerretDB v1 does not, so a whole blob
+ * would arrive in memory at once.
+ *
  * @module
  */
 
@@ -13,11 +19,9 @@ import {
   type Collection,
   type Db,
   GridFSBucket,
-  type GridFSBucketReadStream,
   type GridFSBucketWriteStream,
   type GridFSChunk,
   type GridFSFile,
-  MongoRuntimeError,
 } from "mongodb";
 import { Buffer } from "node:buffer";
 import type {
@@ -26,12 +30,15 @@ import type {
   ByteRange,
   OpenedBlob,
 } from "../backend.ts";
-import { NotFoundError } from "../errors.ts";
+import { IntegrityError, NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
 /** GridFS's customary chunk size, and the driver's and Go mgo's default. */
 const DEFAULT_CHUNK_SIZE = 255 * 1024;
+
+/** How many bytes of chunks a read asks the server for at a time. */
+const DEFAULT_READ_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
  * How many bytes of a put may be read and verified ahead of the chunk being
@@ -59,6 +66,11 @@ export interface MongoBackendOptions {
    * written with any size stay readable.
    */
   chunkSizeBytes?: number;
+  /**
+   * About how many bytes of chunks a read fetches per round trip (default
+   * 4 MiB, at least one chunk): what a read holds in memory at a time.
+   */
+  readBatchBytes?: number;
 }
 
 /**
@@ -69,8 +81,9 @@ export interface MongoBackendOptions {
  * stream, one chunk document at a time; the files document that makes the
  * file visible is written only once every byte arrived and verified. A put
  * that fails or does not verify aborts the upload: its chunks are deleted
- * and no files document is ever written. A ranged `get` reads only the
- * chunks that hold the range.
+ * and no files document is ever written. A `get` reads the chunks a few
+ * MiB at a time as the body is read, and with a range only the chunks that
+ * hold it.
  *
  * @example
  * ```ts ignore
@@ -93,6 +106,7 @@ export class MongoBackend implements Backend {
   readonly #files: Collection<GridFSFile>;
   readonly #chunks: Collection<GridFSChunk>;
   readonly #chunkSize: number;
+  readonly #readBatchBytes: number;
 
   /**
    * Uses GridFS bucket `prefix` of `db` (collections `<prefix>.files` and
@@ -100,6 +114,7 @@ export class MongoBackend implements Backend {
    */
   constructor(db: Db, prefix: string, options: MongoBackendOptions = {}) {
     this.#chunkSize = options.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE;
+    this.#readBatchBytes = options.readBatchBytes ?? DEFAULT_READ_BATCH_BYTES;
     this.#bucket = new GridFSBucket(db, {
       bucketName: prefix,
       chunkSizeBytes: this.#chunkSize,
@@ -115,8 +130,7 @@ export class MongoBackend implements Backend {
     const size = Number(file.length);
     const { start, end } = resolveRange(range, size);
     if (start === end) return { size, body: emptyStream() };
-    const download = this.#bucket.openDownloadStream(file._id, { start, end });
-    return { size, body: toWebStream(download, name) };
+    return { size, body: this.#readChunks(file, start, end) };
   }
 
   /** See {@linkcode Backend.put}. */
@@ -181,6 +195,72 @@ export class MongoBackend implements Backend {
   }
 
   /**
+   * Streams bytes `[start, end)` of `file` (`start < end`), pulling one
+   * chunk per read from a cursor over just the chunks that hold them, with
+   * the chunk sequence and sizes checked as GridFS readers do.
+   */
+  #readChunks(
+    file: GridFSFile,
+    start: number,
+    end: number,
+  ): ReadableStream<Uint8Array> {
+    const chunkSize = file.chunkSize;
+    const size = Number(file.length);
+    const first = Math.floor(start / chunkSize);
+    const last = Math.floor((end - 1) / chunkSize);
+    const cursor = this.#chunks.find(
+      { files_id: file._id, n: { $gte: first, $lte: last } },
+      {
+        sort: { n: 1 },
+        batchSize: Math.max(1, Math.floor(this.#readBatchBytes / chunkSize)),
+        promoteBuffers: true,
+      },
+    );
+    let n = first;
+    const fail = async (problem: string) => {
+      await cursor.close();
+      // A remove while we read deletes the chunks after the files document.
+      if (!await this.#files.findOne({ _id: file._id })) {
+        return new NotFoundError(
+          `GridFS file "${file.filename}" was removed while being read`,
+        );
+      }
+      return new IntegrityError(`GridFS file "${file.filename}": ${problem}`);
+    };
+    return new ReadableStream({
+      pull: async (controller) => {
+        const chunk = await cursor.next();
+        if (!chunk || chunk.n !== n) {
+          throw await fail(
+            `chunk ${n} is missing (got ${
+              chunk ? `chunk ${chunk.n}` : "none"
+            })`,
+          );
+        }
+        const data = chunk.data as Uint8Array;
+        const expected = Math.min(chunkSize, size - n * chunkSize);
+        if (data.byteLength !== expected) {
+          throw await fail(
+            `chunk ${n} has the wrong size (expected ${expected} bytes, got ${data.byteLength})`,
+          );
+        }
+        const from = n === first ? start - n * chunkSize : 0;
+        const to = n === last ? end - n * chunkSize : data.byteLength;
+        controller.enqueue(
+          new Uint8Array(data.buffer, data.byteOffset + from, to - from),
+        );
+        if (n++ === last) {
+          controller.close();
+          await cursor.close();
+        }
+      },
+      cancel: async () => {
+        await cursor.close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
    * Removes whatever a failed put wrote. Before `end` the driver's abort
    * does it (and makes the stream refuse further writes); once `end` has
    * begun the driver refuses to abort, and the files document may have been
@@ -236,39 +316,4 @@ function readAhead(bytes: number): TransformStream<Uint8Array, Uint8Array> {
 
 function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream({ start: (controller) => controller.close() });
-}
-
-/**
- * Adapts the driver's Node download stream to a Web stream, pulling one
- * chunk at a time. Cancelling aborts the download, closing its cursor.
- */
-function toWebStream(
-  download: GridFSBucketReadStream,
-  name: string,
-): ReadableStream<Uint8Array> {
-  const chunks: AsyncIterator<Buffer> = download[Symbol.asyncIterator]();
-  return new ReadableStream({
-    async pull(controller) {
-      let next: IteratorResult<Buffer>;
-      try {
-        next = await chunks.next();
-      } catch (err) {
-        throw isFileNotFound(err)
-          ? new NotFoundError(`GridFS file "${name}" not found`, { cause: err })
-          : err;
-      }
-      if (next.done) return controller.close();
-      const { buffer, byteOffset, byteLength } = next.value;
-      controller.enqueue(new Uint8Array(buffer, byteOffset, byteLength));
-    },
-    async cancel() {
-      await download.abort();
-    },
-  }, { highWaterMark: 0 });
-}
-
-/** Whether `err` is the driver's "no files document" (removed meanwhile). */
-function isFileNotFound(err: unknown): boolean {
-  return err instanceof MongoRuntimeError &&
-    (err as { code?: unknown }).code === "ENOENT";
 }
