@@ -743,17 +743,7 @@ export async function testStoreContract(
     "multipart: cancelling a multipart body releases it",
     async (s) => {
       const { parts, hashes } = parts3();
-      const id = await s.newUpload(new Date(Date.now() + HOUR));
-      for (let i = 0; i < 3; i++) {
-        await s.putPart(
-          id,
-          i,
-          parts[i],
-          parts[i].length,
-          0,
-          hashes[i],
-        );
-      }
+      const id = await uploadParts(s, parts, hashes);
       const { hash, index } = await s.finishUpload(
         id,
         hashes.map((hash) => ({ hash })),
@@ -819,17 +809,7 @@ export async function testStoreContract(
     "multipart: a finish racing a removal fails with NotFoundError",
     async (s) => {
       const { parts, hashes } = parts3();
-      const id = await s.newUpload(new Date(Date.now() + HOUR));
-      for (let i = 0; i < 3; i++) {
-        await s.putPart(
-          id,
-          i,
-          parts[i],
-          parts[i].length,
-          0,
-          hashes[i],
-        );
-      }
+      const id = await uploadParts(s, parts, hashes);
       const finishing = s.finishUpload(id, hashes.map((hash) => ({ hash })));
       await s.removeUpload(id);
       await rejects(finishing, NotFoundError);
@@ -870,6 +850,19 @@ export async function testStoreContract(
     await s.uploadInfo(fresh);
     await rejects(s.newUpload(new Date(NaN)), BadParamsError);
   });
+}
+
+/** Starts an upload and puts every part in order (offsets inferred). */
+async function uploadParts(
+  s: Store,
+  parts: Uint8Array[],
+  hashes: string[],
+): Promise<string> {
+  const id = await s.newUpload(new Date(Date.now() + HOUR));
+  for (let i = 0; i < parts.length; i++) {
+    await s.putPart(id, i, parts[i], parts[i].length, 0, hashes[i]);
+  }
+  return id;
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {
