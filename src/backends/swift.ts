@@ -20,7 +20,11 @@ import {
   discard,
   errorFromResponse,
   type FetchFn,
+  idleTimeout,
+  readText,
+  type RetryPolicy,
   send,
+  sendIdempotent,
 } from "./swift_http.ts";
 import { SegmentReader } from "./swift_segments.ts";
 
@@ -33,6 +37,9 @@ export const DEFAULT_SEGMENT_SIZE = 5 * 1024 ** 3;
 
 /** Swift's default `max_manifest_segments`: segments per SLO manifest. */
 const MAX_SEGMENTS = 1000;
+
+/** The methods whose requests may be retried (RFC 9110's idempotent ones we use). */
+const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "DELETE"]);
 
 /** Objects per listing page (Swift's default `container_listing_limit`). */
 const LISTING_PAGE = 10_000;
@@ -63,11 +70,25 @@ export interface SwiftParams extends SwiftCredentials {
   /** The `fetch` to call (default: the global one), e.g. a wrapped one in tests. */
   fetch?: FetchFn;
   /**
-   * How long to wait for Swift's or Keystone's answer once a request is
-   * fully sent, in ms (default 60 000). Bodies stream without a limit, at
-   * the pace of their producer or consumer.
+   * How long to wait for Swift or Keystone, in ms (default 60 000): for an
+   * answer once a request is fully sent, for the next bytes of an answer's
+   * body, and for Swift to take the next bytes of a put's body. Bodies
+   * otherwise stream without a limit, at the pace of their producer or
+   * consumer: only time spent waiting on the server counts.
    */
   timeoutMs?: number;
+  /**
+   * How many times an idempotent request (GET, HEAD, DELETE, and the token
+   * fetch) is retried after a connection error or a 5xx answer (default 3;
+   * 0 never retries). Puts are never retried: their body is a one-shot
+   * stream, and the caller decides whether to send it again.
+   */
+  retries?: number;
+  /**
+   * The backoff before the first retry in ms, doubled for each next one up
+   * to 16 times it, with random jitter (default 200).
+   */
+  retryDelayMs?: number;
   /**
    * Blobs larger than this are written as segments of at most this size
    * plus a Static Large Object manifest (default {@linkcode DEFAULT_SEGMENT_SIZE};
@@ -130,6 +151,7 @@ export class SwiftBackend implements Backend {
   readonly #auth: SwiftAuth;
   readonly #fetch: FetchFn;
   readonly #timeoutMs: number;
+  readonly #retry: RetryPolicy;
   readonly #container: string;
   readonly #segmentContainer: string;
   readonly #segmentSize: number;
@@ -160,6 +182,15 @@ export class SwiftBackend implements Backend {
     }
     this.#fetch = params.fetch ?? ((input, init) => fetch(input, init));
     this.#timeoutMs = params.timeoutMs ?? 60_000;
+    this.#retry = {
+      retries: params.retries ?? 3,
+      retryDelayMs: params.retryDelayMs ?? 200,
+    };
+    if (!Number.isSafeInteger(this.#retry.retries) || this.#retry.retries < 0) {
+      throw new BadParamsError(
+        `invalid retries (expected a non-negative integer, got ${params.retries})`,
+      );
+    }
     for (const field of ["authURL", "username", "secret"] as const) {
       if (!params[field]) {
         throw new BadParamsError(
@@ -172,6 +203,7 @@ export class SwiftBackend implements Backend {
     this.#auth = new SwiftAuth(params, {
       fetch: this.#fetch,
       timeoutMs: this.#timeoutMs,
+      ...this.#retry,
     });
   }
 
@@ -205,7 +237,7 @@ export class SwiftBackend implements Backend {
     }
     if (res.status === 206) {
       const size = totalFromContentRange(res, operation);
-      return { size, body: res.body ?? emptyStream() };
+      return { size, body: this.#watched(res, operation) };
     }
     if (res.status === 200) {
       const size = Number(res.headers.get("Content-Length"));
@@ -213,13 +245,18 @@ export class SwiftBackend implements Backend {
         await discard(res);
         throw new SwiftError(operation, 200, "expected a Content-Length");
       }
-      const body = res.body ?? emptyStream();
+      const body = this.#watched(res, operation);
       // a server that ignored the Range header: cut the range out ourselves
       return headers.Range
         ? { size, body: body.pipeThrough(sliceStream(start, end)) }
         : { size, body };
     }
-    throw await errorFromResponse(operation, res, this.#auth.secrets);
+    throw await errorFromResponse(
+      operation,
+      res,
+      this.#auth.secrets,
+      this.#timeoutMs,
+    );
   }
 
   /** See {@linkcode Backend.put}. */
@@ -266,11 +303,16 @@ export class SwiftBackend implements Backend {
       );
       if (res.status === 404) return await discard(res);
       if (!res.ok) {
-        throw await errorFromResponse(operation, res, this.#auth.secrets);
+        throw await errorFromResponse(
+          operation,
+          res,
+          this.#auth.secrets,
+          this.#timeoutMs,
+        );
       }
-      const result = await res.json().catch(() => undefined) as
-        | BulkDeleteResult
-        | undefined;
+      const result = parseJson(
+        await readText(res, this.#timeoutMs, operation),
+      ) as BulkDeleteResult | undefined;
       const status = parseInt(result?.["Response Status"] ?? "", 10);
       if (status >= 200 && status < 300 || status === 404) return;
       const errors = result?.Errors ?? [];
@@ -308,9 +350,16 @@ export class SwiftBackend implements Backend {
       );
       if (res.status === 404) return await discard(res); // not created yet
       if (!res.ok) {
-        throw await errorFromResponse(operation, res, this.#auth.secrets);
+        throw await errorFromResponse(
+          operation,
+          res,
+          this.#auth.secrets,
+          this.#timeoutMs,
+        );
       }
-      const page = await res.json() as ListingEntry[];
+      const page = JSON.parse(
+        await readText(res, this.#timeoutMs, operation),
+      ) as ListingEntry[];
       // a page may be shorter than asked (a proxy's own limit): only an
       // empty page ends the listing
       if (page.length === 0) return;
@@ -391,7 +440,12 @@ export class SwiftBackend implements Backend {
       },
     );
     if (!res.ok) {
-      throw await errorFromResponse(operation, res, this.#auth.secrets);
+      throw await errorFromResponse(
+        operation,
+        res,
+        this.#auth.secrets,
+        this.#timeoutMs,
+      );
     }
     await discard(res);
   }
@@ -422,6 +476,15 @@ export class SwiftBackend implements Backend {
         failure ??= err;
         deadline.abort(err);
       },
+      stallMs: this.#timeoutMs,
+      onStall: () =>
+        deadline.abort(
+          new SwiftError(
+            operation,
+            0,
+            `Swift took no bytes of the body for ${this.#timeoutMs} ms (timeoutMs)`,
+          ),
+        ),
     });
     let res: Response;
     try {
@@ -462,11 +525,17 @@ export class SwiftBackend implements Backend {
         `${operation} (token refused mid-upload; re-authenticated, retry the put)`,
         res,
         this.#auth.secrets,
+        this.#timeoutMs,
       );
     }
     if (!res.ok) {
       if (res.status === 404) this.#containers.delete(container);
-      throw await errorFromResponse(operation, res, this.#auth.secrets);
+      throw await errorFromResponse(
+        operation,
+        res,
+        this.#auth.secrets,
+        this.#timeoutMs,
+      );
     }
     this.#acceptedToken = session.token;
     await discard(res);
@@ -482,7 +551,12 @@ export class SwiftBackend implements Backend {
       {},
     );
     if (!res.ok && res.status !== 404) {
-      throw await errorFromResponse(operation, res, this.#auth.secrets);
+      throw await errorFromResponse(
+        operation,
+        res,
+        this.#auth.secrets,
+        this.#timeoutMs,
+      );
     }
     await discard(res);
   }
@@ -519,7 +593,12 @@ export class SwiftBackend implements Backend {
       {},
     );
     if (!res.ok) {
-      throw await errorFromResponse(operation, res, this.#auth.secrets);
+      throw await errorFromResponse(
+        operation,
+        res,
+        this.#auth.secrets,
+        this.#timeoutMs,
+      );
     }
     await discard(res);
   }
@@ -555,19 +634,27 @@ export class SwiftBackend implements Backend {
     path: string,
     init: { headers?: Record<string, string>; body?: string },
   ): Promise<Response> {
+    // Only requests that can be sent twice to the same effect are retried
+    // on connection errors and 5xx answers: a PUT's answer may be lost after
+    // it took effect, and a streamed body cannot be sent again.
+    const idempotent = IDEMPOTENT_METHODS.has(method);
     for (let attempt = 0;; attempt++) {
       const session = await this.#auth.session();
-      const res = await send(
-        this.#fetch,
-        `${session.storageURL}${path}`,
-        {
-          method,
-          headers: { ...init.headers, "X-Auth-Token": session.token },
-          body: init.body,
-        },
-        new Deadline(this.#timeoutMs, operation),
-        this.#auth.secrets,
-      );
+      const once = () =>
+        send(
+          this.#fetch,
+          `${session.storageURL}${path}`,
+          {
+            method,
+            headers: { ...init.headers, "X-Auth-Token": session.token },
+            body: init.body,
+          },
+          new Deadline(this.#timeoutMs, operation),
+          this.#auth.secrets,
+        );
+      const res = idempotent
+        ? await sendIdempotent(once, this.#retry)
+        : await once();
       this.#tokens.set(res, session.token);
       if (res.status !== 401) {
         this.#acceptedToken = session.token;
@@ -577,6 +664,16 @@ export class SwiftBackend implements Backend {
       await discard(res);
       this.#auth.invalidate(session.token);
     }
+  }
+
+  /**
+   * An answer's body, failing when Swift sends nothing for `timeoutMs`
+   * (a server that stalls mid-body must not hold the reader forever).
+   */
+  #watched(res: Response, operation: string): ReadableStream<Uint8Array> {
+    return res.body
+      ? idleTimeout(res.body, this.#timeoutMs, operation)
+      : emptyStream();
   }
 
   /** The URL path of object `name` in `container`, each part encoded. */
@@ -615,6 +712,15 @@ function totalFromContentRange(res: Response, operation: string): number {
     );
   }
   return size;
+}
+
+/** `text` parsed as JSON, or `undefined` when it is not JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function emptyStream(): ReadableStream<Uint8Array> {

@@ -13,7 +13,10 @@ import {
   discard,
   errorFromResponse,
   type FetchFn,
+  readText,
+  type RetryPolicy,
   send,
+  sendIdempotent,
 } from "./swift_http.ts";
 
 /**
@@ -143,6 +146,7 @@ export class SwiftAuth {
   readonly #version: 1 | 3;
   readonly #fetch: FetchFn;
   readonly #timeoutMs: number;
+  readonly #retry: RetryPolicy;
   #session: SwiftSession | undefined;
   #renewAt = 0;
   #pending: Promise<SwiftSession> | undefined;
@@ -151,11 +155,18 @@ export class SwiftAuth {
 
   /**
    * Creates the authenticator. Nothing is sent until the first
-   * {@linkcode SwiftAuth.session} call.
+   * {@linkcode SwiftAuth.session} call. A token fetch that meets a
+   * connection error or a 5xx answer is retried `retries` times (default
+   * 3), with exponential backoff from `retryDelayMs` (default 200).
    */
   constructor(
     credentials: SwiftCredentials,
-    options: { fetch?: FetchFn; timeoutMs?: number } = {},
+    options: {
+      fetch?: FetchFn;
+      timeoutMs?: number;
+      retries?: number;
+      retryDelayMs?: number;
+    } = {},
   ) {
     this.#credentials = credentials;
     this.#version = credentials.authVersion ??
@@ -167,6 +178,10 @@ export class SwiftAuth {
     }
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#timeoutMs = options.timeoutMs ?? 60_000;
+    this.#retry = {
+      retries: options.retries ?? 3,
+      retryDelayMs: options.retryDelayMs ?? 200,
+    };
   }
 
   /** The auth version in use (1 or 3). */
@@ -218,22 +233,28 @@ export class SwiftAuth {
     return session;
   }
 
+  #error(operation: string, res: Response): Promise<SwiftError> {
+    return errorFromResponse(operation, res, this.secrets, this.#timeoutMs);
+  }
+
   async #authenticateV1(): Promise<SwiftSession> {
     const { authURL, tenant, username, secret } = this.#credentials;
     const operation = "v1 authentication";
-    const res = await send(
-      this.#fetch,
-      authURL,
-      {
-        headers: {
-          "X-Auth-User": tenant ? `${tenant}:${username}` : username,
-          "X-Auth-Key": secret,
+    // A token fetch changes nothing that a second one would harm: retried.
+    const res = await sendIdempotent(() =>
+      send(
+        this.#fetch,
+        authURL,
+        {
+          headers: {
+            "X-Auth-User": tenant ? `${tenant}:${username}` : username,
+            "X-Auth-Key": secret,
+          },
         },
-      },
-      new Deadline(this.#timeoutMs, operation),
-      this.secrets,
-    );
-    if (!res.ok) throw await errorFromResponse(operation, res, this.secrets);
+        new Deadline(this.#timeoutMs, operation),
+        this.secrets,
+      ), this.#retry);
+    if (!res.ok) throw await this.#error(operation, res);
     await discard(res);
     const token = res.headers.get("X-Auth-Token") ??
       res.headers.get("X-Storage-Token");
@@ -266,22 +287,24 @@ export class SwiftAuth {
         ...(tenant ? { scope: { project: { name: tenant, domain } } } : {}),
       },
     };
-    const res = await send(
-      this.#fetch,
-      tokensURL(authURL),
-      {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      },
-      new Deadline(this.#timeoutMs, operation),
-      this.secrets,
-    );
-    if (!res.ok) throw await errorFromResponse(operation, res, this.secrets);
+    // A POST, but one that only issues a token: safe to send again.
+    const res = await sendIdempotent(() =>
+      send(
+        this.#fetch,
+        tokensURL(authURL),
+        {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        },
+        new Deadline(this.#timeoutMs, operation),
+        this.secrets,
+      ), this.#retry);
+    if (!res.ok) throw await this.#error(operation, res);
     const token = res.headers.get("X-Subject-Token");
-    const document = await res.json().catch(() => undefined) as
-      | KeystoneTokenDocument
-      | undefined;
+    const document = parseJson(
+      await readText(res, this.#timeoutMs, operation),
+    ) as KeystoneTokenDocument | undefined;
     if (!token || !document?.token) {
       throw new SwiftError(
         operation,
@@ -306,6 +329,15 @@ export class SwiftAuth {
       storageURL: trimSlash(redact(storageURL, [])),
       expiresAt: Number.isFinite(expiresAt) ? expiresAt : Infinity,
     };
+  }
+}
+
+/** `text` as JSON, or `undefined` when it is not JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

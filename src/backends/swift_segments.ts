@@ -20,6 +20,14 @@ export interface SegmentEvents {
   onEnd?(): void;
   /** Reading the source failed (its own error, or a failed verification). */
   onError?(err: unknown): void;
+  /**
+   * The request stopped taking bytes: the read-ahead was full and stayed so
+   * for `stallMs` (the server, not the source, is stuck). Not called while
+   * the segment waits on the source, however slow.
+   */
+  onStall?(): void;
+  /** How long the request may leave a full read-ahead untaken, in ms. */
+  stallMs?: number;
 }
 
 /**
@@ -65,6 +73,20 @@ export class SegmentReader {
     events: SegmentEvents = {},
   ): ReadableStream<Uint8Array> {
     let remaining = length;
+    let stall: ReturnType<typeof setTimeout> | undefined;
+    const unwatch = () => {
+      clearTimeout(stall);
+      stall = undefined;
+    };
+    // Started when the queue is full, cleared by the next pull: it only
+    // runs while the consumer (the request) is not taking bytes.
+    const watch = (controller: ReadableStreamDefaultController) => {
+      const { onStall, stallMs } = events;
+      if (!onStall || stallMs === undefined || remaining === 0) return;
+      if ((controller.desiredSize ?? 1) <= 0) {
+        stall = setTimeout(onStall, stallMs);
+      }
+    };
     const finish = async (controller: ReadableStreamDefaultController) => {
       if (last) await this.#expectEnd(length);
       controller.close();
@@ -72,6 +94,7 @@ export class SegmentReader {
     };
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        unwatch();
         try {
           if (remaining === 0) return await finish(controller);
           const chunk = await this.#next(length - remaining, length);
@@ -86,12 +109,16 @@ export class SegmentReader {
           // an intermediate segment ends with its last byte; the last one
           // waits for the source's end (the verdict of VerifyStream)
           if (remaining === 0 && !last) await finish(controller);
+          watch(controller);
         } catch (err) {
           events.onError?.(err);
           throw err;
         }
       },
-      cancel: (reason) => this.#source.cancel(reason),
+      cancel: (reason) => {
+        unwatch();
+        return this.#source.cancel(reason);
+      },
     }, { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength });
   }
 
