@@ -1,6 +1,7 @@
 /**
  * `deno task test`: brings up the local test services (FerretDB, Swift and
- * Keystone on 127.0.0.1), runs the whole test suite, and stops what it
+ * Keystone on 127.0.0.1), runs the whole test suite (with `--doc`, so the
+ * examples in doc comments and in the README run too), and stops what it
  * started. Extra arguments go to `deno test` (a filter, a file).
  *
  * A service that cannot be brought up fails the run in CI (`CI=true`); on a
@@ -51,6 +52,7 @@ try {
     "test",
     "-A",
     "--unstable-kv",
+    "--doc", // the examples in doc comments and the README run as tests too
     ...Deno.args,
   ]);
 } catch (err) {
