@@ -113,6 +113,12 @@ export interface Backend {
   /** Removes the object `name`; removing an absent object is not an error. */
   remove(name: string): Promise<void>;
   /**
+   * Optional batch form of `remove`, for GC: removes every object in
+   * `names` in as few round trips as the backend allows; absent ones are
+   * not an error.
+   */
+  removeMany?(names: readonly string[]): Promise<void>;
+  /**
    * Lists every complete object the backend holds, in no particular order,
    * for the orphan sweep and for tests. Optional for third-party backends.
    */

@@ -120,6 +120,18 @@ export interface Catalog {
    * it was removed.
    */
   removeRef(hash: string, putTime: Date): Promise<boolean>;
+  /**
+   * Optional batch form of {@linkcode Catalog.removeRef}, for GC: removes
+   * each reference in `refs` (as read from
+   * {@linkcode Catalog.refsPutBefore}, distinct hashes) only if its put time
+   * is still exactly `ref.putTime`, in as few round trips as the store
+   * allows. Returns the hashes of the references that are gone for good:
+   * removed by this call, or found absent or stored under another name
+   * (removed by someone else meanwhile, and perhaps put anew), so that the
+   * bytes named `ref.name` are referenced no more. Each reference is one
+   * conditional step; the batch as a whole need not be atomic.
+   */
+  removeRefs?(refs: readonly BlobRef[]): Promise<Set<string>>;
   /** Yields every reference put at or before `before`. */
   refsPutBefore(before: Date): AsyncIterable<BlobRef>;
 

@@ -5,7 +5,7 @@
  */
 
 import type { Backend } from "./backend.ts";
-import type { Catalog } from "./catalog.ts";
+import type { BlobRef, Catalog } from "./catalog.ts";
 import type { Refs } from "./refs.ts";
 
 /**
@@ -30,6 +30,9 @@ export interface BlobStats {
   meanSize: number;
 }
 
+/** How many unreferenced references GC removes per batch. */
+const REMOVE_BATCH = 1000;
+
 /**
  * Deletes every blob put at or before `before` whose hash is not in `refs`
  * nor held by an upload record, and returns statistics on the blobs kept.
@@ -42,6 +45,11 @@ export interface BlobStats {
  * - A reference is removed only if its put time is still the one read, so a
  *   put that refreshed it meanwhile wins; the bytes go only once the
  *   reference is gone, so no reference ever names missing bytes.
+ *
+ * With a catalog that has `removeRefs`, unreferenced references are removed
+ * in batches of 1,000 (one or two round trips each rather than one per
+ * reference), and then the bytes of the ones that are gone, through the
+ * backend's `removeMany` when it has one; the order above holds per batch.
  *
  * `before` must be in the past (a little before the caller gathered
  * `refs`): a blob put after the cut-off is never touched.
@@ -59,17 +67,43 @@ export async function collectGarbage(
   let count = 0;
   let total = 0;
   let maxSize = 0;
-  for await (const ref of catalog.refsPutBefore(before)) {
-    if (!refs.has(ref.hash)) {
-      if (await catalog.removeRef(ref.hash, ref.putTime)) {
-        await backend.remove(ref.name);
-        continue;
-      }
-      // Its put time moved: a put refreshed it during the collection.
-    }
+  const keep = (ref: BlobRef) => {
     count++;
     total += ref.size;
     maxSize = Math.max(maxSize, ref.size);
+  };
+  let garbage: BlobRef[] = [];
+  const removeGarbage = async () => {
+    const gone = await catalog.removeRefs!(garbage);
+    // A reference that stays had its put time moved: a put refreshed it
+    // during the collection.
+    for (const ref of garbage) if (!gone.has(ref.hash)) keep(ref);
+    await removeBytes(
+      backend,
+      garbage.filter((ref) => gone.has(ref.hash)).map((ref) => ref.name),
+    );
+    garbage = [];
+  };
+  for await (const ref of catalog.refsPutBefore(before)) {
+    if (refs.has(ref.hash)) {
+      keep(ref);
+    } else if (catalog.removeRefs) {
+      garbage.push(ref);
+      if (garbage.length >= REMOVE_BATCH) await removeGarbage();
+    } else if (await catalog.removeRef(ref.hash, ref.putTime)) {
+      await backend.remove(ref.name);
+    } else {
+      // Its put time moved: a put refreshed it during the collection.
+      keep(ref);
+    }
   }
+  if (garbage.length > 0) await removeGarbage();
   return { count, maxSize, meanSize: count ? Math.floor(total / count) : 0 };
+}
+
+/** Removes the objects `names`, in one batch when the backend can. */
+async function removeBytes(backend: Backend, names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  if (backend.removeMany) return await backend.removeMany(names);
+  for (const name of names) await backend.remove(name);
 }

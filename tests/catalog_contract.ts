@@ -31,14 +31,22 @@ export async function testCatalogContract(
   t: Deno.TestContext,
   open: () => Promise<CatalogFixture>,
 ): Promise<void> {
-  const step = (name: string, fn: (catalog: Catalog) => Promise<void>) =>
-    t.step(name, async () => {
-      const fixture = await open();
-      try {
-        await fn(fixture.catalog);
-      } finally {
-        await fixture.close();
-      }
+  const step = (
+    name: string,
+    fn: (catalog: Catalog) => Promise<void>,
+    ignore = false,
+  ) =>
+    t.step({
+      name,
+      ignore,
+      fn: async () => {
+        const fixture = await open();
+        try {
+          await fn(fixture.catalog);
+        } finally {
+          await fixture.close();
+        }
+      },
     });
   const h = (s: string) => hashOf(s);
 
@@ -246,5 +254,79 @@ export async function testCatalogContract(
       );
       strictEqual(results.filter(Boolean).length, 1);
     },
+  );
+  // The optional batch removal GC uses; skipped for a catalog without it.
+  const probe = await open();
+  const noBatch = typeof probe.catalog.removeRefs !== "function";
+  await probe.close();
+  const ref = (name: string, time: number) => ({
+    hash: h(name),
+    name: `${h(name)}-${name}`,
+    putTime: new Date(time),
+    size: 1,
+  });
+
+  await step(
+    "references: removeRefs removes only those whose put time is unchanged",
+    async (c) => {
+      const [kept, moved, other, absent, reput, alone] = [
+        ref("kept", 1000),
+        ref("moved", 1000),
+        ref("other", 2000),
+        ref("absent", 1000),
+        ref("reput", 1000),
+        ref("alone", 1000),
+      ];
+      for (const r of [kept, moved, other, reput, alone]) {
+        ok(await c.insertRef(r));
+      }
+      await c.touchRef(moved.hash, new Date(9000));
+      // Removed by someone else and put anew under another name.
+      ok(await c.removeRef(reput.hash, reput.putTime));
+      const fresh = {
+        ...reput,
+        name: `${reput.hash}-new`,
+        putTime: new Date(5000),
+      };
+      ok(await c.insertRef(fresh));
+      deepStrictEqual(await c.removeRefs!([]), new Set());
+      const gone = await c.removeRefs!([kept, moved, other, absent, reput]);
+      deepStrictEqual(
+        [...gone].sort(),
+        [kept.hash, other.hash, absent.hash, reput.hash].sort(),
+      );
+      strictEqual(await c.getRef(kept.hash), undefined);
+      strictEqual(await c.getRef(other.hash), undefined);
+      deepStrictEqual(await c.getRef(moved.hash), {
+        ...moved,
+        putTime: new Date(9000),
+      });
+      deepStrictEqual(await c.getRef(reput.hash), fresh, "the new put stays");
+      deepStrictEqual(await c.getRef(alone.hash), alone, "not asked: stays");
+    },
+    noBatch,
+  );
+
+  await step(
+    "references: removeRefs against touchRef: never both",
+    async (c) => {
+      for (let i = 0; i < 5; i++) {
+        const r = ref(`race${i}`, 1000);
+        ok(await c.insertRef(r));
+        const [touched, gone] = await Promise.all([
+          c.touchRef(r.hash, new Date(2000)),
+          c.removeRefs!([r]),
+        ]);
+        const stored = await c.getRef(r.hash);
+        if (gone.has(r.hash)) {
+          strictEqual(stored, undefined, "removed: gone");
+          strictEqual(touched, undefined, "removed: the touch found nothing");
+        } else {
+          ok(touched, "kept: the touch won");
+          deepStrictEqual(stored, { ...r, putTime: new Date(2000) });
+        }
+      }
+    },
+    noBatch,
   );
 }

@@ -176,6 +176,22 @@ export class MongoBackend implements Backend {
     if (file) await this.#chunks.deleteMany({ files_id: file._id });
   }
 
+  /**
+   * See {@linkcode Backend.removeMany}: one query for the files documents,
+   * one delete of them, one of their chunks, in that order (as `remove`:
+   * a file without its files document is invisible).
+   */
+  async removeMany(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    const files = await this.#files
+      .find({ filename: { $in: [...names] } }, { projection: { _id: 1 } })
+      .toArray();
+    if (files.length === 0) return;
+    const ids = files.map((file) => file._id);
+    await this.#files.deleteMany({ _id: { $in: ids } });
+    await this.#chunks.deleteMany({ files_id: { $in: ids } });
+  }
+
   /** See {@linkcode Backend.list}. */
   async *list(): AsyncIterable<BackendObject> {
     const files = this.#files.find({}, {

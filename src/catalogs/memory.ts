@@ -55,6 +55,21 @@ export class MemoryCatalog implements Catalog {
     return Promise.resolve(true);
   }
 
+  /** See {@linkcode Catalog.removeRefs}. */
+  removeRefs(refs: readonly BlobRef[]): Promise<Set<string>> {
+    const gone = new Set<string>();
+    for (const ref of refs) {
+      const stored = this.#refs.get(ref.hash);
+      if (stored?.name === ref.name) {
+        // The same reference: removed only if no put refreshed it.
+        if (stored.putTime.getTime() !== ref.putTime.getTime()) continue;
+        this.#refs.delete(ref.hash);
+      }
+      gone.add(ref.hash);
+    }
+    return Promise.resolve(gone);
+  }
+
   /** See {@linkcode Catalog.refsPutBefore}. */
   async *refsPutBefore(before: Date): AsyncIterable<BlobRef> {
     for (const ref of [...this.#refs.values()]) {

@@ -71,12 +71,25 @@ class DocumentQueues {
 
   /** Runs `op` once every earlier operation on `key` has settled. */
   run<T>(key: string, op: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
+    return this.runAll([key], op);
+  }
+
+  /**
+   * Runs `op` once every earlier operation on any of `keys` has settled,
+   * and holds back later ones on them until it settles. (Waits only ever
+   * go to operations queued earlier, so no two can wait on each other.)
+   */
+  runAll<T>(keys: readonly string[], op: () => Promise<T>): Promise<T> {
+    const previous = Promise.all(
+      keys.map((key) => this.#tails.get(key) ?? Promise.resolve()),
+    );
     const result = previous.then(op);
     const tail = result.then(() => {}, () => {});
-    this.#tails.set(key, tail);
+    for (const key of keys) this.#tails.set(key, tail);
     tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      for (const key of keys) {
+        if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      }
     });
     return result;
   }
@@ -200,6 +213,50 @@ export class MongoCatalog implements Catalog {
         puttime: putTime,
       });
       return deletedCount === 1;
+    });
+  }
+
+  /**
+   * See {@linkcode Catalog.removeRefs}. One `deleteMany` whose filter holds
+   * each reference's condition (`_id` and put time; references that share a
+   * put time share one `$in` branch), and, only when fewer were deleted
+   * than asked, one `find` to tell which: a reference still there under the
+   * same name was refreshed by a put and stays. On MongoDB each branch is
+   * an `_id` index lookup and each document's delete is atomic with its
+   * condition. FerretDB v1 evaluates the filter against every document once
+   * per branch (about a second per branch at 100,000 references here), so
+   * there a batch costs a collection scan per distinct put time.
+   */
+  removeRefs(refs: readonly BlobRef[]): Promise<Set<string>> {
+    if (refs.length === 0) return Promise.resolve(new Set());
+    const hashes = refs.map((ref) => ref.hash);
+    const byTime = new Map<number, string[]>();
+    for (const { hash, putTime } of refs) {
+      const group = byTime.get(putTime.getTime());
+      if (group) group.push(hash);
+      else byTime.set(putTime.getTime(), [hash]);
+    }
+    const branches = [...byTime].map(([time, ids]) => ({
+      _id: { $in: ids },
+      puttime: new Date(time),
+    }));
+    const keys = hashes.map((hash) => `${this.#refs.namespace}\0${hash}`);
+    // Every reference's queue is held, so no touchRef of this process
+    // slips between FerretDB v1's read and delete of a matching document.
+    return queues.runAll(keys, async () => {
+      const { deletedCount } = await this.#refs.deleteMany(
+        branches.length === 1 ? branches[0] : { $or: branches },
+      );
+      const gone = new Set(hashes);
+      if (deletedCount === refs.length) return gone;
+      const names = new Map(refs.map((ref) => [ref.hash, ref.name]));
+      const left = this.#refs.find({ _id: { $in: hashes } }, {
+        projection: { name: 1 },
+      });
+      for await (const doc of left) {
+        if (doc.name === names.get(doc._id)) gone.delete(doc._id);
+      }
+      return gone;
     });
   }
 
