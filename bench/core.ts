@@ -1,5 +1,7 @@
 /**
- * Cases that need no service: the digester, a put into memory, and Refs.
+ * Cases that need no service: the digester, a put into memory, Refs, and
+ * the peak RSS of a 1 GiB put and open in memory (where the target does not
+ * apply: MemoryBackend holds the bytes).
  *
  * @module
  */
@@ -14,6 +16,8 @@ import {
 } from "../mod.ts";
 import type { BenchSuite } from "./harness.ts";
 import { chunksOf, hashOfSize, streamOf } from "./data.ts";
+import { rssCases } from "./rss.ts";
+import { standalone } from "./run.ts";
 
 const MiB = 2 ** 20;
 
@@ -24,6 +28,7 @@ export const coreSuite: BenchSuite = {
     const digestSize = quick ? 64 * MiB : 512 * MiB;
     const putSize = quick ? 64 * MiB : 256 * MiB;
     const refCount = quick ? 200_000 : 1_000_000;
+    const rssSize = quick ? 128 * MiB : 1024 * MiB;
     return Promise.resolve([
       {
         name: "Sha384Stream vs node:crypto",
@@ -66,6 +71,9 @@ export const coreSuite: BenchSuite = {
         };
       })(),
       refsCase(refCount),
+      ...rssCases("MemoryBackend", new MemoryBackend(), rssSize, {
+        holdsBytes: true,
+      }),
     ]);
   },
 };
@@ -89,6 +97,7 @@ function refsCase(count: number) {
     unit: "ops" as const,
     minRate: 1_000_000,
     maxRssGrowthMiB: 64 * count / 1_000_000,
+    targetText: `≥ 1,000,000 ops/s, RSS growth ≤ ${64 * count / 1_000_000} MiB`,
     ours() {
       const refs = new Refs(count);
       for (const h of hashes) refs.add(h);
@@ -109,3 +118,5 @@ function refsCase(count: number) {
     },
   };
 }
+
+if (import.meta.main) await standalone(coreSuite);

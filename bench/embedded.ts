@@ -9,11 +9,15 @@
  *   hand its consumer); target ≥ 0.9. And, for scale, vs reading it into
  *   one reused buffer (the bare cost of the reads; no target).
  * - put and open through `KvBackend` on a KV file, against the same
- *   baselines (no target: KV is a database, not a file).
+ *   baselines (no target: KV is a database, not a file), and a bare
+ *   `kv.atomic().set` of the same bytes in 64 KiB values, the KV write
+ *   speed that bounds a put into KV.
+ * - peak RSS growth during a 1 GiB put and open, each backend; ≤ 64 MiB.
  *
- * Standalone: `deno run -A --unstable-kv bench/embedded.ts [--quick]`
- * (`--quick`: 64 MiB, 1 round; `--only TEXT`: the cases whose name has it). Data goes to a temporary directory,
- * removed at the end. `embeddedSuite` plugs into `bench/main.ts`.
+ * Standalone: `deno run -A --unstable-kv bench/embedded.ts [--quick]
+ * [--only TEXT]` (`--quick`: 64 MiB, 1 round). Data goes to a temporary
+ * directory, removed at the end. `embeddedSuite` plugs into
+ * `bench/main.ts`.
  *
  * @module
  */
@@ -22,13 +26,11 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FileBackend } from "../src/backends/file.ts";
 import { KvBackend } from "../src/backends/kv.ts";
-import {
-  type BenchCase,
-  type BenchSuite,
-  markdownTable,
-  runCase,
-} from "./harness.ts";
-import { chunksOf, drain, hashOfSize, streamOf } from "./data.ts";
+import type { BenchCase, BenchSuite } from "./harness.ts";
+import { putBoundNote } from "./bound.ts";
+import { rssCases } from "./rss.ts";
+import { standalone } from "./run.ts";
+import { CHUNK, chunksOf, drain, hashOfSize, streamOf } from "./data.ts";
 
 const MiB = 2 ** 20;
 
@@ -99,18 +101,23 @@ export const embeddedSuite: BenchSuite = {
         name: `put ${label} vs hash + write with Deno.open`,
         size,
         target,
+        async beforeRound() {
+          if (last) await backend.remove(last);
+          last = undefined;
+        },
         async ours() {
           const name = `${hash}-${
             crypto.randomUUID().replaceAll("-", "").slice(0, 16)
           }`;
           await backend.put(name, streamOf(size), size, hash);
-          if (last) await backend.remove(last);
           last = name;
         },
         baseline: rawWrite,
         async teardown() {
           if (last) await backend.remove(last);
+          last = undefined;
         },
+        note: target ? putBoundNote : undefined,
       };
     };
     const openCase = (
@@ -127,31 +134,82 @@ export const embeddedSuite: BenchSuite = {
         }`,
         size,
         target,
-        async ours() {
+        async setup() {
           if (!stored) {
             await backend.put(name, streamOf(size), size, hash);
             stored = true;
           }
+          // The raw file the baseline reads.
+          if (rawCount === 0) await rawWrite();
+        },
+        async ours() {
           const { body } = await backend.get(name);
           if (await drain(body) !== size) throw new Error("short read");
         },
-        async baseline() {
-          // Before the first round of ours too: the raw file must exist.
-          if (rawCount === 0) await rawWrite();
-          await rawRead(reuse);
-        },
+        baseline: () => rawRead(reuse),
         async teardown() {
           await backend.remove(name);
+          stored = false;
         },
       };
     };
 
+    // What a put into KV must do at least: write the bytes as KV values.
+    // (KvBackend's own layout, value size and batching are its business;
+    // this is the store's raw speed for the same bytes.)
+    let bareKey: Deno.KvKey | undefined;
+    const removeBareKv = async () => {
+      if (!bareKey) return;
+      const entries = kv!.list({ prefix: bareKey });
+      let op = kv!.atomic();
+      let n = 0;
+      for await (const { key } of entries) {
+        op = op.delete(key);
+        if (++n % 1000 === 0) {
+          await commitOrThrow(op);
+          op = kv!.atomic();
+        }
+      }
+      await commitOrThrow(op);
+      bareKey = undefined;
+    };
+    const kvPut = putCase("KvBackend (KV file)", kvBackend);
+    const kvPutCase: BenchCase = {
+      ...kvPut,
+      name: "put KvBackend (KV file) vs bare kv.atomic().set of 64 KiB values",
+      async beforeRound() {
+        await kvPut.beforeRound?.();
+        await removeBareKv();
+      },
+      async baseline() {
+        const key = bareKey = ["bare", crypto.randomUUID()];
+        let i = 0;
+        let op = kv!.atomic();
+        for (const chunk of chunksOf(size)) {
+          op = op.set([...key, i++], chunk);
+          // Ten 64 KiB values per commit, as KvBackend: under KV's 800 KiB.
+          if (i % 10 === 0) {
+            await commitOrThrow(op);
+            op = kv!.atomic();
+          }
+        }
+        await commitOrThrow(op);
+      },
+      async teardown() {
+        await kvPut.teardown?.();
+        await removeBareKv();
+      },
+    };
+    const rssSize = quick ? 128 * MiB : 1024 * MiB;
     return [
       putCase("FileBackend", files, 0.9),
       openCase("FileBackend", files, false, 0.9),
       openCase("FileBackend", files, true),
       putCase("KvBackend (KV file)", kvBackend),
+      kvPutCase,
       openCase("KvBackend (KV file)", kvBackend, false),
+      ...rssCases("FileBackend", files, rssSize),
+      ...rssCases("KvBackend", kvBackend, rssSize),
     ];
   },
   async close() {
@@ -160,26 +218,12 @@ export const embeddedSuite: BenchSuite = {
   },
 };
 
-if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
-  const only = Deno.args.includes("--only")
-    ? Deno.args[Deno.args.indexOf("--only") + 1].toLowerCase()
-    : undefined;
-  const rounds = quick ? 1 : 5;
-  const cases = await embeddedSuite.open({ quick });
-  const rows = [];
-  try {
-    if (typeof cases === "string") throw new Error(cases);
-    for (const c of cases) {
-      if (only && !c.name.toLowerCase().includes(only)) continue;
-      console.error(`running ${c.name} (${rounds} round(s))`);
-      rows.push(await runCase(c, rounds));
-    }
-  } finally {
-    await embeddedSuite.close?.();
-  }
-  console.log(markdownTable(rows));
-  console.log(
-    `\n${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ${rounds} round(s), median`,
-  );
+async function commitOrThrow(op: Deno.AtomicOperation): Promise<void> {
+  const result = await op.commit();
+  if (!result.ok) throw new Error("bare KV commit failed");
 }
+
+// The KV values are 64 KiB each: the largest KV takes.
+if (CHUNK !== 64 * 1024) throw new Error("bench chunks must be 64 KiB");
+
+if (import.meta.main) await standalone(embeddedSuite);

@@ -17,6 +17,19 @@ export interface BenchCase {
   unit?: "bytes" | "ops";
   /** The least acceptable ratio ours / baseline, when there is one. */
   target?: number;
+  /**
+   * The target as words, for a case whose target is not a ratio (a rate, a
+   * memory bound, "report time"); shown in the table and the JSON `target`.
+   */
+  targetText?: string;
+  /** How many rounds this case runs, whatever the harness's default. */
+  rounds?: number;
+  /** Called once before the rounds, untimed (e.g. store what `open` reads). */
+  setup?(): Promise<void>;
+  /** Called before each round, untimed (e.g. remove the last round's copies). */
+  beforeRound?(): Promise<void>;
+  /** A line to print under the table once the row is known. */
+  note?(row: BenchRow): string | undefined;
   /** The least acceptable rate of ours (MB/s or ops/s), when there is one. */
   minRate?: number;
   /** The most acceptable peak RSS growth in MiB, when there is one. */
@@ -37,6 +50,8 @@ export interface BenchSuite {
   open(options: { quick: boolean }): Promise<BenchCase[] | string>;
   /** Releases what `open` took. */
   close?(): Promise<void>;
+  /** A line to print under the table once the suite is closed. */
+  note?(): string | undefined;
 }
 
 /** One row of the results. */
@@ -46,24 +61,43 @@ export interface BenchRow {
   ours: number;
   baseline: number | null;
   ratio: number | null;
-  target: number | null;
+  target: number | string | null;
   met: boolean | null;
   peakRssGrowthMiB: number;
   unit: "MB/s" | "ops/s";
 }
 
-/** Runs one case for `rounds` rounds, alternating ours and the baseline. */
+/**
+ * Runs one case for `rounds` rounds (or its own count), timing ours and the
+ * baseline in each, which goes first alternating from round to round.
+ */
 export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
   const ours: number[] = [];
   const base: number[] = [];
   let peak = 0;
-  for (let r = 0; r < rounds; r++) {
-    if (c.baseline) base.push(await time(c.baseline));
+  const runOurs = async () => {
     const sampled = await sampleRss(() => time(c.ours));
     ours.push(sampled.result);
     peak = Math.max(peak, sampled.growthMiB);
+  };
+  const runBaseline = async () => {
+    if (c.baseline) base.push(await time(c.baseline));
+  };
+  try {
+    await c.setup?.();
+    for (let r = 0; r < (c.rounds ?? rounds); r++) {
+      await c.beforeRound?.();
+      if (r % 2 === 0) {
+        await runBaseline();
+        await runOurs();
+      } else {
+        await runOurs();
+        await runBaseline();
+      }
+    }
+  } finally {
+    await c.teardown?.();
   }
-  await c.teardown?.();
   const unit = c.unit === "ops" ? "ops/s" : "MB/s";
   const rate = (ms: number) =>
     c.unit === "ops" ? c.size / (ms / 1000) : c.size / 1e6 / (ms / 1000);
@@ -83,7 +117,7 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
     ours: round(oursRate),
     baseline: baseRate === null ? null : round(baseRate),
     ratio: ratio === null ? null : Math.round(ratio * 1000) / 1000,
-    target: c.target ?? null,
+    target: c.target ?? c.targetText ?? null,
     met: metRatio === null && metRss === null && metRate === null
       ? null
       : (metRatio ?? true) && (metRss ?? true) && (metRate ?? true),
@@ -153,7 +187,13 @@ export function markdownTable(rows: BenchRow[]): string {
     lines.push(
       `| ${r.case} | ${formatSize(r.size, r.unit)} | ${r.ours} ${r.unit} | ${
         r.baseline === null ? "—" : `${r.baseline} ${r.unit}`
-      } | ${r.ratio ?? "—"} | ${r.target === null ? "—" : `≥ ${r.target}`} | ${
+      } | ${r.ratio ?? "—"} | ${
+        r.target === null
+          ? "—"
+          : typeof r.target === "number"
+          ? `≥ ${r.target}`
+          : r.target
+      } | ${
         r.met === null ? "—" : r.met ? "yes" : "**no**"
       } | ${r.peakRssGrowthMiB} MiB |`,
     );

@@ -27,13 +27,10 @@ import { createHash } from "node:crypto";
 import { createHandler } from "../http.ts";
 import { openSeams } from "../src/server/config.ts";
 import { rawRequest } from "../tests/raw_http.ts";
-import {
-  type BenchCase,
-  type BenchSuite,
-  markdownTable,
-  runCase,
-} from "./harness.ts";
-import { CHUNK, chunksOf, drain } from "./data.ts";
+import type { BenchCase, BenchSuite } from "./harness.ts";
+import { putBoundNote } from "./bound.ts";
+import { standalone } from "./run.ts";
+import { chunksOf, drain } from "./data.ts";
 
 const MiB = 2 ** 20;
 
@@ -171,6 +168,8 @@ export const httpSuite: BenchSuite = {
     const putCase: BenchCase = {
       name: "HTTP PUT /blobs/{hash} vs bare Deno.serve reading the body",
       size,
+      target: 0.8,
+      note: putBoundNote,
       async ours() {
         variant++;
         await upload(
@@ -201,6 +200,7 @@ export const httpSuite: BenchSuite = {
     const getCase: BenchCase = {
       name: "HTTP GET /blobs/{hash} vs bare Deno.serve streaming bytes",
       size,
+      target: 0.8,
       ours: () => download(ours.port, `/blobs/${hashes[0]}`, size),
       baseline: () => download(bare.port, "/", size),
     };
@@ -210,6 +210,12 @@ export const httpSuite: BenchSuite = {
     await cleanup?.();
     cleanup = undefined;
   },
+  note: () =>
+    serverPeakRss.blobstore === undefined
+      ? undefined
+      : `HTTP servers' peak RSS (whole run): blobstore ${
+        serverPeakRss.blobstore.toFixed(0)
+      } MiB, bare ${serverPeakRss.bare.toFixed(0)} MiB`,
 };
 
 /** `--serve KIND SIZE DATA`: one of the two servers, printing its port. */
@@ -251,25 +257,6 @@ if (import.meta.main) {
   if (Deno.args[0] === "--serve") {
     await serve(Deno.args[1], Number(Deno.args[2]), Deno.args[3]);
   } else {
-    const quick = Deno.args.includes("--quick");
-    const cases = await httpSuite.open({ quick });
-    if (typeof cases === "string") throw new Error(cases);
-    const rows = [];
-    try {
-      for (const c of cases) {
-        console.error(`running ${c.name}`);
-        rows.push(await runCase(c, quick ? 1 : 5));
-      }
-    } finally {
-      await httpSuite.close?.();
-    }
-    console.log(markdownTable(rows));
-    console.log(
-      `\nserver peak RSS (whole run): blobstore ${
-        serverPeakRss.blobstore?.toFixed(0)
-      } MiB, bare ${serverPeakRss.bare?.toFixed(0)} MiB; chunk ${
-        CHUNK / 1024
-      } KiB`,
-    );
+    await standalone(httpSuite);
   }
 }

@@ -1,28 +1,31 @@
 /**
- * MongoBackend against a bare `GridFSBucket` on the same server, in the
- * same run, and the time of a GC over 10,000 references:
+ * MongoDB: MongoBackend and MongoCatalog against the bare driver on the
+ * same server, in the same run:
  *
  * - put of a 256 MiB blob through `MongoBackend` (streamed, verified:
  *   SHA-384 and size) vs a bare `GridFSBucket` upload stream fed the same
- *   chunks through `node:stream`'s `pipeline`; target ≥ 0.9.
+ *   chunks through `node:stream`'s `pipeline` (target ≥ 0.9), and vs the
+ *   same bare upload hashing the chunks as they go (the least a verified
+ *   put does; no target).
  * - open (read back whole) through `MongoBackend` vs iterating a bare
  *   `GridFSBucket` download stream of the same bytes; target ≥ 0.9.
- * - `Store.gc` over 10,000 references with MongoCatalog + MongoBackend:
- *   once with all of them still referenced (the pass itself), once with 1%
- *   garbage (100 removals).
+ * - small blobs: 10,000 `Store.put`s of 1 KiB with MongoCatalog (and a
+ *   MemoryBackend, so the row measures the catalog: a put of a new blob is
+ *   two round trips, `touchRef` then `insertRef`) vs 10,000 bare
+ *   `insertOne`s of the same reference documents; target ≥ 0.5.
+ * - peak RSS growth during a 1 GiB put and open; ≤ 64 MiB.
+ * - `Store.gc` over 100,000 references, half of them garbage, with
+ *   MongoCatalog + MongoBackend (seeded in bulk, untimed): its time, with
+ *   the removals batched (`removeRefs`, `removeMany`).
  *
- * Peak RSS growth is reported for both paths (on FerretDB v1 the bare
- * download holds a whole blob: see `src/backends/gridfs.ts`).
- *
- * Each round puts one copy per path, opens both, then removes both outside
- * the timings, so every round sees the same small database (FerretDB v1
- * scans whole collections for GridFS queries: see the README). Rounds
- * alternate which path goes first.
+ * Each put round writes fresh names; the copies of the round before are
+ * removed before it, untimed, so every round sees the same small database
+ * (FerretDB v1 scans whole collections for many queries: see the README).
  *
  * Needs a MongoDB server at MONGODB_URL (default: the local FerretDB of
- * `bash scripts/ferretdb.sh start`). Standalone:
- * `deno run -A bench/mongo.ts [--quick]` (`--quick`: 64 MiB, 1 round, GC
- * over 2,000). Everything goes to a fresh database, dropped at the end.
+ * `bash scripts/ferretdb.sh start`). Standalone: `deno run -A
+ * bench/mongo.ts [--quick] [--only TEXT]`. Everything goes to a fresh
+ * database, dropped at the end. `mongoSuite` plugs into `bench/main.ts`.
  *
  * @module
  */
@@ -38,9 +41,12 @@ import {
   ObjectId,
 } from "mongodb";
 import { createHash } from "node:crypto";
-import { Refs, Store } from "../mod.ts";
+import { MemoryBackend, Refs, Store } from "../mod.ts";
 import { MongoBackend, MongoCatalog } from "../mongo.ts";
-import { type BenchRow, markdownTable, sampleRss } from "./harness.ts";
+import type { BenchCase, BenchSuite } from "./harness.ts";
+import { standalone } from "./run.ts";
+import { putBoundNote } from "./bound.ts";
+import { rssCases } from "./rss.ts";
 import { chunksOf, drain, hashOfSize, streamOf } from "./data.ts";
 
 const MiB = 2 ** 20;
@@ -48,136 +54,170 @@ const PREFIX = "blobstore";
 const MONGODB_URL = Deno.env.get("MONGODB_URL") ??
   "mongodb://127.0.0.1:27117/";
 
-interface Sample {
-  ms: number;
-  rssGrowthMiB: number;
-}
-
-async function timed(fn: () => Promise<void>): Promise<Sample> {
-  const { result: ms, growthMiB } = await sampleRss(async () => {
-    const start = performance.now();
-    await fn();
-    return performance.now() - start;
-  });
-  return { ms, rssGrowthMiB: growthMiB };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function row(
-  name: string,
-  size: number,
-  ours: Sample[],
-  base: Sample[],
-  target: number,
-): BenchRow {
-  const rate = (samples: Sample[]) =>
-    Math.round(size / 1e6 / (median(samples.map((s) => s.ms)) / 1000));
-  const ratio = Math.round(rate(ours) / rate(base) * 1000) / 1000;
-  return {
-    case: name,
-    size,
-    ours: rate(ours),
-    baseline: rate(base),
-    ratio,
-    target,
-    met: ratio >= target,
-    peakRssGrowthMiB:
-      Math.round(Math.max(...ours.map((s) => s.rssGrowthMiB)) * 10) / 10,
-    unit: "MB/s",
-  };
-}
-
 function randomSuffix(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
 }
 
-/** Times put and open of `size` bytes, ours and bare, for `rounds` rounds. */
-async function benchPutOpen(db: Db, size: number, rounds: number) {
+let client: MongoClient | undefined;
+let db: Db | undefined;
+
+/** The MongoDB cases. */
+export const mongoSuite: BenchSuite = {
+  name: "mongo",
+  async open({ quick }) {
+    try {
+      client = await MongoClient.connect(MONGODB_URL, {
+        serverSelectionTimeoutMS: 3000,
+      });
+    } catch (err) {
+      return `no MongoDB server at ${MONGODB_URL} (${
+        (err as Error).message
+      }); run \`bash scripts/ferretdb.sh start\``;
+    }
+    db = client.db(`blobstore_bench_${randomSuffix()}`);
+    const size = quick ? 64 * MiB : 256 * MiB;
+    return [
+      ...putOpenCases(db, size),
+      smallBlobsCase(db, quick ? 1_000 : 10_000),
+      ...rssCases(
+        "MongoBackend",
+        new MongoBackend(db, "rss"),
+        quick ? 128 * MiB : 1024 * MiB,
+      ),
+      gcCase(db, quick ? 4_000 : 100_000),
+    ];
+  },
+  async close() {
+    await db?.dropDatabase().catch(() => {});
+    await client?.close();
+    db = client = undefined;
+  },
+};
+
+/** Put (against the bare upload, and the bare upload hashing) and open. */
+function putOpenCases(db: Db, size: number): BenchCase[] {
   const backend = new MongoBackend(db, PREFIX);
   const bucket = new GridFSBucket(db, { bucketName: PREFIX });
   const hash = hashOfSize(size);
-  const samples = {
-    oursPut: [] as Sample[],
-    barePut: [] as Sample[],
-    oursOpen: [] as Sample[],
-    bareOpen: [] as Sample[],
+  const ours: string[] = [];
+  const bare: ObjectId[] = [];
+  const removeCopies = async () => {
+    for (const name of ours.splice(0)) await backend.remove(name);
+    for (const id of bare.splice(0)) await bucket.delete(id);
   };
-  for (let r = 0; r < rounds; r++) {
+  const oursPut = async () => {
     const name = `${hash}-${randomSuffix()}`;
-    const bareName = `bare-${randomSuffix()}`;
-    let bareId: ObjectId | undefined;
-    const oursPut = () => backend.put(name, streamOf(size), size, hash);
-    const barePut = async () => {
-      const upload = bucket.openUploadStream(bareName);
-      bareId = upload.id;
-      await pipeline(Readable.from(chunksOf(size)), upload);
-    };
-    const oursOpen = async () => {
-      const { body } = await backend.get(name);
-      if (await drain(body) !== size) {
-        throw new Error("MongoBackend: short read");
-      }
-    };
-    const bareOpen = async () => {
-      let n = 0;
-      for await (const chunk of bucket.openDownloadStream(bareId!)) {
-        n += (chunk as Uint8Array).byteLength;
-      }
-      if (n !== size) throw new Error("bare GridFSBucket: short read");
-    };
-    const oursFirst = r % 2 === 0;
-    for (
-      const [kind, fn] of oursFirst
-        ? [["oursPut", oursPut], ["barePut", barePut]] as const
-        : [["barePut", barePut], ["oursPut", oursPut]] as const
-    ) {
-      samples[kind].push(await timed(fn));
+    ours.push(name);
+    await backend.put(name, streamOf(size), size, hash);
+  };
+  const barePut = async (hashing: boolean) => {
+    const upload = bucket.openUploadStream(`bare-${randomSuffix()}`);
+    bare.push(upload.id);
+    const digest = createHash("sha384");
+    const chunks = hashing
+      ? (function* () {
+        for (const chunk of chunksOf(size)) {
+          digest.update(chunk);
+          yield chunk;
+        }
+      })()
+      : chunksOf(size);
+    await pipeline(Readable.from(chunks), upload);
+    if (hashing && digest.digest("hex") !== hash) {
+      throw new Error("bare upload: wrong hash");
     }
-    for (
-      const [kind, fn] of oursFirst
-        ? [["oursOpen", oursOpen], ["bareOpen", bareOpen]] as const
-        : [["bareOpen", bareOpen], ["oursOpen", oursOpen]] as const
-    ) {
-      samples[kind].push(await timed(fn));
-    }
-    await backend.remove(name);
-    await bucket.delete(bareId!);
-    console.error(
-      `round ${r + 1}: put ${samples.oursPut[r].ms.toFixed(0)} ms ours, ${
-        samples.barePut[r].ms.toFixed(0)
-      } ms bare; open ${samples.oursOpen[r].ms.toFixed(0)} ms ours, ${
-        samples.bareOpen[r].ms.toFixed(0)
-      } ms bare`,
-    );
-  }
-  const peak = (samples: Sample[]) =>
-    Math.max(...samples.map((s) => s.rssGrowthMiB)).toFixed(1);
-  const note = `peak RSS growth of the bare GridFSBucket: put ${
-    peak(samples.barePut)
-  } MiB, open ${peak(samples.bareOpen)} MiB`;
+  };
+  const put: BenchCase = {
+    name: "put MongoBackend vs bare GridFSBucket upload",
+    size,
+    target: 0.9,
+    beforeRound: removeCopies,
+    ours: oursPut,
+    baseline: () => barePut(false),
+    teardown: removeCopies,
+    note: putBoundNote,
+  };
+  return [
+    put,
+    {
+      ...put,
+      name: "put MongoBackend vs bare GridFSBucket upload + SHA-384",
+      target: undefined,
+      baseline: () => barePut(true),
+      note: undefined,
+    },
+    {
+      name: "open MongoBackend vs bare GridFSBucket download",
+      size,
+      target: 0.9,
+      async setup() {
+        await oursPut();
+        await barePut(false);
+      },
+      async ours() {
+        const { body } = await backend.get(ours[0]);
+        if (await drain(body) !== size) throw new Error("short read");
+      },
+      async baseline() {
+        let n = 0;
+        for await (const chunk of bucket.openDownloadStream(bare[0])) {
+          n += (chunk as Uint8Array).byteLength;
+        }
+        if (n !== size) throw new Error("bare GridFSBucket: short read");
+      },
+      teardown: removeCopies,
+    },
+  ];
+}
+
+/**
+ * `count` puts of distinct 1 KiB blobs through a store on MongoCatalog vs
+ * `count` bare `insertOne`s of the same reference documents, each round
+ * with fresh hashes.
+ */
+function smallBlobsCase(db: Db, count: number): BenchCase {
+  const store = new Store({
+    catalog: new MongoCatalog(db, "small"),
+    backend: new MemoryBackend(),
+  });
+  const bareRefs = db.collection<Document & { _id: string }>(
+    "bare.blobref",
+  );
+  let round = 0;
+  let blobs: { bytes: Uint8Array; hash: string }[] = [];
   return {
-    note,
-    rows: [
-      row(
-        "put MongoBackend vs bare GridFSBucket upload",
-        size,
-        samples.oursPut,
-        samples.barePut,
-        0.9,
-      ),
-      row(
-        "open MongoBackend vs bare GridFSBucket download",
-        size,
-        samples.oursOpen,
-        samples.bareOpen,
-        0.9,
-      ),
-    ],
+    name: `small blobs: ${
+      count.toLocaleString("en")
+    } Store.put of 1 KiB via MongoCatalog vs bare insertOne`,
+    size: count,
+    unit: "ops",
+    target: 0.5,
+    beforeRound() {
+      round++;
+      blobs = Array.from({ length: count }, (_, i) => {
+        const bytes = new Uint8Array(1024);
+        new DataView(bytes.buffer).setUint32(0, round);
+        new DataView(bytes.buffer).setUint32(4, i);
+        return {
+          bytes,
+          hash: createHash("sha384").update(bytes).digest("hex"),
+        };
+      });
+      return Promise.resolve();
+    },
+    async ours() {
+      for (const { bytes, hash } of blobs) await store.put(bytes, hash, 1024);
+    },
+    async baseline() {
+      for (const { hash } of blobs) {
+        await bareRefs.insertOne({
+          _id: hash,
+          name: `${hash}-${randomSuffix()}`,
+          puttime: new Date(),
+          size: Long.fromNumber(1024),
+        });
+      }
+    },
   };
 }
 
@@ -222,69 +262,54 @@ async function seedBlobs(
   return hashes;
 }
 
-/** Times one `Store.gc` over `count` references of which `garbage` are. */
-async function benchGc(db: Db, count: number, garbage: number) {
-  await db.dropDatabase();
+/**
+ * One `Store.gc` over `count` references seeded in bulk (untimed), every
+ * other one garbage, with MongoCatalog + MongoBackend.
+ */
+function gcCase(db: Db, count: number): BenchCase {
+  const garbage = count / 2;
   const putTime = new Date(Date.now() - 60_000);
-  const hashes = await seedBlobs(db, count, putTime);
-  const refs = new Refs(count);
-  const every = garbage ? Math.floor(count / garbage) : 0;
-  hashes.forEach((hash, i) => every && i % every === 0 || refs.add(hash));
-  const catalog = new MongoCatalog(db, PREFIX);
-  await catalog.ensureIndexes();
-  const store = new Store({ catalog, backend: new MongoBackend(db, PREFIX) });
-  const start = performance.now();
-  const stats = await store.gc(refs, new Date(putTime.getTime() + 1));
-  const ms = performance.now() - start;
-  if (stats.count !== count - garbage) {
-    throw new Error(
-      `GC kept ${stats.count} blobs (expected ${count - garbage})`,
-    );
-  }
-  return ms;
+  let refs = new Refs(count);
+  return {
+    name: `GC over ${
+      count.toLocaleString("en")
+    } references, half garbage (MongoCatalog + MongoBackend)`,
+    size: count,
+    unit: "ops",
+    rounds: 1,
+    targetText: "report time; deletes batched",
+    async setup() {
+      const hashes = await seedBlobs(db, count, putTime);
+      refs = new Refs(count);
+      hashes.forEach((hash, i) => i % 2 === 0 || refs.add(hash));
+      await new MongoCatalog(db, PREFIX).ensureIndexes();
+    },
+    async ours() {
+      const store = new Store({
+        catalog: new MongoCatalog(db, PREFIX),
+        backend: new MongoBackend(db, PREFIX),
+      });
+      const stats = await store.gc(refs, new Date(putTime.getTime() + 1));
+      if (stats.count !== count - garbage) {
+        throw new Error(
+          `GC kept ${stats.count} blobs (expected ${count - garbage})`,
+        );
+      }
+      const left = await db.collection(`${PREFIX}.files`).countDocuments();
+      if (left !== count - garbage) {
+        throw new Error(`GC left ${left} files (expected ${count - garbage})`);
+      }
+    },
+    async teardown() {
+      for (const name of ["blobref", "files", "chunks"]) {
+        await db.collection(`${PREFIX}.${name}`).drop().catch(() => {});
+      }
+    },
+    note: (row) =>
+      `GC over ${count.toLocaleString("en")} references (${
+        garbage.toLocaleString("en")
+      } garbage): ${(count / row.ours).toFixed(1)} s`,
+  };
 }
 
-if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
-  const size = quick ? 64 * MiB : 256 * MiB;
-  const rounds = quick ? 1 : 5;
-  const gcCount = quick ? 2_000 : 10_000;
-  const gcGarbage = gcCount / 100;
-  const client = await MongoClient.connect(MONGODB_URL, {
-    serverSelectionTimeoutMS: 3000,
-  }).catch((err) => {
-    throw new Error(
-      `no MongoDB server at ${MONGODB_URL} (${err.message}); run \`bash scripts/ferretdb.sh start\``,
-    );
-  });
-  const db = client.db(`blobstore_bench_${randomSuffix()}`);
-  const server = await db.admin().command({ buildInfo: 1 });
-  try {
-    const { rows, note } = await benchPutOpen(db, size, rounds);
-    console.error(`GC over ${gcCount} references, none garbage`);
-    const gcKeepAll = await benchGc(db, gcCount, 0);
-    console.error(`GC over ${gcCount} references, ${gcGarbage} garbage`);
-    const gcSome = await benchGc(db, gcCount, gcGarbage);
-    console.log(markdownTable(rows));
-    console.log(`\n${note}`);
-    console.log(
-      `\nStore.gc over ${gcCount.toLocaleString("en")} references: ${
-        (gcKeepAll / 1000).toFixed(2)
-      } s with none garbage, ${(gcSome / 1000).toFixed(2)} s with ${
-        gcGarbage.toLocaleString("en")
-      } garbage (${
-        ((gcSome - gcKeepAll) / gcGarbage).toFixed(1)
-      } ms per removal)`,
-    );
-    console.log(
-      `\nserver: ${
-        server.ferretdbVersion
-          ? `FerretDB ${server.ferretdbVersion}`
-          : `MongoDB ${server.version}`
-      }; ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ${rounds} round(s), median`,
-    );
-  } finally {
-    await db.dropDatabase();
-    await client.close();
-  }
-}
+if (import.meta.main) await standalone(mongoSuite);

@@ -11,11 +11,13 @@
  *   256 MiB here, on 2 cores that Swift's servers keep busy).
  * - open (read back whole) through `SwiftBackend` vs a bare `fetch` GET of
  *   the same object; target ≥ 0.9.
+ * - peak RSS growth during a 1 GiB put and open; ≤ 64 MiB.
  *
  * Needs the local Swift (`bash scripts/swift.sh start`; v1 auth at
  * SWIFT_AUTH_URL, default the script's). Standalone:
  * `deno run -A bench/swift.ts [--quick] [--only TEXT]` (`--quick`: 64 MiB, 1
- * round). Everything goes to a fresh container, removed at the end.
+ * round). Removals of the previous round's copies happen before each
+ * round, untimed. Everything goes to a fresh container, removed at the end.
  * `swiftSuite` plugs into `bench/main.ts`.
  *
  * @module
@@ -27,12 +29,10 @@ import {
   SwiftAuth,
   type SwiftCredentials,
 } from "../src/backends/swift_auth.ts";
-import {
-  type BenchCase,
-  type BenchSuite,
-  markdownTable,
-  runCase,
-} from "./harness.ts";
+import type { BenchCase, BenchSuite } from "./harness.ts";
+import { putBoundNote } from "./bound.ts";
+import { rssCases } from "./rss.ts";
+import { standalone } from "./run.ts";
 import { drain, hashOfSize, streamOf } from "./data.ts";
 
 const MiB = 2 ** 20;
@@ -120,8 +120,14 @@ export const swiftSuite: BenchSuite = {
       if (hashing && digest.digest("hex") !== hash) {
         throw new Error("bare PUT: wrong hash");
       }
-      if (bareCount > 1) await bareDelete(`bare-${bareCount - 1}`);
     };
+    // The last bare copy stays for the GETs; older ones go.
+    const removeOldBare = async () => {
+      while (bareDeleted < bareCount - 1) {
+        await bareDelete(`bare-${++bareDeleted}`);
+      }
+    };
+    let bareDeleted = 0;
     const bareGet = async () => {
       if (bareCount === 0) await barePut();
       const res = await fetch(`${containerURL}/bare-${bareCount}`, { headers });
@@ -135,6 +141,11 @@ export const swiftSuite: BenchSuite = {
       name: "put SwiftBackend vs bare fetch PUT",
       size,
       target: 0.9,
+      async beforeRound() {
+        if (last) await backend.remove(last);
+        last = undefined;
+        await removeOldBare();
+      },
       async ours() {
         const name = `${hash}-${
           crypto.randomUUID().replaceAll("-", "").slice(0, 16)
@@ -146,10 +157,10 @@ export const swiftSuite: BenchSuite = {
           clearInterval(timer);
           sampleRss();
         }
-        if (last) await backend.remove(last);
         last = name;
       },
       baseline: () => barePut(),
+      note: putBoundNote,
     };
     // What any verified put must do at least: the same bare PUT, hashing
     // the chunks as they go (as bench/embedded.ts's baselines do).
@@ -157,23 +168,39 @@ export const swiftSuite: BenchSuite = {
       ...putCase,
       name: "put SwiftBackend vs bare fetch PUT + SHA-384",
       baseline: () => barePut(true),
+      note: undefined,
     };
     const openCase: BenchCase = {
       name: "open SwiftBackend vs bare fetch GET",
       size,
       target: 0.9,
-      async ours() {
+      async setup() {
         if (!last) await putCase.ours();
+        if (bareCount === 0) await barePut();
+      },
+      async ours() {
         const { body } = await backend.get(last!);
         if (await drain(body) !== size) throw new Error("short read");
       },
       baseline: bareGet,
     };
-    return [putCase, putHashedCase, openCase];
+    return [
+      putCase,
+      putHashedCase,
+      openCase,
+      ...rssCases("SwiftBackend", backend, quick ? 128 * MiB : 1024 * MiB),
+    ];
   },
   async close() {
     await cleanup?.();
+    cleanup = undefined;
   },
+  note: () =>
+    putPeakRss.MiB
+      ? `peak RSS of the process during SwiftBackend puts: ${
+        putPeakRss.MiB.toFixed(0)
+      } MiB`
+      : undefined,
 };
 
 function sampleRss() {
@@ -187,32 +214,4 @@ async function check(res: Response, what: string) {
   await res.body?.cancel();
 }
 
-if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
-  const only = Deno.args.includes("--only")
-    ? Deno.args[Deno.args.indexOf("--only") + 1].toLowerCase()
-    : undefined;
-  const rounds = quick ? 1 : 5;
-  const rssAtStart = Deno.memoryUsage().rss / MiB;
-  const cases = await swiftSuite.open({ quick });
-  const rows = [];
-  try {
-    if (typeof cases === "string") throw new Error(cases);
-    for (const c of cases) {
-      if (only && !c.name.toLowerCase().includes(only)) continue;
-      console.error(`running ${c.name} (${rounds} round(s))`);
-      rows.push(await runCase(c, rounds));
-    }
-  } finally {
-    await swiftSuite.close?.();
-  }
-  console.log(markdownTable(rows));
-  console.log(
-    `\npeak RSS of the process during SwiftBackend puts: ${
-      putPeakRss.MiB.toFixed(1)
-    } MiB (${rssAtStart.toFixed(1)} MiB at start)`,
-  );
-  console.log(
-    `${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ${rounds} round(s), median`,
-  );
-}
+if (import.meta.main) await standalone(swiftSuite);
