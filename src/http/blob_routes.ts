@@ -36,6 +36,8 @@ export interface BlobRouteOptions {
   cacheControl: string;
   /** The path of a blob under the handler's prefix, for `Location`. */
   blobPath(hash: string): string;
+  /** How long a body may stall before a 408, in ms (default 30 s). */
+  bodyIdleTimeout?: number;
 }
 
 /**
@@ -97,7 +99,7 @@ export async function putBlob(
   checkHash(hash);
   const size = declaredSize(req, options.maxBodySize);
   const existed = await blobExists(store, hash);
-  await store.put(bodyStream(req), hash, size);
+  await store.put(bodyStream(req, options.bodyIdleTimeout), hash, size);
   return jsonResponse({ hash, size }, existed ? 200 : 201, {
     location: options.blobPath(hash),
     etag: `"${hash}"`,

@@ -57,6 +57,12 @@ export function declaredSize(req: Request, max: number): number {
 export const BODY_CHUNK_SIZE = 1024 * 1024;
 
 /**
+ * How long a request body may stall, in milliseconds, before the request
+ * is answered with 408 (see {@linkcode bodyStream}): 30 seconds.
+ */
+export const DEFAULT_BODY_IDLE_TIMEOUT = 30_000;
+
+/**
  * Returns the request body as a stream that reads it as it is pulled (one
  * chunk of at most {@linkcode BODY_CHUNK_SIZE} ahead, never more) and turns
  * a failure of the connection into a {@linkcode RequestBodyError}, so it is
@@ -67,16 +73,25 @@ export const BODY_CHUNK_SIZE = 1024 * 1024;
  * downstream a fixed overhead: hashing 64 KiB chunks runs at about half the
  * speed of hashing 1 MiB ones.
  *
+ * A client that stops sending for `idleTimeout` milliseconds (a stalled or
+ * slow-loris body) fails the stream with an {@linkcode HttpError} 408, so
+ * the put is abandoned (the backend keeps nothing) and its connection and
+ * temporary object are freed rather than held for as long as the client
+ * likes. `Infinity` waits for ever.
+ *
  * @example
  * ```ts
  * import assert from "node:assert";
  * import { bodyStream } from "./body.ts";
  *
  * const req = new Request("http://x/", { method: "PUT", body: "abc" });
- * assert((await new Response(bodyStream(req)).text()) === "abc");
+ * assert((await new Response(bodyStream(req, 1000)).text()) === "abc");
  * ```
  */
-export function bodyStream(req: Request): ReadableStream<Uint8Array> {
+export function bodyStream(
+  req: Request,
+  idleTimeout: number = DEFAULT_BODY_IDLE_TIMEOUT,
+): ReadableStream<Uint8Array> {
   if (!req.body) return new Blob([]).stream();
   const reader = req.body.getReader();
   let carry: Uint8Array | undefined;
@@ -86,12 +101,8 @@ export function bodyStream(req: Request): ReadableStream<Uint8Array> {
       carry = undefined;
       return chunk;
     }
-    try {
-      const result = await reader.read();
-      return result.done ? undefined : result.value;
-    } catch (err) {
-      throw new RequestBodyError(err);
-    }
+    const result = await readWithin(reader, idleTimeout);
+    return result.done ? undefined : result.value;
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -126,7 +137,8 @@ export function bodyStream(req: Request): ReadableStream<Uint8Array> {
 
 /**
  * Reads a small JSON request body of at most `max` bytes (413 above it, 400
- * when it is not JSON). An empty body gives `undefined`.
+ * when it is not JSON, 408 when it stalls for `idleTimeout` ms). An empty
+ * body gives `undefined`.
  *
  * @example
  * ```ts
@@ -140,10 +152,11 @@ export function bodyStream(req: Request): ReadableStream<Uint8Array> {
 export async function readSmallJson(
   req: Request,
   max: number,
+  idleTimeout: number = DEFAULT_BODY_IDLE_TIMEOUT,
 ): Promise<unknown> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of bodyStream(req)) {
+  for await (const chunk of bodyStream(req, idleTimeout)) {
     size += chunk.byteLength;
     if (size > max) {
       throw new HttpError(
@@ -170,5 +183,38 @@ export async function readSmallJson(
       "bad_json",
       `invalid JSON body (${err instanceof Error ? err.message : err})`,
     );
+  }
+}
+
+/**
+ * Reads the next chunk, failing with a 408 when none comes within
+ * `timeout` ms (the read is cancelled so the connection is let go), and
+ * with a {@linkcode RequestBodyError} when the connection fails.
+ */
+async function readWithin(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  timeout: number,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  const read = reader.read().catch((err) => {
+    throw new RequestBodyError(err);
+  });
+  if (!Number.isFinite(timeout)) return await read;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new HttpError(
+        408,
+        "request_timeout",
+        `request body stalled (expected more bytes within ${timeout} ms, got none)`,
+        { connection: "close" },
+      );
+      reader.cancel(err).catch(() => {});
+      reject(err);
+    }, timeout);
+  });
+  try {
+    return await Promise.race([read, stalled]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -8,12 +8,14 @@
 import type { Store } from "../store.ts";
 import { type Authorizer, tokenFromEnv } from "./auth.ts";
 import { type BlobRouteOptions, getBlob, putBlob } from "./blob_routes.ts";
+import { DEFAULT_BODY_IDLE_TIMEOUT } from "./body.ts";
 import {
   errorResponse,
   HttpError,
   internalErrorResponse,
   jsonResponse,
 } from "./errors.ts";
+import { ConcurrencyLimiter, remoteAddressKey } from "./limits.ts";
 import { MultipartBlobs, SERVICE_OWNER } from "./multipart_blobs.ts";
 import { MemoryMultipartRegistry, type MultipartRegistry } from "./registry.ts";
 import {
@@ -48,8 +50,33 @@ export interface HandlerOptions {
    * server uses `KvMultipartRegistry`).
    */
   registry?: MultipartRegistry;
-  /** The largest body a `PUT` may declare, in bytes (default 2^32); 413 above. */
+  /**
+   * The largest body a `PUT` of a blob or a part may declare, in bytes
+   * (default 2^32, 4 GiB); 413 above. The largest blob is this size when
+   * put whole; in parts it is bounded by the store's `maxParts` and
+   * `maxPartSize` instead (and each part by this size).
+   */
   maxBodySize?: number;
+  /**
+   * How long a request body may stall, in milliseconds, before the request
+   * is answered with 408 and its partial upload dropped (default 30 000).
+   * Only silence counts: a body that keeps flowing, however slowly, is
+   * bounded by `maxConcurrentUploads` instead.
+   */
+  bodyIdleTimeout?: number;
+  /**
+   * How many requests carrying a body (`PUT` of blobs and parts, and the
+   * `POST`s of uploads) one client may have in flight at once (default
+   * 16); 429 with `Retry-After` beyond it.
+   */
+  maxConcurrentUploads?: number;
+  /**
+   * Tells clients apart for `maxConcurrentUploads`. Default: the remote
+   * address the server passes as the handler's second argument (as
+   * `Deno.serve` does), else the first `X-Forwarded-For` address, else
+   * one key for all. Behind a reverse proxy, read the header it sets.
+   */
+  clientKey?: (req: Request, info?: Deno.ServeHandlerInfo) => string;
   /**
    * Decides whether a request may write (every route but `GET`/`HEAD` of a
    * blob; and those too with `authorizeReads`); `false` means 401.
@@ -82,10 +109,13 @@ interface Context {
 interface Route {
   /** The path segments; `*` matches one segment and becomes a param. */
   path: string[];
-  /** The handlers by method, and whether each one writes. */
+  /**
+   * The handlers by method, whether each one writes, and whether it reads
+   * a request body (and so counts against `maxConcurrentUploads`).
+   */
   methods: Record<
     string,
-    { write: boolean; run(ctx: Context): Promise<Response> }
+    { write: boolean; body?: boolean; run(ctx: Context): Promise<Response> }
   >;
 }
 
@@ -103,8 +133,11 @@ interface Route {
  * | `DELETE /uploads/{id}` | drop an unfinished upload: 204 |
  *
  * Errors are `{"error": code, "message": text}` with 400, 401, 404, 405,
- * 409, 411, 413, 416 or 422; an unexpected failure is a bare 500. Bodies
- * stream in and out; nothing is buffered whole.
+ * 408, 409, 411, 413, 416, 422 or 429; an unexpected failure is a bare 500.
+ * Bodies stream in and out; nothing is buffered whole.
+ *
+ * The handler takes the server's `Deno.ServeHandlerInfo` as an optional
+ * second argument, as `Deno.serve` passes it, to tell clients apart.
  *
  * @example Serving a memory store on a free port
  * ```ts
@@ -125,7 +158,7 @@ interface Route {
 export function createHandler(
   store: Store,
   options: HandlerOptions = {},
-): (req: Request) => Promise<Response> {
+): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const prefix = normalizePrefix(options.prefix);
   const authorize = options.authorize === false
     ? undefined
@@ -139,8 +172,12 @@ export function createHandler(
   );
   const blobPath = (hash: string) => `${prefix}/blobs/${hash}`;
   const maxBodySize = options.maxBodySize ?? 2 ** 32;
+  const bodyIdleTimeout = options.bodyIdleTimeout ?? DEFAULT_BODY_IDLE_TIMEOUT;
+  const uploads = new ConcurrencyLimiter(options.maxConcurrentUploads ?? 16);
+  const clientKey = options.clientKey ?? remoteAddressKey;
   const blobOptions: BlobRouteOptions = {
     maxBodySize,
+    bodyIdleTimeout,
     blobPath,
     cacheControl: `${
       authorize && authorizeReads ? "private" : "public"
@@ -148,6 +185,7 @@ export function createHandler(
   };
   const uploadOptions: UploadRouteOptions = {
     maxBodySize,
+    bodyIdleTimeout,
     blobPath,
     uploadPath: (id) => `${prefix}/uploads/${encodeURIComponent(id)}`,
     uploadTtl: options.uploadTtl ?? DAY,
@@ -176,6 +214,7 @@ export function createHandler(
         },
         PUT: {
           write: true,
+          body: true,
           run: (c) => putBlob(c.req, store, c.params[0], blobOptions),
         },
       },
@@ -185,6 +224,7 @@ export function createHandler(
       methods: {
         POST: {
           write: true,
+          body: true,
           run: (c) => createUpload(c.req, store, uploadOptions),
         },
       },
@@ -201,6 +241,7 @@ export function createHandler(
       methods: {
         PUT: {
           write: true,
+          body: true,
           run: (c) =>
             putPart(
               c.req,
@@ -218,13 +259,18 @@ export function createHandler(
       methods: {
         POST: {
           write: true,
+          body: true,
           run: (c) => finishUpload(c.req, blobs, c.params[0], uploadOptions),
         },
       },
     },
   ];
 
-  return async (req: Request): Promise<Response> => {
+  return async (
+    req: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Promise<Response> => {
+    let release: (() => void) | undefined;
     try {
       const url = new URL(req.url);
       const segments = pathSegments(url.pathname, prefix);
@@ -253,12 +299,16 @@ export function createHandler(
           { "www-authenticate": 'Bearer realm="blobstore"' },
         );
       }
+      if (handler.body) release = uploads.acquire(clientKey(req, info));
       return await handler.run({ req, url, params: match.params });
     } catch (err) {
       const res = errorResponse(err);
       if (res) return res;
       onError(err, req);
       return internalErrorResponse();
+    } finally {
+      // The body has been read, or abandoned with an error: the slot is free.
+      release?.();
     }
   };
 }

@@ -18,6 +18,14 @@ import type { MultipartBlobs } from "./multipart_blobs.ts";
 const MAX_JSON_BYTES = 1 << 20;
 
 /**
+ * What an upload id in a path may be: the store makes 32 hex digits, the
+ * Go charmstore 24; anything else cannot name an upload. Checking it here
+ * keeps arbitrary client text out of catalog keys (Deno KV refuses keys
+ * over 2 KiB, which would surface as a 500).
+ */
+const UPLOAD_ID_PATTERN = /^[A-Za-z0-9._~-]{1,128}$/;
+
+/**
  * What the upload routes need to know about their mount and limits.
  *
  * @example
@@ -46,6 +54,8 @@ export interface UploadRouteOptions {
   uploadPath(id: string): string;
   /** The path of a blob under the handler's prefix, for `Location`. */
   blobPath(hash: string): string;
+  /** How long a body may stall before a 408, in ms (default 30 s). */
+  bodyIdleTimeout?: number;
 }
 
 /**
@@ -62,7 +72,11 @@ export async function createUpload(
   store: Store,
   options: UploadRouteOptions,
 ): Promise<Response> {
-  const body = await readSmallJson(req, MAX_JSON_BYTES);
+  const body = await readSmallJson(
+    req,
+    MAX_JSON_BYTES,
+    options.bodyIdleTimeout,
+  );
   const expires = requestedExpiry(body, options);
   const id = await store.newUpload(expires);
   return jsonResponse({ id, expires: expires.toISOString() }, 201, {
@@ -88,6 +102,7 @@ export async function putPart(
   params: URLSearchParams,
   options: UploadRouteOptions,
 ): Promise<Response> {
+  checkUploadId(id);
   const part = integerParam("part number", partText);
   const hash = params.get("hash");
   if (hash === null) {
@@ -99,7 +114,8 @@ export async function putPart(
     ? integerParam("offset", params.get("offset")!)
     : 0;
   const size = declaredSize(req, options.maxBodySize);
-  await store.putPart(id, part, bodyStream(req), size, offset, hash);
+  const body = bodyStream(req, options.bodyIdleTimeout);
+  await store.putPart(id, part, body, size, offset, hash);
   const record = (await store.uploadInfo(id)).parts[part];
   return jsonResponse({ part, ...record });
 }
@@ -113,6 +129,7 @@ export async function putPart(
  * ```
  */
 export async function getUpload(store: Store, id: string): Promise<Response> {
+  checkUploadId(id);
   return jsonResponse(uploadJson(id, await store.uploadInfo(id)));
 }
 
@@ -132,7 +149,10 @@ export async function finishUpload(
   id: string,
   options: UploadRouteOptions,
 ): Promise<Response> {
-  const parts = partsOf(await readSmallJson(req, MAX_JSON_BYTES));
+  checkUploadId(id);
+  const parts = partsOf(
+    await readSmallJson(req, MAX_JSON_BYTES, options.bodyIdleTimeout),
+  );
   const { hash, index } = await blobs.finish(id, parts);
   const size = index.sizes.reduce((sum, n) => sum + n, 0);
   return jsonResponse({ hash, size, index }, 200, {
@@ -154,6 +174,7 @@ export async function deleteUpload(
   store: Store,
   id: string,
 ): Promise<Response> {
+  checkUploadId(id);
   await store.removeUpload(id); // ConflictError when owned
   return new Response(null, { status: 204 });
 }
@@ -229,6 +250,16 @@ function partsOf(body: unknown): Part[] {
     );
   }
   return parts.map((p: { hash: string }) => ({ hash: p.hash }));
+}
+
+function checkUploadId(id: string): void {
+  if (!UPLOAD_ID_PATTERN.test(id)) {
+    throw new BadParamsError(
+      `invalid upload id (expected 1 to 128 of [A-Za-z0-9._~-], got ${
+        JSON.stringify(id.length > 120 ? `${id.slice(0, 120)}…` : id)
+      })`,
+    );
+  }
 }
 
 function integerParam(what: string, text: string): number {
