@@ -74,9 +74,36 @@ export const coreSuite: BenchSuite = {
       ...rssCases("MemoryBackend", new MemoryBackend(), rssSize, {
         holdsBytes: true,
       }),
+      garbageFloorCase(rssSize),
     ]);
   },
 };
+
+/**
+ * What V8 lets garbage grow to: a stream of fresh 1 MiB buffers (FileBackend's
+ * read size), each dropped by the consumer, with no backend at all. A
+ * streamed open cannot show less growth than this floor (V8 collects
+ * buffers only once ~64 MB of new ones have been allocated since its last
+ * collection).
+ */
+function garbageFloorCase(size: number) {
+  return {
+    name: "garbage floor: fresh 1 MiB buffers streamed and dropped, no backend",
+    size,
+    rounds: 1,
+    targetText: "none (the floor of every open's RSS growth)",
+    async ours() {
+      let left = size;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          controller.enqueue(new Uint8Array(MiB));
+          if ((left -= MiB) <= 0) controller.close();
+        },
+      }, { highWaterMark: 0 });
+      for await (const _ of body) { /* dropped */ }
+    },
+  };
+}
 
 function newMemoryStore() {
   return new Store({

@@ -200,6 +200,37 @@ export const embeddedSuite: BenchSuite = {
         await removeBareKv();
       },
     };
+    // What a read from KV does at least: list the same 64 KiB values, 16
+    // per batch as KvBackend does. Its RSS growth shows what the values
+    // KV hands out weigh until V8 collects them.
+    const kvOpen = openCase("KvBackend (KV file)", kvBackend, false);
+    const kvOpenCase: BenchCase = {
+      ...kvOpen,
+      name: "open KvBackend (KV file) vs bare kv.list of 64 KiB values",
+      async setup() {
+        await kvOpen.setup?.();
+        let op = kv!.atomic();
+        let i = 0;
+        for (const chunk of chunksOf(size)) {
+          op = op.set(["bareread", i++], chunk);
+          if (i % 10 === 0) {
+            await commitOrThrow(op);
+            op = kv!.atomic();
+          }
+        }
+        await commitOrThrow(op);
+      },
+      async baseline() {
+        let n = 0;
+        const entries = kv!.list<Uint8Array>({ prefix: ["bareread"] }, {
+          batchSize: 16,
+        });
+        for await (const { value } of entries) n += value.byteLength;
+        if (n !== size) throw new Error("bare kv.list: short read");
+      },
+      note: (row) =>
+        `${row.case}: peak RSS growth ${row.peakRssGrowthMiB} MiB ours, ${row.baselinePeakRssGrowthMiB} MiB bare`,
+    };
     const rssSize = quick ? 128 * MiB : 1024 * MiB;
     return [
       putCase("FileBackend", files, 0.9),
@@ -208,6 +239,7 @@ export const embeddedSuite: BenchSuite = {
       putCase("KvBackend (KV file)", kvBackend),
       kvPutCase,
       openCase("KvBackend (KV file)", kvBackend, false),
+      kvOpenCase,
       ...rssCases("FileBackend", files, rssSize),
       ...rssCases("KvBackend", kvBackend, rssSize),
     ];

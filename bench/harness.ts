@@ -64,6 +64,8 @@ export interface BenchRow {
   target: number | string | null;
   met: boolean | null;
   peakRssGrowthMiB: number;
+  /** The baseline's peak RSS growth (reported in notes, not in the JSON). */
+  baselinePeakRssGrowthMiB: number | null;
   unit: "MB/s" | "ops/s";
 }
 
@@ -80,8 +82,12 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
     ours.push(sampled.result);
     peak = Math.max(peak, sampled.growthMiB);
   };
+  let basePeak = 0;
   const runBaseline = async () => {
-    if (c.baseline) base.push(await time(c.baseline));
+    if (!c.baseline) return;
+    const sampled = await sampleRss(() => time(c.baseline!));
+    base.push(sampled.result);
+    basePeak = Math.max(basePeak, sampled.growthMiB);
   };
   try {
     await c.setup?.();
@@ -122,6 +128,9 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
       ? null
       : (metRatio ?? true) && (metRss ?? true) && (metRate ?? true),
     peakRssGrowthMiB: Math.round(peak * 10) / 10,
+    baselinePeakRssGrowthMiB: c.baseline
+      ? Math.round(basePeak * 10) / 10
+      : null,
     unit,
   };
 }

@@ -151,10 +151,10 @@ export const httpSuite: BenchSuite = {
       await Deno.remove(data, { recursive: true });
     };
     console.error(
-      `hashing ${2 * rounds + 1} distinct ${size / MiB} MiB blobs…`,
+      `hashing ${3 * rounds + 1} distinct ${size / MiB} MiB blobs…`,
     );
     const hashes = Array.from(
-      { length: 2 * rounds + 1 },
+      { length: 3 * rounds + 1 },
       (_, i) => variantHash(size, i),
     );
     // The blob the download rounds read.
@@ -204,7 +204,16 @@ export const httpSuite: BenchSuite = {
       ours: () => download(ours.port, `/blobs/${hashes[0]}`, size),
       baseline: () => download(bare.port, "/", size),
     };
-    return [putCase, putHashCase, getCase];
+    // What a verified, durable upload does at least: hash the body and
+    // write it to a file, fsync included (as the FileBackend behind ours).
+    const putFileCase: BenchCase = {
+      ...putHashCase,
+      name:
+        "HTTP PUT /blobs/{hash} vs bare Deno.serve hashing + writing the body to a file (fsync)",
+      baseline: () =>
+        upload(bare.port, "/sha384-file", size, variantChunks(size, 0)),
+    };
+    return [putCase, putHashCase, putFileCase, getCase];
   },
   async close() {
     await cleanup?.();
@@ -222,8 +231,24 @@ export const httpSuite: BenchSuite = {
 async function serve(kind: string, size: number, data: string): Promise<void> {
   let handler: (req: Request) => Response | Promise<Response>;
   if (kind === "bare") {
+    let files = 0;
     handler = async (req) => {
-      if (req.method === "PUT" && new URL(req.url).pathname === "/sha384") {
+      const path = new URL(req.url).pathname;
+      if (req.method === "PUT" && path === "/sha384-file") {
+        const name = `${data}/bare-upload-${++files}`;
+        await Deno.remove(`${data}/bare-upload-${files - 1}`).catch(() => {});
+        const hash = createHash("sha384");
+        using file = await Deno.open(name, { write: true, createNew: true });
+        for await (const chunk of req.body!) {
+          hash.update(chunk);
+          for (let at = 0; at < chunk.length;) {
+            at += await file.write(chunk.subarray(at));
+          }
+        }
+        await file.sync();
+        return new Response(hash.digest("hex"), { status: 201 });
+      }
+      if (req.method === "PUT" && path === "/sha384") {
         const hash = createHash("sha384");
         for await (const chunk of req.body!) hash.update(chunk);
         return new Response(hash.digest("hex"), { status: 201 });

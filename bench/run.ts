@@ -118,9 +118,11 @@ export async function runSuites(
             row.baseline === null ? "" : ` vs ${row.baseline} ${row.unit}`
           }, ratio ${
             row.ratio ?? "—"
-          }, peak RSS growth ${row.peakRssGrowthMiB} MiB (${
-            ((performance.now() - started) / 1000).toFixed(1)
-          } s)`,
+          }, peak RSS growth ${row.peakRssGrowthMiB} MiB${
+            row.baselinePeakRssGrowthMiB === null
+              ? ""
+              : ` (baseline ${row.baselinePeakRssGrowthMiB} MiB)`
+          } (${((performance.now() - started) / 1000).toFixed(1)} s)`,
         );
         const note = c.note?.(row);
         if (note) result.notes.push(note);
@@ -188,7 +190,11 @@ export function machine(): string {
 export async function writeJson(path: string, rows: BenchRow[]): Promise<void> {
   await Deno.writeTextFile(
     path,
-    JSON.stringify(rows.map(({ unit: _unit, ...row }) => row), null, 2) + "\n",
+    JSON.stringify(
+      rows.map(({ unit: _u, baselinePeakRssGrowthMiB: _b, ...row }) => row),
+      null,
+      2,
+    ) + "\n",
   );
 }
 

@@ -30,8 +30,13 @@ export interface BlobStats {
   meanSize: number;
 }
 
-/** How many unreferenced references GC removes per batch. */
-const REMOVE_BATCH = 1000;
+/**
+ * How many unreferenced references GC removes per batch. Large, because on
+ * some servers (FerretDB v1) each batch costs a scan of whole collections
+ * whatever its size; 10,000 references still make requests of about 1 MB
+ * and hold a few MB in memory.
+ */
+const REMOVE_BATCH = 10_000;
 
 /**
  * Deletes every blob put at or before `before` whose hash is not in `refs`
@@ -47,7 +52,7 @@ const REMOVE_BATCH = 1000;
  *   reference is gone, so no reference ever names missing bytes.
  *
  * With a catalog that has `removeRefs`, unreferenced references are removed
- * in batches of 1,000 (one or two round trips each rather than one per
+ * in batches of 10,000 (one or two round trips each rather than one per
  * reference), and then the bytes of the ones that are gone, through the
  * backend's `removeMany` when it has one; the order above holds per batch.
  *
