@@ -44,7 +44,7 @@ const MAX_BODY = 256 * 1024;
 const IDLE_IN_PROCESS = 150;
 const IDLE_ON_WIRE = 400;
 /** How many bytes of a trickled body go one at a time. */
-const TRICKLED_BYTES = 40;
+const TRICKLED_BYTES = 20;
 /** How long beyond its idle timeout a case may take before it is a hang. */
 const HANG_MARGIN = 5000;
 
@@ -583,9 +583,10 @@ const WIRE_MUTATIONS: Record<string, (c: FuzzCase, rng: Rng) => void> = {
     ]);
   },
   trickle(c, rng) {
-    // Slower than every 50 ms but faster than the idle timeout: a
-    // slow-loris the idle timeout alone does not stop. A stall after it.
-    c.trickleMs = rng.pick([20, 50, 100]);
+    // A byte every 10 to 60 ms, within the idle timeout: a slow-loris the
+    // idle timeout alone does not stop (the per-client limit bounds how
+    // many one client holds). Half of them stall afterwards.
+    c.trickleMs = rng.pick([10, 30, 60]);
     c.stall = rng.chance(0.5);
   },
   hugeHeader(c, rng) {
