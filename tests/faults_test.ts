@@ -47,7 +47,6 @@ import {
   FAULTS_STATE,
   ferretdbBinary,
   PrivateFerretDB,
-  PrivatePostgres,
   PrivateSwiftProxy,
 } from "./faults/servers.ts";
 import {
@@ -604,53 +603,6 @@ Deno.test({
         }
       });
     }
-
-    const pgBin = await PrivatePostgres.binDir();
-    await t.step({
-      name: "FerretDB on PostgreSQL: at most one owner wins",
-      ignore: !pgBin,
-      fn: async () => {
-        const pg = await PrivatePostgres.create("postgres-race");
-        const ferret = await PrivateFerretDB.create("ferretdb-pg", {
-          postgresURL: pg.url,
-        });
-        try {
-          const id = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
-          const config: Seams = {
-            kind: "mongo+mongo",
-            url: ferret.url,
-            db: `faults_${id}`,
-          };
-          const opened = await openSeams(config);
-          try {
-            const seams = {
-              store: new Store(opened),
-              config,
-            } as CaseSeams;
-            const { doubled, none } = await race(
-              "mongo+mongo (FerretDB/PostgreSQL)",
-              seams,
-            );
-            strictEqual(none.length, 0);
-            // FerretDB v1's update is query, apply in Go, then `UPDATE ...
-            // WHERE _id = $2` (no condition re-checked, no row lock) on
-            // PostgreSQL as on SQLite: recorded, not failed.
-            console.log(
-              `FerretDB v1/PostgreSQL: ${doubled.length} of ${uploads} setOwner races had several winners (not atomic across processes)`,
-            );
-            if (Deno.env.get("FAULTS_STRICT_FERRETDB") === "1") {
-              strictEqual(doubled.length, 0);
-            }
-            totals.cases += uploads;
-          } finally {
-            await opened.close();
-          }
-        } finally {
-          await ferret.close();
-          await pg.close();
-        }
-      },
-    });
   },
 });
 
