@@ -281,6 +281,12 @@ async function seedBlobs(
  * One `Store.gc` over `count` references seeded in bulk (untimed), every
  * other one garbage, with MongoCatalog + MongoBackend.
  */
+function duration(ms: number): string {
+  return ms >= 7_200_000
+    ? `${(ms / 3_600_000).toFixed(1)} h`
+    : `${(ms / 60_000).toFixed(1)} min`;
+}
+
 /** How many garbage references the per-reference comparison removes. */
 const PER_REF_SAMPLE = 10;
 
@@ -345,9 +351,7 @@ function gcCase(db: Db, count: number): BenchCase {
         (count / row.ours).toFixed(1)
       } s; the per-reference path measured on ${PER_REF_SAMPLE} of them: ${
         perRefMs.toFixed(0)
-      } ms per removal, so ≈ ${
-        (perRefMs * garbage / 3_600_000).toFixed(1)
-      } h for all`,
+      } ms per removal, so ≈ ${duration(perRefMs * garbage)} for all`,
   };
 }
 
