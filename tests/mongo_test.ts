@@ -8,6 +8,7 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import {
+  Binary,
   type Db,
   type Document,
   GridFSBucket,
@@ -31,6 +32,7 @@ import { testStoreContract } from "./store_contract.ts";
 import {
   bytesOf,
   chunkedStream,
+  collect,
   failingStream,
   hashOf,
   readAll,
@@ -677,3 +679,42 @@ async function seedBlobs(
   }
   return hashes;
 }
+
+mongoTest(
+  "MongoBackend: a sweep clears chunks of killed puts, past the grace period only",
+  async (server) => {
+    const db = server.freshDb();
+    const backend = new MongoBackend(db, PREFIX, { graceMs: 60_000 });
+    const bytes = bytesOf(3000, 77);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(
+      name,
+      chunkedStream(bytes, 1000),
+      bytes.length,
+      hashOf(bytes),
+    );
+    // What a put killed midway leaves: chunks, and no files document. One
+    // started two minutes ago, one just now (it may still be running).
+    const chunks = db.collection(`${PREFIX}.chunks`);
+    const old = ObjectId.createFromTime(Math.floor(Date.now() / 1000) - 120);
+    const young = new ObjectId();
+    for (const files_id of [old, young]) {
+      await chunks.insertMany([0, 1].map((n) => ({
+        files_id,
+        n,
+        data: new Binary(new Uint8Array(10)),
+      })));
+    }
+    deepStrictEqual((await collect(backend.list())).map((o) => o.name), [name]);
+    deepStrictEqual(
+      (await chunks.distinct("files_id")).map(String).sort(),
+      [
+        String(young),
+        String((await db.collection(`${PREFIX}.files`).findOne())!._id),
+      ].sort(),
+    );
+    strictEqual(await backend.sweep(0), 1);
+    deepStrictEqual(await counts(db), [1, 1]);
+    deepStrictEqual(await readAll((await backend.get(name)).body), bytes);
+  },
+);

@@ -22,6 +22,7 @@ import {
   type GridFSBucketWriteStream,
   type GridFSChunk,
   type GridFSFile,
+  ObjectId,
 } from "mongodb";
 import { Buffer } from "node:buffer";
 import type {
@@ -36,6 +37,15 @@ import { VerifyStream } from "../verify.ts";
 
 /** GridFS's customary chunk size, and the driver's and Go mgo's default. */
 const DEFAULT_CHUNK_SIZE = 255 * 1024;
+
+/**
+ * How old the chunks of a put must be, in milliseconds, before a sweep
+ * takes them for debris (default one hour): see {@linkcode MongoBackend.sweep}.
+ */
+const DEFAULT_GRACE_MS = 3600_000;
+
+/** How many files ids a sweep looks up per query. */
+const SWEEP_BATCH = 1000;
 
 /** How many bytes of chunks a read asks the server for at a time. */
 const DEFAULT_READ_BATCH_BYTES = 4 * 1024 * 1024;
@@ -71,6 +81,12 @@ export interface MongoBackendOptions {
    * 4 MiB, at least one chunk): what a read holds in memory at a time.
    */
   readBatchBytes?: number;
+  /**
+   * How long a put may run, in milliseconds, before a sweep takes the
+   * chunks of an upload without a files document for debris (default one
+   * hour). See {@linkcode MongoBackend.sweep}.
+   */
+  graceMs?: number;
 }
 
 /**
@@ -107,6 +123,7 @@ export class MongoBackend implements Backend {
   readonly #chunks: Collection<GridFSChunk>;
   readonly #chunkSize: number;
   readonly #readBatchBytes: number;
+  readonly #graceMs: number;
 
   /**
    * Uses GridFS bucket `prefix` of `db` (collections `<prefix>.files` and
@@ -115,6 +132,7 @@ export class MongoBackend implements Backend {
   constructor(db: Db, prefix: string, options: MongoBackendOptions = {}) {
     this.#chunkSize = options.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE;
     this.#readBatchBytes = options.readBatchBytes ?? DEFAULT_READ_BATCH_BYTES;
+    this.#graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     this.#bucket = new GridFSBucket(db, {
       bucketName: prefix,
       chunkSizeBytes: this.#chunkSize,
@@ -192,8 +210,40 @@ export class MongoBackend implements Backend {
     await this.#chunks.deleteMany({ files_id: { $in: ids } });
   }
 
-  /** See {@linkcode Backend.list}. */
+  /**
+   * Deletes the chunks of uploads that never got their files document and
+   * started more than `graceMs` ago, and returns how many such uploads it
+   * cleared. A put whose process died (or whose server died) midway leaves
+   * exactly that: chunks no files document names, which no listing shows
+   * and so no orphan sweep could find. A put still running has a files id
+   * younger than the grace period (the id is an ObjectId made when the
+   * upload starts, so it carries its start time), and is left alone: pick a
+   * grace period longer than any put takes. `list()` sweeps first.
+   */
+  async sweep(graceMs: number = this.#graceMs): Promise<number> {
+    const cutoff = Date.now() - graceMs;
+    const old = (await this.#chunks.distinct("files_id")).filter((id) =>
+      id instanceof ObjectId && id.getTimestamp().getTime() <= cutoff
+    );
+    let cleared = 0;
+    for (let i = 0; i < old.length; i += SWEEP_BATCH) {
+      const batch = old.slice(i, i + SWEEP_BATCH);
+      const named = new Set(
+        (await this.#files.find({ _id: { $in: batch } }, {
+          projection: { _id: 1 },
+        }).toArray()).map((file) => String(file._id)),
+      );
+      const dangling = batch.filter((id) => !named.has(String(id)));
+      if (dangling.length === 0) continue;
+      await this.#chunks.deleteMany({ files_id: { $in: dangling } });
+      cleared += dangling.length;
+    }
+    return cleared;
+  }
+
+  /** See {@linkcode Backend.list}; sweeps debris first (see `sweep`). */
   async *list(): AsyncIterable<BackendObject> {
+    await this.sweep();
     const files = this.#files.find({}, {
       projection: { filename: 1, length: 1, uploadDate: 1 },
     });
