@@ -22,7 +22,7 @@ export interface BenchCase {
    * memory bound, "report time"); shown in the table and the JSON `target`.
    */
   targetText?: string;
-  /** How many rounds this case runs, whatever the harness's default. */
+  /** At most how many rounds this case runs (fewer than the default). */
   rounds?: number;
   /** Called once before the rounds, untimed (e.g. store what `open` reads). */
   setup?(): Promise<void>;
@@ -91,7 +91,7 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
   };
   try {
     await c.setup?.();
-    for (let r = 0; r < (c.rounds ?? rounds); r++) {
+    for (let r = 0; r < Math.min(c.rounds ?? rounds, rounds); r++) {
       await c.beforeRound?.();
       if (r % 2 === 0) {
         await runBaseline();

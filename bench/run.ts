@@ -108,7 +108,7 @@ export async function runSuites(
     try {
       for (const c of cases) {
         if (only && !c.name.toLowerCase().includes(only)) continue;
-        const n = c.rounds ?? rounds;
+        const n = Math.min(c.rounds ?? rounds, rounds);
         const started = performance.now();
         console.error(`running ${c.name} (${n} round${n > 1 ? "s" : ""})`);
         const row = await runCase(c, rounds);
