@@ -8,10 +8,15 @@
  * laptop its suites skip with a message instead.
  */
 
-const SERVICES = ["ferretdb", "swift"] as const;
+import {
+  type ServiceName,
+  SERVICES,
+  startServices,
+  stopServices,
+} from "./services.ts";
+
 const root = new URL("..", import.meta.url).pathname;
 const inCI = Deno.env.get("CI") === "true";
-const skipServices = Deno.env.get("BLOBSTORE_NO_SERVICES") === "1";
 
 async function run(cmd: string, args: string[]): Promise<number> {
   const child = new Deno.Command(cmd, {
@@ -24,29 +29,14 @@ async function run(cmd: string, args: string[]): Promise<number> {
   return (await child.status).code;
 }
 
-async function service(name: string, action: "start" | "stop") {
-  const script = `${root}scripts/${name}.sh`;
-  try {
-    await Deno.stat(script);
-  } catch {
-    return true; // not part of this checkout yet
-  }
-  return (await run("bash", [script, action])) === 0;
-}
-
-const started: string[] = [];
+let started: ServiceName[] = [];
 let code = 1;
 try {
-  if (!skipServices) {
-    for (const name of SERVICES) {
-      if (await service(name, "start")) {
-        started.push(name);
-      } else if (inCI) {
-        throw new Error(`could not start ${name}`);
-      } else {
-        console.error(`warning: ${name} did not start; its suites will skip`);
-      }
-    }
+  const services = await startServices(SERVICES);
+  started = services.started;
+  for (const name of services.failed) {
+    if (inCI) throw new Error(`could not start ${name}`);
+    console.error(`warning: ${name} did not start; its suites will skip`);
   }
   code = await run(Deno.execPath(), [
     "test",
@@ -58,6 +48,6 @@ try {
 } catch (err) {
   console.error(`error: ${err instanceof Error ? err.message : err}`);
 } finally {
-  for (const name of started.reverse()) await service(name, "stop");
+  await stopServices(started);
 }
 Deno.exit(code);
