@@ -9,25 +9,14 @@
  */
 
 import {
+  run,
   type ServiceName,
   SERVICES,
   startServices,
   stopServices,
 } from "./services.ts";
 
-const root = new URL("..", import.meta.url).pathname;
 const inCI = Deno.env.get("CI") === "true";
-
-async function run(cmd: string, args: string[]): Promise<number> {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: root,
-    stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  return (await child.status).code;
-}
 
 let started: ServiceName[] = [];
 let code = 1;

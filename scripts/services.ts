@@ -17,7 +17,8 @@ export type ServiceName = typeof SERVICES[number];
 
 const root = new URL("..", import.meta.url).pathname;
 
-async function run(cmd: string, args: string[]): Promise<number> {
+/** Runs `cmd` in the repository root with inherited output; returns its exit code. */
+export async function run(cmd: string, args: string[]): Promise<number> {
   const child = new Deno.Command(cmd, {
     args,
     cwd: root,
