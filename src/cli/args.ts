@@ -6,6 +6,8 @@
  * @module
  */
 
+import { isValidHash } from "../digest.ts";
+
 /**
  * A mistake in how the command was called: unknown option, missing value,
  * wrong number of arguments.
@@ -126,4 +128,55 @@ export function parseArgs(args: string[], specs: OptionSpecs): ParsedArgs {
     options[name] = inline;
   }
   return { positionals, options };
+}
+
+/**
+ * The one positional argument a command takes, or a {@linkcode UsageError}
+ * naming what was expected (`what`, e.g. `"FILE"`) and how many were given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { onlyPositional } from "./args.ts";
+ *
+ * assert.strictEqual(onlyPositional("upload", "FILE", ["a.iso"]), "a.iso");
+ * assert.throws(() => onlyPositional("upload", "FILE", []), /exactly one FILE/);
+ * ```
+ */
+export function onlyPositional(
+  command: string,
+  what: string,
+  positionals: string[],
+): string {
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      `${command} needs exactly one ${what} (got ${positionals.length})`,
+    );
+  }
+  return positionals[0];
+}
+
+/**
+ * The one positional argument of a command that takes a blob's hash, or a
+ * {@linkcode UsageError} saying what a hash looks like and what was got.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { hashArgument } from "./args.ts";
+ *
+ * assert.throws(() => hashArgument("get", ["abc"]), /96 lowercase hex/);
+ * assert.throws(() => hashArgument("get", []), /exactly one HASH/);
+ * ```
+ */
+export function hashArgument(command: string, positionals: string[]): string {
+  const hash = onlyPositional(command, "HASH", positionals);
+  if (!isValidHash(hash)) {
+    throw new UsageError(
+      `invalid HASH ${
+        JSON.stringify(hash)
+      } (expected 96 lowercase hex characters)`,
+    );
+  }
+  return hash;
 }

@@ -6,10 +6,9 @@
  */
 
 import { dirname, join } from "node:path";
-import { isValidHash } from "../../digest.ts";
 import type { MultipartBlobs } from "../../http/multipart_blobs.ts";
 import { parseRangeHeader, resolveRangeSpec } from "../../http/range.ts";
-import { UsageError } from "../args.ts";
+import { hashArgument, UsageError } from "../args.ts";
 import type { StoreCommand } from "../command.ts";
 import { Progress } from "../progress.ts";
 
@@ -36,19 +35,7 @@ export const getCommand: StoreCommand = {
     range: { type: "string" },
   },
   async run(context, { positionals, options }) {
-    if (positionals.length !== 1) {
-      throw new UsageError(
-        `get needs exactly one HASH (got ${positionals.length})`,
-      );
-    }
-    const [hash] = positionals;
-    if (!isValidHash(hash)) {
-      throw new UsageError(
-        `invalid HASH ${
-          JSON.stringify(hash)
-        } (expected 96 lowercase hex characters)`,
-      );
-    }
+    const hash = hashArgument("get", positionals);
     const found = await openRange(context.blobs, hash, options.range);
     const output = options.output as string | undefined;
     if (output === undefined || output === "-") {

@@ -4,8 +4,7 @@
  * @module
  */
 
-import { isValidHash } from "../../digest.ts";
-import { UsageError } from "../args.ts";
+import { hashArgument } from "../args.ts";
 import type { StoreCommand } from "../command.ts";
 import { formatBytes } from "../format.ts";
 
@@ -28,19 +27,7 @@ export const statCommand: StoreCommand = {
   summary: "show a blob's size and whether it is made of parts",
   options: { json: { type: "boolean" } },
   async run(context, { positionals, options }) {
-    if (positionals.length !== 1) {
-      throw new UsageError(
-        `stat needs exactly one HASH (got ${positionals.length})`,
-      );
-    }
-    const [hash] = positionals;
-    if (!isValidHash(hash)) {
-      throw new UsageError(
-        `invalid HASH ${
-          JSON.stringify(hash)
-        } (expected 96 lowercase hex characters)`,
-      );
-    }
+    const hash = hashArgument("stat", positionals);
     const found = await context.blobs.open(hash, { start: 0, end: 0 });
     await found.body.cancel();
     const parts = found.index?.sizes.length;

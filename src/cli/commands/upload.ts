@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { NotFoundError } from "../../errors.ts";
 import type { UploadInfo } from "../../multipart.ts";
-import { UsageError } from "../args.ts";
+import { onlyPositional, UsageError } from "../args.ts";
 import type { StoreCommand, StoreContext } from "../command.ts";
 import { fileStream, hashFile, statFile } from "../files.ts";
 import { formatBytes, parseSize } from "../format.ts";
@@ -54,18 +54,14 @@ export const uploadCommand: StoreCommand = {
     verbose: { type: "boolean", short: "v" },
   },
   async run(context, { positionals, options }) {
-    if (positionals.length !== 1) {
-      throw new UsageError(
-        `upload needs exactly one FILE (got ${positionals.length})`,
-      );
-    }
+    const file = onlyPositional("upload", "FILE", positionals);
     const { store } = context.seams;
     const requested = options["part-size"];
     const chosen = typeof requested === "string"
       ? parseSize(requested)
       : undefined;
-    const path = resolve(positionals[0]);
-    const info = await statFile(positionals[0]);
+    const path = resolve(file);
+    const info = await statFile(file);
     const partSize = chosen ??
       defaultPartSize(info.size, store.minPartSize, store.maxParts);
     if (partSize <= 0) throw new UsageError("--part-size must be positive");
