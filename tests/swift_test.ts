@@ -6,7 +6,9 @@
  * MemoryCatalog, and with MongoCatalog on FerretDB at MONGODB_URL), and the
  * Swift-specific checks: token expiry and renewal, 401 re-authentication
  * (shared by concurrent requests), puts that fail halfway leave nothing in
- * either container, Static Large Objects and ranges across their segments,
+ * either container, segments of puts killed before their manifest are
+ * found and removed by the orphan sweep (past its grace period only),
+ * Static Large Objects and ranges across their segments,
  * and errors that never show a secret or a token.
  *
  * Reads SWIFT_AUTH_URL (v1), KEYSTONE_AUTH_URL (v3) and MONGODB_URL; every test works
@@ -32,6 +34,8 @@ import {
   NotFoundError,
 } from "../src/errors.ts";
 import { newBlobName } from "../src/names.ts";
+import { Store } from "../src/store.ts";
+import { sweepOrphans } from "../src/sweep.ts";
 import { testBackendContract } from "./backend_contract.ts";
 import {
   bytesOf,
@@ -431,7 +435,9 @@ Deno.test({
           deepStrictEqual(objects, [name]);
           deepStrictEqual(
             segments,
-            [0, 1, 2, 3, 4, 5].map((i) => `${name}/0000000${i}`),
+            [0, 1, 2, 3, 4, 5].map((i) =>
+              `${f.containers.bucket}/${name}/0000000${i}`
+            ),
           );
           deepStrictEqual(
             (await collect(f.backend.list())).map((o) => [o.name, o.size]),
@@ -527,6 +533,182 @@ Deno.test({
       return rejects(
         backend.put("x", generatedStream(10_001), 10_001, hashOf("x")),
         BadParamsError,
+      );
+    });
+  },
+});
+
+/**
+ * Puts `bytes` as `name` the way a put killed midway leaves it: the source
+ * fails once `written` bytes are in, and every DELETE fails too, so that
+ * the backend's own cleanup cannot run (a killed process runs none).
+ */
+async function killedPut(
+  f: Fixture,
+  segmentSize: number,
+  name: string,
+  bytes: Uint8Array,
+  written: number,
+): Promise<void> {
+  const noDeletes: FetchFn = (input, init) =>
+    init?.method === "DELETE"
+      ? Promise.reject(new TypeError("cleanup disabled by the test"))
+      : fetch(input, init);
+  const dying = new SwiftBackend({
+    ...V1,
+    bucket: f.containers.bucket,
+    segmentSize,
+    fetch: noDeletes,
+    retries: 0,
+  });
+  const killed = new Error("process killed");
+  await rejects(
+    dying.put(
+      name,
+      failingStream(bytes, written, killed),
+      bytes.length,
+      hashOf(bytes),
+    ),
+    (err) => err === killed,
+  );
+}
+
+Deno.test({
+  name: "SwiftBackend: the orphan sweep removes segments of killed puts",
+  ignore: !v1ok,
+  fn: async (t) => {
+    const segmentSize = 16 * 1024;
+    await withFixture(V1, { segmentSize }, async (f) => {
+      const store = new Store({
+        catalog: new MemoryCatalog(),
+        backend: f.backend,
+      });
+      const bucket = f.containers.bucket;
+      const complete = bytesOf(3 * segmentSize + 100, 21);
+      await store.put(complete, hashOf(complete), complete.length);
+      const [completeName] = await f.containers.names(bucket);
+      const oldBytes = bytesOf(4 * segmentSize, 22);
+      const oldName = newBlobName(hashOf(oldBytes));
+      const youngBytes = bytesOf(4 * segmentSize, 23);
+      const youngName = newBlobName(hashOf(youngBytes));
+      const segmentsOf = (name: string, count: number) =>
+        Array.from(
+          { length: count },
+          (_, i) => `${bucket}/${name}/0000000${i}`,
+        );
+
+      await t.step("a killed put leaves segments but no manifest", async () => {
+        await killedPut(f, segmentSize, oldName, oldBytes, 2 * segmentSize + 5);
+        // the young set is written strictly later, so that a cut-off can fall
+        // between the two whatever the machine's load (a sleep only widens
+        // the gap)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await killedPut(
+          f,
+          segmentSize,
+          youngName,
+          youngBytes,
+          2 * segmentSize + 5,
+        );
+        const { objects, segments } = await f.containers.everything();
+        deepStrictEqual(objects, [completeName]);
+        deepStrictEqual(
+          segments,
+          [
+            ...segmentsOf(completeName, 4),
+            ...segmentsOf(oldName, 2),
+            ...segmentsOf(youngName, 2),
+          ].sort(),
+        );
+      });
+
+      await t.step(
+        "list() shows each set without a manifest under its blob's name",
+        async () => {
+          const listed = await collect(f.backend.list());
+          deepStrictEqual(
+            listed.map((o) => [o.name, o.size]).sort(),
+            [
+              [completeName, complete.length],
+              [oldName, 2 * segmentSize],
+              [youngName, 2 * segmentSize],
+            ].sort(),
+          );
+        },
+      );
+
+      await t.step(
+        "a sweep with a long grace period removes nothing",
+        async () => {
+          deepStrictEqual(await store.sweepOrphans({ olderThan: 3600_000 }), {
+            examined: 3,
+            removed: 0,
+            removedBytes: 0,
+          });
+        },
+      );
+
+      await t.step(
+        "a sweep removes the old set only: the young one may be a put in flight",
+        async () => {
+          const listed = await collect(f.backend.list());
+          const young = listed.find((o) => o.name === youngName)!;
+          const old = listed.find((o) => o.name === oldName)!;
+          ok(old.modified < young.modified, "the old set is older");
+          // the cut-off just before the young set's newest segment
+          const now = new Date(young.modified.getTime() - 1);
+          deepStrictEqual(
+            await sweepOrphans(store.catalog, f.backend, 0, now),
+            {
+              examined: 3,
+              removed: 1,
+              removedBytes: 2 * segmentSize,
+            },
+          );
+          const { objects, segments } = await f.containers.everything();
+          deepStrictEqual(objects, [completeName]);
+          deepStrictEqual(
+            segments,
+            [...segmentsOf(completeName, 4), ...segmentsOf(youngName, 2)]
+              .sort(),
+          );
+        },
+      );
+
+      await t.step(
+        "once old enough, the other set goes too; the complete blob stays",
+        async () => {
+          deepStrictEqual(await store.sweepOrphans({ olderThan: 0 }), {
+            examined: 2,
+            removed: 1,
+            removedBytes: 2 * segmentSize,
+          });
+          deepStrictEqual(await f.containers.everything(), {
+            objects: [completeName],
+            segments: segmentsOf(completeName, 4),
+          });
+          deepStrictEqual(
+            await readAll((await store.open(hashOf(complete))).body),
+            complete,
+          );
+        },
+      );
+
+      await t.step(
+        "a backend of another bucket sharing the segment container sees none of it",
+        async () => {
+          const other = new SwiftBackend({
+            ...V1,
+            bucket: freshBucket(),
+            segmentContainer: `${bucket}_segments`,
+          });
+          deepStrictEqual(await collect(other.list()), []);
+          await other.remove(completeName);
+          deepStrictEqual(await f.containers.everything(), {
+            objects: [completeName],
+            segments: segmentsOf(completeName, 4),
+          });
+        },
       );
     });
   },

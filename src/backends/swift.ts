@@ -27,6 +27,12 @@ import {
   sendIdempotent,
 } from "./swift_http.ts";
 import { SegmentReader } from "./swift_segments.ts";
+import {
+  type ListingEntry,
+  segmentName,
+  segmentPrefix,
+  segmentSets,
+} from "./swift_segment_sets.ts";
 
 /**
  * Swift's default object size limit (`max_file_size`, 5 GiB + 2 bytes),
@@ -95,15 +101,11 @@ export interface SwiftParams extends SwiftCredentials {
    * at most 1000 segments per blob).
    */
   segmentSize?: number;
-  /** The container for SLO segments (default `<bucket>_segments`). */
+  /**
+   * The container for SLO segments (default `<bucket>_segments`). Segment
+   * names start with `<bucket>/`, so several buckets may share one.
+   */
   segmentContainer?: string;
-}
-
-/** One entry of a container listing (`?format=json`). */
-interface ListingEntry {
-  name: string;
-  bytes: number;
-  last_modified: string;
 }
 
 /** One segment of a Static Large Object manifest. */
@@ -121,7 +123,9 @@ interface ManifestSegment {
  *   temporary file is written. A failed verification or source aborts the
  *   request before its end, so Swift discards the object. Blobs above
  *   `segmentSize` become segments in `segmentContainer` plus a Static Large
- *   Object manifest; `remove` deletes both.
+ *   Object manifest; `remove` deletes both. A put killed between its
+ *   segments and its manifest leaves segments that `list` reports under the
+ *   blob's name and `remove` deletes, so the orphan sweep clears them.
  * - get asks for ranges with a `Range` header; cancelling the body aborts
  *   the request.
  * - Auth is Keystone v3 or v1 (tempauth); the token is cached, renewed
@@ -251,12 +255,7 @@ export class SwiftBackend implements Backend {
         ? { size, body: body.pipeThrough(sliceStream(start, end)) }
         : { size, body };
     }
-    throw await errorFromResponse(
-      operation,
-      res,
-      this.#auth.secrets,
-      this.#timeoutMs,
-    );
+    throw await this.#error(operation, res);
   }
 
   /** See {@linkcode Backend.put}. */
@@ -288,7 +287,10 @@ export class SwiftBackend implements Backend {
     }
   }
 
-  /** See {@linkcode Backend.remove}. */
+  /**
+   * See {@linkcode Backend.remove}. Also removes the segments of a put
+   * killed before it wrote its manifest (see {@linkcode SwiftBackend.list}).
+   */
   async remove(name: string): Promise<void> {
     // One request removes a Static Large Object with its segments; Swift
     // 2.30 refuses it for a plain object ("Not an SLO manifest"), which a
@@ -301,20 +303,23 @@ export class SwiftBackend implements Backend {
         `${this.#path(name)}?multipart-manifest=delete`,
         { headers: { Accept: "application/json" } },
       );
-      if (res.status === 404) return await discard(res);
-      if (!res.ok) {
-        throw await errorFromResponse(
-          operation,
-          res,
-          this.#auth.secrets,
-          this.#timeoutMs,
-        );
+      if (res.status === 404) {
+        await discard(res);
+        return await this.#removeSegments(name);
       }
+      if (!res.ok) throw await this.#error(operation, res);
       const result = parseJson(
         await readText(res, this.#timeoutMs, operation),
       ) as BulkDeleteResult | undefined;
       const status = parseInt(result?.["Response Status"] ?? "", 10);
-      if (status >= 200 && status < 300 || status === 404) return;
+      if (status >= 200 && status < 300 || status === 404) {
+        // No manifest (Swift counts it "Not Found" and deletes nothing): a
+        // killed put may have left segments all the same.
+        if (result?.["Number Deleted"] === 0 || status === 404) {
+          await this.#removeSegments(name);
+        }
+        return;
+      }
       const errors = result?.Errors ?? [];
       if (errors.some(([, why]) => /not an slo manifest/i.test(why))) {
         return await this.#deletePlain(this.#container, name);
@@ -332,45 +337,97 @@ export class SwiftBackend implements Backend {
     }
   }
 
-  /** See {@linkcode Backend.list}. Segments are in their own container, so never listed. */
+  /**
+   * See {@linkcode Backend.list}: every blob of the container, then one
+   * entry per set of segments whose manifest does not exist (the debris of
+   * a put killed after some segments, before its manifest), named as the
+   * blob was, with the segments' total size and the time of the newest:
+   * `remove` of that name deletes the segments. That is how the orphan
+   * sweep (`Store.sweepOrphans`) finds them, with its grace period
+   * protecting puts still running (see `#unfinishedSets`).
+   */
   async *list(): AsyncIterable<BackendObject> {
+    for await (const entry of this.#listing(this.#container)) {
+      yield {
+        name: entry.name,
+        size: entry.bytes,
+        // Swift lists UTC times without a zone
+        modified: new Date(`${entry.last_modified}Z`),
+      };
+    }
+    for await (const { name, size, modified } of this.#unfinishedSets()) {
+      yield { name, size, modified };
+    }
+  }
+
+  /**
+   * The segment sets of this bucket without a manifest.
+   *
+   * The race: a put writes its manifest only after its last segment, so a
+   * put still running has a set without a manifest too, and only age tells
+   * it from a dead one. A set's time is that of its newest segment (Swift
+   * stamps an object when its upload starts), and a running put started
+   * that segment no earlier than it started itself, so its set looks no
+   * older than the put has been running. The sweep leaves objects younger
+   * than its grace period alone: with a period longer than any put takes,
+   * it never touches a running put. A put slower than that could lose its
+   * segments: its manifest PUT then fails (Swift checks that every segment
+   * exists), unless it lands between this check and the deletes, which
+   * would leave a blob missing segments.
+   */
+  async *#unfinishedSets() {
+    const listing = this.#listing(
+      this.#segmentContainer,
+      `${this.#container}/`,
+    );
+    for await (const set of segmentSets(listing, this.#container)) {
+      // looked up now, not from an earlier listing of the container: a put
+      // that ended since then has its manifest
+      if (!await this.#exists(set.name)) yield set;
+    }
+  }
+
+  /** Deletes every segment of blob `name` (absent ones are not an error). */
+  async #removeSegments(name: string): Promise<void> {
+    const prefix = segmentPrefix(this.#container, name);
+    const listing = this.#listing(this.#segmentContainer, prefix);
+    for await (const entry of listing) {
+      await this.#deletePlain(this.#segmentContainer, entry.name);
+    }
+  }
+
+  /**
+   * The entries of `container` whose names start with `prefix`, in name
+   * order, page by page; nothing when the container does not exist yet.
+   */
+  async *#listing(
+    container: string,
+    prefix = "",
+  ): AsyncIterable<ListingEntry> {
+    const operation = `list container "${container}"`;
     let marker = "";
     for (;;) {
-      const operation = `list container "${this.#container}"`;
       const query = new URLSearchParams({
         format: "json",
         limit: String(LISTING_PAGE),
         marker,
+        prefix,
       });
       const res = await this.#request(
         operation,
         "GET",
-        `/${encodeURIComponent(this.#container)}?${query}`,
+        `/${encodeURIComponent(container)}?${query}`,
         {},
       );
       if (res.status === 404) return await discard(res); // not created yet
-      if (!res.ok) {
-        throw await errorFromResponse(
-          operation,
-          res,
-          this.#auth.secrets,
-          this.#timeoutMs,
-        );
-      }
+      if (!res.ok) throw await this.#error(operation, res);
       const page = JSON.parse(
         await readText(res, this.#timeoutMs, operation),
       ) as ListingEntry[];
       // a page may be shorter than asked (a proxy's own limit): only an
       // empty page ends the listing
       if (page.length === 0) return;
-      for (const entry of page) {
-        yield {
-          name: entry.name,
-          size: entry.bytes,
-          // Swift lists UTC times without a zone
-          modified: new Date(`${entry.last_modified}Z`),
-        };
-      }
+      yield* page;
       marker = page[page.length - 1].name;
     }
   }
@@ -394,20 +451,20 @@ export class SwiftBackend implements Backend {
     let manifestSent = false;
     try {
       for (let i = 0; i < count; i++) {
-        const segmentName = `${name}/${String(i).padStart(8, "0")}`;
+        const segment = segmentName(this.#container, name, i);
         const length = Math.min(
           this.#segmentSize,
           size - i * this.#segmentSize,
         );
         const etag = await this.#putObject(
           this.#segmentContainer,
-          segmentName,
+          segment,
           segments,
           length,
           i === count - 1,
         );
         manifest.push({
-          path: `/${this.#segmentContainer}/${segmentName}`,
+          path: `/${this.#segmentContainer}/${segment}`,
           etag,
           size_bytes: length,
         });
@@ -428,10 +485,9 @@ export class SwiftBackend implements Backend {
     }
   }
 
-  async #putManifest(name: string, manifest: ManifestSegment[]) {
-    const operation = `PUT manifest "${name}"`;
-    const res = await this.#request(
-      operation,
+  #putManifest(name: string, manifest: ManifestSegment[]): Promise<void> {
+    return this.#requestOk(
+      `PUT manifest "${name}"`,
       "PUT",
       `${this.#path(name)}?multipart-manifest=put`,
       {
@@ -439,15 +495,6 @@ export class SwiftBackend implements Backend {
         body: JSON.stringify(manifest),
       },
     );
-    if (!res.ok) {
-      throw await errorFromResponse(
-        operation,
-        res,
-        this.#auth.secrets,
-        this.#timeoutMs,
-      );
-    }
-    await discard(res);
   }
 
   /**
@@ -521,55 +568,49 @@ export class SwiftBackend implements Backend {
       // The body is a one-shot stream, already consumed: it cannot be sent
       // again without buffering it. Re-authenticate for the next call.
       this.#auth.invalidate(session.token);
-      throw await errorFromResponse(
+      throw await this.#error(
         `${operation} (token refused mid-upload; re-authenticated, retry the put)`,
         res,
-        this.#auth.secrets,
-        this.#timeoutMs,
       );
     }
     if (!res.ok) {
       if (res.status === 404) this.#containers.delete(container);
-      throw await errorFromResponse(
-        operation,
-        res,
-        this.#auth.secrets,
-        this.#timeoutMs,
-      );
+      throw await this.#error(operation, res);
     }
     this.#acceptedToken = session.token;
     await discard(res);
     return res.headers.get("Etag");
   }
 
-  async #deletePlain(container: string, name: string): Promise<void> {
-    const operation = `DELETE object "${name}"`;
-    const res = await this.#request(
-      operation,
+  #deletePlain(container: string, name: string): Promise<void> {
+    return this.#requestOk(
+      `DELETE object "${name}"`,
       "DELETE",
       this.#path(name, container),
       {},
+      { missingIsDone: true },
     );
-    if (!res.ok && res.status !== 404) {
-      throw await errorFromResponse(
-        operation,
-        res,
-        this.#auth.secrets,
-        this.#timeoutMs,
-      );
-    }
-    await discard(res);
   }
 
   async #size(name: string): Promise<number> {
+    const headers = await this.#head(name);
+    if (!headers) throw new NotFoundError(`swift object "${name}" not found`);
+    return Number(headers.get("Content-Length"));
+  }
+
+  /** Whether object `name` (a plain object or a manifest) exists. */
+  async #exists(name: string): Promise<boolean> {
+    return await this.#head(name) !== undefined;
+  }
+
+  /** The headers of object `name`, or `undefined` when it does not exist. */
+  async #head(name: string): Promise<Headers | undefined> {
     const operation = `HEAD object "${name}"`;
     const res = await this.#request(operation, "HEAD", this.#path(name), {});
     await discard(res);
-    if (res.status === 404) {
-      throw new NotFoundError(`swift object "${name}" not found`);
-    }
+    if (res.status === 404) return undefined;
     if (!res.ok) throw new SwiftError(operation, res.status, "");
-    return Number(res.headers.get("Content-Length"));
+    return res.headers;
   }
 
   /** Creates `container` once per backend (PUT is idempotent: 201 or 202). */
@@ -584,23 +625,13 @@ export class SwiftBackend implements Backend {
     return ready;
   }
 
-  async #createContainer(container: string): Promise<void> {
-    const operation = `PUT container "${container}"`;
-    const res = await this.#request(
-      operation,
+  #createContainer(container: string): Promise<void> {
+    return this.#requestOk(
+      `PUT container "${container}"`,
       "PUT",
       `/${encodeURIComponent(container)}`,
       {},
     );
-    if (!res.ok) {
-      throw await errorFromResponse(
-        operation,
-        res,
-        this.#auth.secrets,
-        this.#timeoutMs,
-      );
-    }
-    await discard(res);
   }
 
   /**
@@ -667,6 +698,42 @@ export class SwiftBackend implements Backend {
   }
 
   /**
+   * Sends a request whose answer has nothing to read (see `#request`) and
+   * throws a {@linkcode SwiftError} unless Swift answered 2xx, or 404 when
+   * `missingIsDone` (deleting what is already gone is done).
+   *
+   * The retries are those of `#request`: a refused token is renewed and
+   * the request sent once more, whatever the method, as Swift did nothing
+   * with it; connection failures and 5xx answers are retried only for
+   * GET, HEAD and DELETE, which have the same effect sent twice. A PUT
+   * (a manifest, a container) is not: its answer may have been lost after
+   * it took effect, and the caller knows better what to do.
+   */
+  async #requestOk(
+    operation: string,
+    method: string,
+    path: string,
+    init: { headers?: Record<string, string>; body?: string },
+    { missingIsDone = false } = {},
+  ): Promise<void> {
+    const res = await this.#request(operation, method, path, init);
+    if (!res.ok && !(missingIsDone && res.status === 404)) {
+      throw await this.#error(operation, res);
+    }
+    await discard(res);
+  }
+
+  /** The {@linkcode SwiftError} for a failed answer, secrets redacted. */
+  #error(operation: string, res: Response): Promise<SwiftError> {
+    return errorFromResponse(
+      operation,
+      res,
+      this.#auth.secrets,
+      this.#timeoutMs,
+    );
+  }
+
+  /**
    * An answer's body, failing when Swift sends nothing for `timeoutMs`
    * (a server that stalls mid-body must not hold the reader forever).
    */
@@ -686,6 +753,7 @@ export class SwiftBackend implements Backend {
 /** The JSON answer of a bulk or SLO delete. */
 interface BulkDeleteResult {
   "Response Status"?: string;
+  "Number Deleted"?: number;
   Errors?: [string, string][];
 }
 

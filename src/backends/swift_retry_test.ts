@@ -34,6 +34,9 @@ function fakeSwift(
     if (init?.body instanceof ReadableStream) {
       await new Response(init.body).arrayBuffer();
     }
+    if (method === "GET" && url.includes("format=json")) {
+      return new Response("[]"); // an empty container listing
+    }
     if (method === "GET") {
       return new Response("hello", { headers: { "Content-Length": "5" } });
     }
