@@ -9,7 +9,9 @@
  * or errors aborts the request so Swift discards it. Blobs above Swift's
  * object size limit (5 GiB by default; `segmentSize`) are written as
  * segments plus a Static Large Object manifest and removed with their
- * segments. Reads ask Swift for byte ranges.
+ * segments; the segments of a put killed before its manifest show in
+ * `list()` under the blob's name, so the orphan sweep removes them. Reads
+ * ask Swift for byte ranges.
  *
  * Auth is Keystone v3 (password, project-scoped; the object-store endpoint
  * comes from the catalog) or Swift's v1 auth (tempauth), chosen from the
