@@ -120,7 +120,10 @@ export interface Backend {
   removeMany?(names: readonly string[]): Promise<void>;
   /**
    * Lists every complete object the backend holds, in no particular order,
-   * for the orphan sweep and for tests. Optional for third-party backends.
+   * for the orphan sweep and for tests. A backend may also list what a put
+   * killed midway left behind, under the name it was being put as, when
+   * `remove` of that name clears it (SwiftBackend does this for segments
+   * without a manifest). Optional for third-party backends.
    */
   list?(): AsyncIterable<BackendObject>;
 }
