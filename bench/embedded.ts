@@ -13,6 +13,9 @@
  *   `kv.atomic().set` of the same bytes in 64 KiB values, the KV write
  *   speed that bounds a put into KV.
  * - peak RSS growth during a 1 GiB put and open, each backend; ≤ 64 MiB.
+ * - one `Store.gc` over 100,000 references (10,000 with `--quick`), half
+ *   of them garbage, with `KvCatalog` on a KV file and `FileBackend`: its
+ *   time, and the per-reference path's on a sample for comparison.
  *
  * Standalone: `deno run -A --unstable-kv bench/embedded.ts [--quick]
  * [--only TEXT]` (`--quick`: 64 MiB, 1 round). Data goes to a temporary
@@ -26,6 +29,10 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FileBackend } from "../src/backends/file.ts";
 import { KvBackend } from "../src/backends/kv.ts";
+import { KvCatalog } from "../src/catalogs/kv.ts";
+import { newBlobName } from "../src/names.ts";
+import { Refs } from "../src/refs.ts";
+import { Store } from "../src/store.ts";
 import type { BenchCase, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
 import { rssCases } from "./rss.ts";
@@ -242,6 +249,7 @@ export const embeddedSuite: BenchSuite = {
       kvOpenCase,
       ...rssCases("FileBackend", files, rssSize),
       ...rssCases("KvBackend", kvBackend, rssSize),
+      gcCase(workDir, quick ? 10_000 : 100_000),
     ];
   },
   async close() {
@@ -249,6 +257,115 @@ export const embeddedSuite: BenchSuite = {
     if (workDir) await Deno.remove(workDir, { recursive: true });
   },
 };
+
+/** How many garbage references the per-reference comparison removes. */
+const PER_REF_SAMPLE = 100;
+
+/**
+ * One `Store.gc` over `count` references (every other one garbage) in a
+ * `KvCatalog` on its own KV file, each naming a one-file blob in a
+ * `FileBackend`; seeded untimed through the public API.
+ */
+function gcCase(dir: string, count: number): BenchCase {
+  const garbage = count / 2;
+  const putTime = new Date(Date.now() - 60_000);
+  const kvPath = join(dir, "gc.kv");
+  const backend = new FileBackend(join(dir, "gc-files"));
+  let gcKv: Deno.Kv | undefined;
+  let refs = new Refs(count);
+  let perRefMs = 0;
+  let kept = -1;
+  return {
+    name: `GC over ${
+      count.toLocaleString("en")
+    } references, half garbage (KvCatalog + FileBackend)`,
+    size: count,
+    unit: "ops",
+    rounds: 1,
+    targetText: "report time; deletes batched",
+    async setup() {
+      gcKv = await Deno.openKv(kvPath);
+      const catalog = new KvCatalog(gcKv);
+      const hashes = await seedGcBlobs(catalog, backend, count, putTime);
+      refs = new Refs(count);
+      hashes.forEach((hash, i) => i % 2 === 0 || refs.add(hash));
+      // For comparison, untimed: the per-reference path (one conditional
+      // removal, then the file's) on a sample of the garbage.
+      const start = performance.now();
+      for (const hash of hashes.slice(0, 2 * PER_REF_SAMPLE)) {
+        if (refs.has(hash)) continue;
+        const ref = await catalog.getRef(hash);
+        if (!await catalog.removeRef(hash, putTime)) {
+          throw new Error(`per-reference removal of ${hash} failed`);
+        }
+        await backend.remove(ref!.name);
+      }
+      perRefMs = (performance.now() - start) / PER_REF_SAMPLE;
+    },
+    async ours() {
+      const store = new Store({ catalog: new KvCatalog(gcKv!), backend });
+      kept = (await store.gc(refs, new Date(putTime.getTime() + 1))).count;
+    },
+    async teardown() {
+      // Checked here, untimed: what GC kept, and the files it left.
+      let left = 0;
+      for await (const _ of backend.list()) left++;
+      gcKv?.close();
+      gcKv = undefined;
+      await Deno.remove(kvPath).catch(() => {});
+      await Deno.remove(backend.root, { recursive: true }).catch(() => {});
+      if (kept !== count - garbage || left !== count - garbage) {
+        throw new Error(
+          `GC kept ${kept} references and left ${left} files (expected ${
+            count - garbage
+          } of each)`,
+        );
+      }
+    },
+    note: (row) =>
+      `GC over ${count.toLocaleString("en")} references (${
+        garbage.toLocaleString("en")
+      } garbage), KvCatalog + FileBackend: ${
+        (count / row.ours).toFixed(1)
+      } s; the per-reference path measured on ${PER_REF_SAMPLE} of them: ${
+        perRefMs.toFixed(2)
+      } ms per removal, so ≈ ${
+        (perRefMs * garbage / 1000).toFixed(0)
+      } s for all`,
+  };
+}
+
+/**
+ * Stores `count` distinct 4-byte blobs put at `putTime` (files written
+ * straight into the backend's layout, which a real put would also fsync;
+ * references through `insertRef`, 64 at a time), and returns their hashes.
+ */
+async function seedGcBlobs(
+  catalog: KvCatalog,
+  backend: FileBackend,
+  count: number,
+  putTime: Date,
+): Promise<string[]> {
+  const hashes: string[] = [];
+  for (let from = 0; from < count; from += 64) {
+    const batch = [];
+    for (let i = from; i < Math.min(from + 64, count); i++) {
+      const bytes = new Uint8Array(new Uint32Array([i]).buffer);
+      const hash = createHash("sha384").update(bytes).digest("hex");
+      const name = newBlobName(hash);
+      hashes.push(hash);
+      batch.push((async () => {
+        const dir = join(backend.root, name.slice(0, 2), name.slice(2, 4));
+        await Deno.mkdir(dir, { recursive: true });
+        await Deno.writeFile(join(dir, name), bytes);
+        const ok = await catalog.insertRef({ hash, name, putTime, size: 4 });
+        if (!ok) throw new Error(`seeding: reference ${hash} already there`);
+      })());
+    }
+    await Promise.all(batch);
+  }
+  return hashes;
+}
 
 async function commitOrThrow(op: Deno.AtomicOperation): Promise<void> {
   const result = await op.commit();

@@ -1,8 +1,9 @@
 /**
  * FileBackend: the backend and store contracts on a temporary directory,
  * names that could escape the root, the layout, no temporary file left by
- * a failed put, the sweep of stale temporary files, seeking ranges, and
- * crash safety of a put killed midway. Needs no unstable flag.
+ * a failed put, the sweep of stale temporary files, seeking ranges, crash
+ * safety of a put killed midway, and GC's batch removal (`removeMany`).
+ * Needs no unstable flag.
  *
  * @module
  */
@@ -237,6 +238,40 @@ Deno.test("FileBackend: a put killed midway leaves nothing visible, and a sweep 
     strictEqual(await backend.sweep(), 0, "within the grace period");
     strictEqual(await backend.sweep(0), 1);
     deepStrictEqual(await filesUnder(root), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend.removeMany: removes every name given; absent ones and a bad name", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root);
+    const names: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const bytes = bytesOf(100 + i, i);
+      const name = newBlobName(hashOf(bytes));
+      await backend.put(
+        name,
+        chunkedStream(bytes, 64),
+        bytes.length,
+        hashOf(bytes),
+      );
+      names.push(name);
+    }
+    const [keep, ...rest] = names;
+
+    // A bad name refuses the whole batch before anything is removed.
+    await rejects(backend.removeMany([...rest, "../escape"]), BadParamsError);
+    strictEqual((await collect(backend.list())).length, 60);
+
+    // More names than removals in flight, an absent one, one given twice.
+    await backend.removeMany([...rest, "absent", rest[0]]);
+    deepStrictEqual((await collect(backend.list())).map((o) => o.name), [keep]);
+    for (const name of rest) await rejects(backend.get(name), NotFoundError);
+    await backend.removeMany([]);
+    await backend.removeMany(rest);
+    strictEqual((await collect(backend.list())).length, 1);
   } finally {
     await close();
   }

@@ -3,7 +3,9 @@
  * (on `:memory:` and on a KV file), the catalog compared step by step with
  * `MemoryCatalog`, its atomicity when two instances share one KV file, its
  * secondary indexes (GC and expiry read only what they return), 400-part
- * uploads, and crash safety of a put killed midway.
+ * uploads, crash safety of a put killed midway, and GC's batch removals
+ * (`removeRefs`, `removeMany`) across batches, within KV's limits and
+ * against a writer racing a batch.
  *
  * Run with `--unstable-kv` (as `deno task test` does).
  *
@@ -679,6 +681,200 @@ Deno.test("KvBackend: a put killed midway leaves nothing visible, and a sweep cl
     // A fresh put is within its grace period; past it, the sweep cleans.
     strictEqual(await backend.sweep(), 0);
     strictEqual(await backend.sweep(0), 1);
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+// ---- batch removal (GC) ----
+
+/**
+ * Wraps `kv` so that `race` runs once, right after the first `getMany`
+ * that `armed()` allows has read its entries and before the caller sees
+ * them: a concurrent writer between a batch's read and its commit.
+ */
+function racingKv(
+  kv: Deno.Kv,
+  race: () => Promise<void>,
+): { kv: Deno.Kv; arm(): void; raced: () => boolean } {
+  let armed = false;
+  let raced = false;
+  const proxy = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "getMany") {
+        return async (keys: Deno.KvKey[]) => {
+          const entries = await target.getMany(keys);
+          if (armed) {
+            armed = false;
+            await race();
+            raced = true;
+          }
+          return entries;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { kv: proxy, arm: () => (armed = true), raced: () => raced };
+}
+
+Deno.test("KvCatalog.removeRefs: 250 references in batches, each removed only if unchanged", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    const putTime = new Date(1_000_000);
+    const refs = Array.from({ length: 250 }, (_, i) => ({
+      hash: hashOf(`batch ${i}`),
+      name: `n${i}`,
+      putTime,
+      size: i,
+    }));
+    for (const ref of refs) ok(await catalog.insertRef(ref));
+    // Moved (stays), removed by someone else (gone), re-put under another
+    // name (gone, the new one stays), removed twice in the list (gone).
+    await catalog.touchRef(refs[7].hash, new Date(2_000_000));
+    await catalog.touchRef(refs[150].hash, new Date(2_000_000));
+    ok(await catalog.removeRef(refs[42].hash, putTime));
+    ok(await catalog.removeRef(refs[201].hash, putTime));
+    const reput = { ...refs[201], name: "again", putTime: new Date(3_000_000) };
+    ok(await catalog.insertRef(reput));
+
+    const gone = await catalog.removeRefs(refs);
+    deepStrictEqual(
+      [...gone].sort(),
+      refs.filter((_, i) => i !== 7 && i !== 150).map((r) => r.hash).sort(),
+    );
+    deepStrictEqual(
+      (await collect(catalog.refsPutBefore(new Date(9_000_000)))).map((r) =>
+        r.hash
+      ).sort(),
+      [refs[7].hash, refs[150].hash, reput.hash].sort(),
+      "the index holds exactly the references left",
+    );
+    strictEqual((await keysUnder(kv, "blobstore", "ref")).length, 3);
+    deepStrictEqual(await catalog.getRef(reput.hash), reput);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog.removeRefs: a put between a batch's read and its commit wins; the rest of the batch goes", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const putTime = new Date(1_000_000);
+    const refs = Array.from({ length: 150 }, (_, i) => ({
+      hash: hashOf(`raced ${i}`),
+      name: `n${i}`,
+      putTime,
+      size: i,
+    }));
+    const other = new KvCatalog(kv);
+    for (const ref of refs) ok(await other.insertRef(ref));
+    const racing = racingKv(kv, async () => {
+      ok(await other.touchRef(refs[3].hash, new Date(5_000_000)));
+    });
+    const catalog = new KvCatalog(racing.kv);
+    racing.arm();
+    const gone = await catalog.removeRefs(refs);
+    ok(racing.raced(), "the touch ran inside the first batch");
+    ok(!gone.has(refs[3].hash), "the touched reference stays");
+    strictEqual(gone.size, 149);
+    deepStrictEqual(await other.getRef(refs[3].hash), {
+      ...refs[3],
+      putTime: new Date(5_000_000),
+    });
+    strictEqual((await keysUnder(kv, "blobstore", "ref")).length, 1);
+    strictEqual((await keysUnder(kv, "blobstore", "refPutTime")).length, 1);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog.removeRefs: long keys make smaller batches, within KV's limits", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    // A 1000-character prefix: 100 references to a batch would name ~310
+    // KiB of keys, beyond the 80 KiB some Deno versions allow; each names
+    // 3.3 KiB, so 24 fit in one operation.
+    let atomics = 0;
+    const counting = new Proxy(kv, {
+      get(target, prop) {
+        if (prop === "atomic") atomics++;
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const catalog = new KvCatalog(counting, "p".repeat(1000));
+    const putTime = new Date(1_000_000);
+    const refs = Array.from({ length: 120 }, (_, i) => ({
+      hash: hashOf(`long ${i}`),
+      name: `n${i}`,
+      putTime,
+      size: i,
+    }));
+    for (const ref of refs) ok(await catalog.insertRef(ref));
+    atomics = 0;
+    strictEqual((await catalog.removeRefs(refs)).size, 120);
+    strictEqual(atomics, 5, "operations for 120 references");
+    deepStrictEqual(await keysUnder(kv), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvBackend.removeMany: every chunk and marker goes, absent names are no error", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const backend = new KvBackend(kv);
+    const put = async (i: number, size: number) => {
+      const bytes = bytesOf(size, i);
+      const name = newBlobName(hashOf(bytes));
+      await backend.put(name, chunkedStream(bytes, 65536), size, hashOf(bytes));
+      return name;
+    };
+    // 130 objects (two batches of headers); in the first, 4 objects of 110
+    // chunks make more than 500 chunk deletions (several operations).
+    const names: string[] = [];
+    for (let i = 0; i < 130; i++) {
+      names.push(await put(i, i % 30 === 0 ? 110 * 65536 : i % 3 ? i : 0));
+    }
+    const keep = await put(1000, 100_000);
+    await backend.removeMany([...names, "absent", newBlobName(hashOf("x"))]);
+    for (const name of names) await rejects(backend.get(name), NotFoundError);
+    deepStrictEqual(
+      (await collect(backend.list())).map((o) => o.name),
+      [keep],
+    );
+    strictEqual((await keysUnder(kv, "blobstore", "objectChunk")).length, 2);
+    deepStrictEqual(await keysUnder(kv, "blobstore", "objectPending"), []);
+    deepStrictEqual(
+      await readAll((await backend.get(keep)).body),
+      bytesOf(100_000, 1000),
+    );
+    await backend.removeMany([]);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvBackend.removeMany: an object removed between the read and the commit", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const other = new KvBackend(kv);
+    const names: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const bytes = bytesOf(70_000, i);
+      const name = newBlobName(hashOf(bytes));
+      await other.put(name, chunkedStream(bytes, 65536), 70_000, hashOf(bytes));
+      names.push(name);
+    }
+    const racing = racingKv(kv, () => other.remove(names[5]));
+    const backend = new KvBackend(racing.kv);
+    racing.arm();
+    await backend.removeMany(names);
+    ok(racing.raced());
     deepStrictEqual(await keysUnder(kv, "blobstore"), []);
   } finally {
     await close();

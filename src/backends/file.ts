@@ -37,6 +37,13 @@ const NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 /** How much a read asks the file for at once. */
 const READ_SIZE = 1024 * 1024;
 
+/**
+ * How many files a batch removal unlinks at once: enough to keep the
+ * file system busy (each unlink runs off the main thread), few enough not
+ * to flood Deno's blocking thread pool.
+ */
+const REMOVES_IN_FLIGHT = 16;
+
 /** How long a temporary file may go unmodified before a sweep deletes it. */
 const DEFAULT_GRACE_MS = 60 * 60 * 1000;
 
@@ -150,10 +157,38 @@ export class FileBackend implements Backend {
 
   /** See {@linkcode Backend.remove}. */
   async remove(name: string): Promise<void> {
-    try {
-      await Deno.remove(this.#path(name));
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    await removeIfExists(this.#path(name));
+  }
+
+  /**
+   * See {@linkcode Backend.removeMany}: every name is checked first (a bad
+   * one removes nothing), then the files are unlinked
+   * {@linkcode REMOVES_IN_FLIGHT} at a time; absent ones are not an error.
+   */
+  async removeMany(names: readonly string[]): Promise<void> {
+    const paths = names.map((name) => this.#path(name));
+    let next = 0;
+    let failed = false;
+    // After a failure the other workers stop at their next file, and the
+    // call returns once they have: nothing is left removing behind it.
+    const worker = async () => {
+      while (!failed && next < paths.length) {
+        try {
+          await removeIfExists(paths[next++]);
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
+      }
+    };
+    const results = await Promise.allSettled(
+      Array.from(
+        { length: Math.min(REMOVES_IN_FLIGHT, paths.length) },
+        worker,
+      ),
+    );
+    for (const result of results) {
+      if (result.status === "rejected") throw result.reason;
     }
   }
 
@@ -331,6 +366,14 @@ async function syncDir(dir: string): Promise<void> {
     // best effort, see above
   } finally {
     handle?.close();
+  }
+}
+
+async function removeIfExists(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
 }
 

@@ -48,6 +48,24 @@ const CHUNKS_PER_BATCH = 10;
 const DELETES_PER_BATCH = 500;
 
 /**
+ * KV's limits on one atomic operation: 100 checks, 1000 mutations, 800
+ * KiB of keys and values, and 80 KiB of keys. Which keys count towards
+ * the last differs between Deno versions (2.9 counts only those set), so
+ * batches count every key they name, checks included.
+ */
+const MAX_CHECKS = 100;
+const MAX_KEY_BYTES = 80 * 1024;
+
+/** `getMany` reads at most this many keys. */
+const GET_MANY_LIMIT = 10;
+
+/**
+ * How many `getMany` calls a batch removal has in flight at once: on the
+ * hosted KV each is a round trip; a local KV serves them one by one.
+ */
+const READS_IN_FLIGHT = 10;
+
+/**
  * Chunks a read fetches per round trip (1 MiB). Reads list a key range
  * rather than `getMany` the keys: a range scan is several times faster on
  * a local KV.
@@ -188,6 +206,41 @@ export class KvBackend implements Backend {
   }
 
   /**
+   * See {@linkcode Backend.removeMany}. The headers are read 10 per
+   * `getMany` (ten of those in flight at once); up to 100 objects are then
+   * hidden in one atomic operation, each checked against the header read
+   * and its chunks handed to a dead marker, as {@linkcode KvBackend.remove}
+   * does for one; last, the chunks and markers of the whole batch go, up
+   * to 500 deletions per operation, each marker after its chunks. A batch
+   * whose commit fails (an object of it replaced or removed meanwhile) is
+   * done again one object at a time.
+   */
+  async removeMany(names: readonly string[]): Promise<void> {
+    for (const name of names) checkName(name);
+    for (const batch of this.#nameBatches(names)) {
+      const entries = await this.#readHeaders(batch);
+      const op = this.#kv.atomic();
+      const hidden: ObjectHeader[] = [];
+      for (const [i, entry] of entries.entries()) {
+        if (!entry.value) continue; // absent: nothing to do
+        const found = entry as Deno.KvEntry<ObjectHeader>;
+        op.check(found).delete(found.key)
+          .set(
+            this.#pendingKey(found.value.writeId),
+            deadMarker(batch[i], found),
+          );
+        hidden.push(found.value);
+      }
+      if (hidden.length === 0) continue;
+      if (!(await commit(op)).ok) {
+        for (const name of batch) await this.remove(name);
+        continue;
+      }
+      await deleteWrites(this.#kv, this.#prefix, hidden);
+    }
+  }
+
+  /**
    * Lists every complete object, after a sweep of abandoned chunks (with
    * the grace period given at construction). See {@linkcode Backend.list}.
    */
@@ -295,7 +348,54 @@ export class KvBackend implements Backend {
 
   /** Deletes the chunks of write `writeId`, then its marker. */
   #deleteWrite(writeId: string, chunks: number): Promise<void> {
-    return deleteChunks(this.#kv, this.#prefix, writeId, chunks);
+    return deleteWrites(this.#kv, this.#prefix, [{ writeId, chunks }]);
+  }
+
+  /**
+   * Cuts `names` into batches one atomic operation can hide: at most
+   * {@linkcode MAX_CHECKS} objects and {@linkcode MAX_KEY_BYTES} of keys
+   * (each header key checked and deleted, a marker key set).
+   */
+  *#nameBatches(names: readonly string[]): Generator<string[]> {
+    // Write ids are UUIDs: 36 characters.
+    const markerSize = keySize(this.#pendingKey("0".repeat(36)));
+    let batch: string[] = [];
+    let bytes = 0;
+    for (const name of names) {
+      const size = 2 * keySize(this.#objectKey(name)) + markerSize;
+      if (batch.length === MAX_CHECKS || bytes + size > MAX_KEY_BYTES) {
+        if (batch.length > 0) yield batch;
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(name);
+      bytes += size;
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  /** Reads the headers of `names`, in order, several `getMany` at once. */
+  async #readHeaders(
+    names: readonly string[],
+  ): Promise<Deno.KvEntryMaybe<ObjectHeader>[]> {
+    const groups: string[][] = [];
+    for (let i = 0; i < names.length; i += GET_MANY_LIMIT) {
+      groups.push(names.slice(i, i + GET_MANY_LIMIT));
+    }
+    const entries: Deno.KvEntryMaybe<ObjectHeader>[] = [];
+    for (let i = 0; i < groups.length; i += READS_IN_FLIGHT) {
+      const read = await Promise.all(
+        groups.slice(i, i + READS_IN_FLIGHT).map((group) =>
+          retryBusy(() =>
+            this.#kv.getMany<ObjectHeader[]>(
+              group.map((name) => this.#objectKey(name)),
+            )
+          )
+        ),
+      );
+      for (const group of read) entries.push(...group);
+    }
+    return entries;
   }
 
   #readChunks(
@@ -441,7 +541,7 @@ class ChunkWriter {
 
   /** Deletes what this put wrote, then its marker. */
   discard(): Promise<void> {
-    return deleteChunks(this.#kv, this.#prefix, this.writeId, this.chunks);
+    return deleteWrites(this.#kv, this.#prefix, [this]);
   }
 
   async #commit(): Promise<void> {
@@ -463,20 +563,38 @@ class ChunkWriter {
   }
 }
 
-async function deleteChunks(
+/**
+ * Deletes the chunks of every write in `writes`, then its pending marker,
+ * packing the deletions of several writes into each atomic operation (at
+ * most {@linkcode DELETES_PER_BATCH} and {@linkcode MAX_KEY_BYTES} of keys
+ * each). Operations commit in order and a marker comes after its last
+ * chunk: until the marker is gone, a sweep can finish the job.
+ */
+async function deleteWrites(
   kv: Deno.Kv,
   prefix: string,
-  writeId: string,
-  chunks: number,
+  writes: readonly { writeId: string; chunks: number }[],
 ): Promise<void> {
-  for (let from = 0; from < chunks; from += DELETES_PER_BATCH) {
-    const op = kv.atomic();
-    const to = Math.min(from + DELETES_PER_BATCH, chunks);
-    for (let i = from; i < to; i++) op.delete(chunkKey(prefix, writeId, i));
-    await commit(op);
+  let op = kv.atomic();
+  let count = 0;
+  let bytes = 0;
+  const add = async (key: Deno.KvKey) => {
+    const size = keySize(key);
+    if (count === DELETES_PER_BATCH || bytes + size > MAX_KEY_BYTES) {
+      await commit(op);
+      op = kv.atomic();
+      count = 0;
+      bytes = 0;
+    }
+    op.delete(key);
+    count++;
+    bytes += size;
+  };
+  for (const { writeId, chunks } of writes) {
+    for (let i = 0; i < chunks; i++) await add(chunkKey(prefix, writeId, i));
+    await add([prefix, "objectPending", writeId]);
   }
-  // The marker goes last: until then a sweep can finish the job.
-  await kv.delete([prefix, "objectPending", writeId]);
+  if (count > 0) await commit(op);
 }
 
 function chunkKey(prefix: string, writeId: string, index: number): Deno.KvKey {
@@ -494,6 +612,27 @@ function abandoned(name: string): ConflictError {
   return new ConflictError(
     `put of "${name}" was abandoned (expected its pending marker unchanged, got it swept as stale: the put idled longer than the grace period)`,
   );
+}
+
+/**
+ * An upper bound on the encoded size of `key` in bytes: a string part is
+ * a type byte, its UTF-8 bytes (a NUL escaped as two) and a terminator; a
+ * number is a type byte and 8 bytes.
+ */
+function keySize(key: Deno.KvKey): number {
+  let size = 0;
+  for (const part of key) {
+    if (typeof part !== "string") {
+      size += 9;
+      continue;
+    }
+    size += 2;
+    for (let i = 0; i < part.length; i++) {
+      const unit = part.charCodeAt(i);
+      size += unit === 0 ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
+    }
+  }
+  return size;
 }
 
 /** KV keys are at most 2 KiB; a name this long is surely a mistake. */

@@ -51,6 +51,21 @@ const SETTLE_TIMEOUT_MS = 30_000;
 /** `getMany` reads at most this many keys. */
 const GET_MANY_LIMIT = 10;
 
+/**
+ * KV's limits on one atomic operation: 100 checks, 1000 mutations, 800
+ * KiB of keys and values, and 80 KiB of keys. Which keys count towards
+ * the last differs between Deno versions (2.9 counts only those set), so
+ * batches count every key they name, checks included.
+ */
+const MAX_CHECKS = 100;
+const MAX_KEY_BYTES = 80 * 1024;
+
+/**
+ * How many `getMany` calls a batch removal has in flight at once: on the
+ * hosted KV each is a round trip; a local KV serves them one by one.
+ */
+const READS_IN_FLIGHT = 10;
+
 interface StoredRef {
   name: string;
   size: number;
@@ -164,6 +179,33 @@ export class KvCatalog implements Catalog {
       );
       return result.ok ? true : RETRY;
     });
+  }
+
+  /**
+   * See {@linkcode Catalog.removeRefs}. The references are read 10 per
+   * `getMany` (ten of those in flight at once), then those whose put time
+   * is unchanged are removed up to 100 per atomic operation, each with a
+   * check on the versionstamp read, as {@linkcode KvCatalog.removeRef}
+   * does for one. A batch whose commit fails (a put refreshed one of its
+   * references between the read and the commit) is done again one
+   * reference at a time, so a busy reference never holds back the others.
+   */
+  async removeRefs(refs: readonly BlobRef[]): Promise<Set<string>> {
+    const gone = new Set<string>();
+    for (const batch of this.#refBatches(refs)) {
+      const times = batch.map((ref) => toMillis(ref.putTime, "putTime"));
+      const entries = await this.#readRefs(batch.map((ref) => ref.hash));
+      if ((await this.#removeReadRefs(batch, times, entries, gone)) !== RETRY) {
+        continue;
+      }
+      for (const [i, ref] of batch.entries()) {
+        await settle(`remove reference ${ref.hash}`, async () => {
+          const [entry] = await this.#readRefs([ref.hash]);
+          return this.#removeReadRefs([ref], [times[i]], [entry], gone);
+        });
+      }
+    }
+    return gone;
   }
 
   /** See {@linkcode Catalog.refsPutBefore}. */
@@ -396,6 +438,83 @@ export class KvCatalog implements Catalog {
     });
   }
 
+  /**
+   * Cuts `refs` into batches one atomic operation can remove: at most
+   * {@linkcode MAX_CHECKS} references (one check each) and at most
+   * {@linkcode MAX_KEY_BYTES} of keys (each reference's key is checked and
+   * deleted, and its put-time key deleted).
+   */
+  *#refBatches(refs: readonly BlobRef[]): Generator<BlobRef[]> {
+    let batch: BlobRef[] = [];
+    let bytes = 0;
+    for (const ref of refs) {
+      const size = 2 * keySize(this.#refKey(ref.hash)) +
+        keySize(this.#refTimeKey(0, ref.hash));
+      if (batch.length === MAX_CHECKS || bytes + size > MAX_KEY_BYTES) {
+        if (batch.length > 0) yield batch;
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(ref);
+      bytes += size;
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  /** Reads the references of `hashes`, in order, several `getMany` at once. */
+  async #readRefs(
+    hashes: readonly string[],
+  ): Promise<Deno.KvEntryMaybe<StoredRef>[]> {
+    const groups: string[][] = [];
+    for (let i = 0; i < hashes.length; i += GET_MANY_LIMIT) {
+      groups.push(hashes.slice(i, i + GET_MANY_LIMIT));
+    }
+    const entries: Deno.KvEntryMaybe<StoredRef>[] = [];
+    for (let i = 0; i < groups.length; i += READS_IN_FLIGHT) {
+      const read = await Promise.all(
+        groups.slice(i, i + READS_IN_FLIGHT).map((group) =>
+          this.#getMany<StoredRef[]>(group.map((hash) => this.#refKey(hash)))
+        ),
+      );
+      for (const group of read) entries.push(...group);
+    }
+    return entries;
+  }
+
+  /**
+   * Decides each reference of `refs` from its entry as read, and removes
+   * those whose put time is still `times[i]` in one atomic operation
+   * checked against the versionstamps read. Adds to `gone` the hashes of
+   * the references removed, absent, or stored under another name (removed
+   * by someone else and put anew: the bytes named `ref.name` are no longer
+   * referenced). Returns {@linkcode RETRY}, adding none of the removals,
+   * when the commit failed: one of them changed since it was read.
+   */
+  async #removeReadRefs(
+    refs: readonly BlobRef[],
+    times: readonly number[],
+    entries: readonly Deno.KvEntryMaybe<StoredRef>[],
+    gone: Set<string>,
+  ): Promise<void | typeof RETRY> {
+    const op = this.#kv.atomic();
+    const removing: string[] = [];
+    for (const [i, { hash, name }] of refs.entries()) {
+      const entry = entries[i];
+      if (!entry.value || entry.value.name !== name) {
+        gone.add(hash);
+      } else if (entry.value.putTime === times[i]) {
+        op.check(entry)
+          .delete(this.#refKey(hash))
+          .delete(this.#refTimeKey(times[i], hash));
+        removing.push(hash);
+      }
+      // Else a put refreshed it since GC read it: it stays.
+    }
+    if (removing.length === 0) return;
+    if (!(await commit(op)).ok) return RETRY;
+    for (const hash of removing) gone.add(hash);
+  }
+
   #get<T>(key: Deno.KvKey): Promise<Deno.KvEntryMaybe<T>> {
     return retryBusy(() => this.#kv.get<T>(key));
   }
@@ -451,6 +570,27 @@ async function settle<T>(
       await new Promise((r) => setTimeout(r, ms));
     }
   }
+}
+
+/**
+ * An upper bound on the encoded size of `key` in bytes: a string part is
+ * a type byte, its UTF-8 bytes (a NUL escaped as two) and a terminator; a
+ * number is a type byte and 8 bytes.
+ */
+function keySize(key: Deno.KvKey): number {
+  let size = 0;
+  for (const part of key) {
+    if (typeof part !== "string") {
+      size += 9;
+      continue;
+    }
+    size += 2;
+    for (let i = 0; i < part.length; i++) {
+      const unit = part.charCodeAt(i);
+      size += unit === 0 ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
+    }
+  }
+  return size;
 }
 
 function toMillis(date: Date, what: string): number {
