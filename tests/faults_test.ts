@@ -91,6 +91,8 @@ const totals = {
   leaked: 0,
   cases: 0,
   rawSocketErrors: 0,
+  segmentedPuts: 0,
+  sweptSegmentSets: 0,
 };
 
 /**
@@ -121,12 +123,33 @@ function check(report: FaultReport) {
   totals.faults += report.faults;
   totals.lost += report.lost.length;
   totals.leaked += report.leaked.length;
+  totals.segmentedPuts += report.segmented?.ackedPuts ?? 0;
+  totals.sweptSegmentSets += report.segmented?.sweptSets ?? 0;
   const clean = Object.values(problems).every((l) => l.length === 0);
   if (clean) totals.survived += report.faults;
   for (const [what, list] of Object.entries(problems)) {
     strictEqual(list.length, 0, `${report.rig}: ${what}: ${list.join("; ")}`);
   }
   ok(report.ackedPuts > 0, "some puts were acknowledged");
+  const { segmented } = report;
+  if (segmented) {
+    // The small segment size is there to put Static Large Objects under
+    // faults: a run that stored none, or none of several segments, did
+    // not test what it claims to.
+    ok(
+      segmented.intactPuts > 0,
+      `${report.rig}: no segmented put was acknowledged and read back intact`,
+    );
+    ok(
+      segmented.maxSegments >= 3,
+      `${report.rig}: no acknowledged put had 3 segments or more (most: ${segmented.maxSegments})`,
+    );
+    strictEqual(
+      segmented.sweptSets,
+      segmented.unfinishedSets,
+      `${report.rig}: the sweep left segment sets without a manifest`,
+    );
+  }
 }
 
 Deno.test({
@@ -709,7 +732,7 @@ Deno.test({
   ignore,
   fn() {
     console.log(
-      `faults totals: ${totals.faults} server faults injected, ${totals.survived} survived; ${totals.cases} client, process and orphan cases; lost blobs ${totals.lost}, leaked blobs ${totals.leaked}, raw driver socket errors ${totals.rawSocketErrors}`,
+      `faults totals: ${totals.faults} server faults injected, ${totals.survived} survived; ${totals.cases} client, process and orphan cases; lost blobs ${totals.lost}, leaked blobs ${totals.leaked}, raw driver socket errors ${totals.rawSocketErrors}; segmented puts acknowledged ${totals.segmentedPuts}, segment sets swept ${totals.sweptSegmentSets}`,
     );
   },
 });

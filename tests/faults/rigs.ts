@@ -30,6 +30,13 @@ export const MONGO_TIMEOUTS: MongoClientOptions = {
 /** Swift's per-request limit in the suite (a frozen proxy fails puts and gets after it). */
 export const SWIFT_TIMEOUT_MS = 5000;
 
+/**
+ * The Swift rig's segment size: small, so that most puts (up to the
+ * workload's `maxPutSize`) and every part become Static Large Objects of
+ * several segments, and a fault can strike between segments and manifest.
+ */
+export const SWIFT_SEGMENT_SIZE = 64 * 1024;
+
 /** The tempauth test account of scripts/swift.sh. */
 export function swiftCredentials(authURL: string) {
   return { authURL, tenant: "test", username: "tester", secret: "testing" };
@@ -55,23 +62,61 @@ export async function danglingChunks(
   );
 }
 
-/** Names in a Swift container (empty when it does not exist). */
+/**
+ * Names in a Swift container (empty when it does not exist), page by page:
+ * a segmented rig keeps thousands of segments, more than one listing page.
+ */
 export async function swiftNames(
   authURL: string,
   container: string,
 ): Promise<string[]> {
   const auth = new SwiftAuth(swiftCredentials(authURL));
   const { token, storageURL } = await auth.session();
-  const res = await fetch(
-    `${storageURL}/${encodeURIComponent(container)}?format=json`,
-    { headers: { "X-Auth-Token": token } },
-  );
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return [];
+  const names: string[] = [];
+  for (;;) {
+    const query = new URLSearchParams({
+      format: "json",
+      marker: names.at(-1) ?? "",
+    });
+    const res = await fetch(
+      `${storageURL}/${encodeURIComponent(container)}?${query}`,
+      { headers: { "X-Auth-Token": token } },
+    );
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return names;
+    }
+    if (!res.ok) throw new Error(`listing ${container}: HTTP ${res.status}`);
+    const page = (await res.json()) as { name: string }[];
+    if (page.length === 0) return names;
+    names.push(...page.map((o) => o.name));
   }
-  if (!res.ok) throw new Error(`listing ${container}: HTTP ${res.status}`);
-  return ((await res.json()) as { name: string }[]).map((o) => o.name);
+}
+
+/**
+ * The segments in `segments` that no manifest in `bucket` owns, grouped by
+ * the blob they were written for (`<bucket>/<blob>/<8-digit index>`): what
+ * a put killed between its segments and its manifest leaves. Read straight
+ * from Swift, not through the backend's own listing, so the audit does not
+ * trust the code it checks.
+ */
+export async function segmentsWithoutManifest(
+  authURL: string,
+  bucket: string,
+  segments: string,
+): Promise<Map<string, string[]>> {
+  const manifests = new Set(await swiftNames(authURL, bucket));
+  const orphans = new Map<string, string[]>();
+  for (const segment of await swiftNames(authURL, segments)) {
+    const blob = segment.startsWith(`${bucket}/`)
+      ? /^(.+)\/\d{8}$/.exec(segment.slice(bucket.length + 1))?.[1]
+      : undefined;
+    if (blob !== undefined && manifests.has(blob)) continue;
+    // anything else in the container is debris, whatever its name
+    const key = blob ?? segment;
+    orphans.set(key, [...orphans.get(key) ?? [], segment]);
+  }
+  return orphans;
 }
 
 /** Deletes a Swift container and everything in it. */
@@ -82,6 +127,22 @@ export async function dropContainer(
   const auth = new SwiftAuth(swiftCredentials(authURL));
   const { token, storageURL } = await auth.session();
   const headers = { "X-Auth-Token": token };
+  // A bulk delete per thousand names first (a segmented rig leaves
+  // thousands of segments; one DELETE each would take a minute), then one
+  // DELETE for each name it did not take.
+  const all = await swiftNames(authURL, container);
+  for (let i = 0; i < all.length; i += 1000) {
+    const body = all.slice(i, i + 1000).map((name) =>
+      `/${encodeURIComponent(container)}/${
+        name.split("/").map(encodeURIComponent).join("/")
+      }`
+    ).join("\n");
+    await (await fetch(`${storageURL}?bulk-delete`, {
+      method: "POST",
+      headers: { ...headers, "Content-Type": "text/plain" },
+      body,
+    })).body?.cancel();
+  }
   for (const name of await swiftNames(authURL, container)) {
     const path = name.split("/").map(encodeURIComponent).join("/");
     await (await fetch(
@@ -145,6 +206,8 @@ export async function swiftRig(
   await catalog.ensureIndexes();
   const bucket = freshName("faults");
   const segments = `${bucket}_segments`;
+  const unfinished = () =>
+    segmentsWithoutManifest(proxy.authURL, bucket, segments);
   return {
     name: "MongoCatalog + SwiftBackend (Swift proxy and FerretDB killed)",
     store: new Store({
@@ -154,13 +217,18 @@ export async function swiftRig(
         bucket,
         timeoutMs: SWIFT_TIMEOUT_MS,
         retryDelayMs: 100,
+        segmentSize: SWIFT_SEGMENT_SIZE,
       }),
       minPartSize,
     }),
     servers: [proxy, ferret],
+    segmentSize: SWIFT_SEGMENT_SIZE,
+    unfinishedSegmentSets: async () => [...(await unfinished()).keys()],
+    // Segments of a stored blob are its manifest's: only segments no
+    // manifest owns are bytes the backend's listing would have to show.
     leftovers: async () =>
-      (await swiftNames(proxy.authURL, segments)).map((n) =>
-        `Swift segment ${n}`
+      [...(await unfinished()).values()].flat().map((n) =>
+        `Swift segment without a manifest ${n}`
       ),
     async close() {
       await dropContainer(proxy.authURL, bucket).catch(() => {});

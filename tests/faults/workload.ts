@@ -52,6 +52,17 @@ export interface Rig {
   servers: OwnedProcess[];
   /** Bytes a backend holds that its listing does not show (must be none). */
   leftovers(): Promise<string[]>;
+  /**
+   * The backend's segment size, for a backend that writes larger blobs as
+   * several objects (Swift's Static Large Objects): puts above it are
+   * counted apart.
+   */
+  segmentSize?: number;
+  /**
+   * The blobs whose segments lie without a manifest (a put killed between
+   * its segments and its manifest), read from the storage itself.
+   */
+  unfinishedSegmentSets?(): Promise<string[]>;
 }
 
 /** A blob whose put was acknowledged. */
@@ -59,6 +70,26 @@ interface AckedPut {
   hash: string;
   size: number;
   seed: number;
+  /** How many segments the backend wrote it as (0: one plain object). */
+  segments: number;
+}
+
+/** What the workload did with a segmenting backend, and what the sweep found. */
+export interface SegmentedReport {
+  segmentSize: number;
+  /** Puts above the segment size: started, acknowledged, read back intact after GC. */
+  puts: number;
+  ackedPuts: number;
+  intactPuts: number;
+  /** The most segments of an acknowledged put. */
+  maxSegments: number;
+  /** Parts above the segment size: started, and stored. */
+  parts: number;
+  storedParts: number;
+  /** Blobs with segments but no manifest after the final GC, before the sweep. */
+  unfinishedSets: number;
+  /** How many of those the sweep removed. */
+  sweptSets: number;
 }
 
 /** A multipart blob whose finish was acknowledged. */
@@ -92,6 +123,8 @@ export interface FaultReport {
   danglingRefs: string[];
   leaked: string[];
   sweptOrphans: number;
+  /** With a segmenting backend only. */
+  segmented?: SegmentedReport;
   ms: number;
 }
 
@@ -145,8 +178,25 @@ export async function runUnderFaults(
     danglingRefs: [],
     leaked: [],
     sweptOrphans: 0,
+    segmented: rig.segmentSize === undefined ? undefined : {
+      segmentSize: rig.segmentSize,
+      puts: 0,
+      ackedPuts: 0,
+      intactPuts: 0,
+      maxSegments: 0,
+      parts: 0,
+      storedParts: 0,
+      unfinishedSets: 0,
+      sweptSets: 0,
+    },
     ms: 0,
   };
+  const { segmented } = report;
+  /** How many segments a blob of `size` bytes is written as (0: none). */
+  const segmentsOf = (size: number) =>
+    segmented && size > segmented.segmentSize
+      ? Math.ceil(size / segmented.segmentSize)
+      : 0;
   const inFlight = counts();
   const live = new Set<string>();
   const puts: AckedPut[] = [];
@@ -194,13 +244,20 @@ export async function runUnderFaults(
     const size = 1 + Math.floor(random() * options.maxPutSize);
     const bytes = bytesOf(size, seed);
     const hash = hashOf(bytes);
+    const segments = segmentsOf(size);
+    if (segmented && segments) segmented.puts++;
     live.add(hash);
     const ok = await op("put", `put ${size} bytes`, async () => {
       await store.put(chunkedStream(bytes, 64 * 1024), hash, size);
       return true;
     });
-    if (ok) puts.push({ hash, size, seed });
-    else live.delete(hash);
+    if (ok) {
+      puts.push({ hash, size, seed, segments });
+      if (segmented && segments) {
+        segmented.ackedPuts++;
+        segmented.maxSegments = Math.max(segmented.maxSegments, segments);
+      }
+    } else live.delete(hash);
   }
 
   async function multipart() {
@@ -218,6 +275,8 @@ export async function runUnderFaults(
         Math.floor(random() * options.minPartSize);
       const bytes = bytesOf(size, nextSeed++);
       const hash = hashOf(bytes);
+      const segments = segmentsOf(size);
+      if (segmented && segments) segmented.parts++;
       const ok = await op(
         "putPart",
         `putPart ${i} (${size} bytes)`,
@@ -232,6 +291,7 @@ export async function runUnderFaults(
           ).then(() => true),
       );
       if (!ok) return;
+      if (segmented && segments) segmented.storedParts++;
       parts.push({ hash });
       offset += size;
     }
@@ -329,16 +389,25 @@ async function openHash(
   }
 }
 
-/** Checks every acknowledged blob opens with its exact bytes; returns the lost ones. */
+/**
+ * Checks every acknowledged blob opens with its exact bytes; returns the
+ * lost ones, and adds the intact puts' hashes to `intact`.
+ */
 async function lostBlobs(
   store: Store,
   puts: AckedPut[],
   uploads: AckedUpload[],
+  intact = new Set<string>(),
 ): Promise<string[]> {
   const lost: string[] = [];
-  for (const { hash, size } of puts) {
+  for (const { hash, size, segments } of puts) {
     const got = await openHash(store, hash);
-    if (got !== hash) lost.push(`put ${hash.slice(0, 12)} (${size} B): ${got}`);
+    if (got === hash) intact.add(hash);
+    else {
+      lost.push(
+        `put ${hash.slice(0, 12)} (${size} B, ${segments} segments): ${got}`,
+      );
+    }
   }
   for (const { id, hash, index } of uploads) {
     const got = await openHash(store, hash, index);
@@ -377,7 +446,17 @@ async function audit(
   const keep = new Refs();
   for (const { hash } of puts) keep.add(hash);
   await store.gc(keep, new Date());
+  // Grace period 0, and honestly so: every worker has stopped and every
+  // put has returned (a hung one fails the run), so a set of segments
+  // without a manifest now is debris, never a put still writing.
+  const unfinished = await rig.unfinishedSegmentSets?.() ?? [];
   report.sweptOrphans = (await store.sweepOrphans({ olderThan: 0 })).removed;
+  if (report.segmented) {
+    const still = new Set(await rig.unfinishedSegmentSets?.() ?? []);
+    report.segmented.unfinishedSets = unfinished.length;
+    report.segmented.sweptSets = unfinished.filter((n) => !still.has(n))
+      .length;
+  }
   const named = new Set(
     (await collect(store.catalog.refsPutBefore(new Date(8.64e15)))).map((r) =>
       r.name
@@ -388,9 +467,17 @@ async function audit(
   }
   report.leaked.push(...await rig.leftovers());
   // and GC took nothing acknowledged
+  const intact = new Set<string>();
   report.lost.push(
-    ...(await lostBlobs(store, puts, uploads)).map((l) => `after gc: ${l}`),
+    ...(await lostBlobs(store, puts, uploads, intact)).map((l) =>
+      `after gc: ${l}`
+    ),
   );
+  if (report.segmented) {
+    report.segmented.intactPuts = puts.filter((p) =>
+      p.segments > 0 && intact.has(p.hash)
+    ).length;
+  }
 }
 
 /** The one-line summary of a report. */
@@ -403,6 +490,13 @@ export function summarize(r: FaultReport): string {
     `  succeeded: ${sum(r.succeeded)}`,
     `  failed (typed): ${sum(r.failed)}`,
     `  acknowledged: ${r.ackedPuts} puts, ${r.ackedUploads} multipart blobs; orphans swept: ${r.sweptOrphans}`,
+    ...(r.segmented ? [segmentedLine(r.segmented)] : []),
     `  lost ${r.lost.length}, dangling refs ${r.danglingRefs.length}, leaked ${r.leaked.length}, untyped errors ${r.untyped.length} (+ ${r.rawSocketErrors.length} raw driver socket errors), hung ${r.hung.length}`,
   ].join("\n");
+}
+
+function segmentedLine(s: SegmentedReport): string {
+  return `  segmented (segments of ${
+    s.segmentSize / 1024
+  } KiB): puts ${s.puts} started, ${s.ackedPuts} acknowledged, ${s.intactPuts} read back intact after gc (up to ${s.maxSegments} segments); parts ${s.parts} started, ${s.storedParts} stored; segment sets without manifest before the sweep ${s.unfinishedSets}, swept ${s.sweptSets}`;
 }
