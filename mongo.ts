@@ -14,6 +14,12 @@
  * number of stores can share a database, and a single server (no replica
  * set, no transactions) is enough. It runs on MongoDB and on FerretDB.
  *
+ * A failure of the driver or the server that the code does not handle on
+ * purpose is thrown as a {@linkcode MongoStoreError} (a `BlobStoreError`)
+ * naming the method and the collection, the driver's error as its `cause`;
+ * the store's own errors (`NotFoundError`, `HashMismatchError`,
+ * `SizeMismatchError`…) pass through as they are.
+ *
  * This subpath is the only part of the package that loads the `mongodb`
  * driver (`npm:mongodb@6`).
  *
@@ -63,4 +69,5 @@
 
 export { MongoCatalog } from "./src/catalogs/mongo.ts";
 export { MongoBackend } from "./src/backends/gridfs.ts";
+export { MongoStoreError } from "./src/mongo_error.ts";
 export type { MongoBackendOptions } from "./src/backends/gridfs.ts";

@@ -14,9 +14,11 @@ import {
   GridFSBucket,
   Long,
   MongoClient,
+  MongoError,
+  MongoServerError,
   ObjectId,
 } from "mongodb";
-import { MongoBackend, MongoCatalog } from "../mongo.ts";
+import { MongoBackend, MongoCatalog, MongoStoreError } from "../mongo.ts";
 import {
   HashMismatchError,
   IntegrityError,
@@ -343,7 +345,12 @@ mongoTest(
       ],
     ];
     for (const [what, put, expected] of cases) {
-      await rejects(put(), expected, what);
+      // The store's errors and the source's own pass through unwrapped.
+      await rejects(
+        put(),
+        (err) => expected(err) && !(err instanceof MongoStoreError),
+        what,
+      );
       deepStrictEqual(await counts(db), [0, 0], `files and chunks (${what})`);
     }
   },
@@ -716,5 +723,268 @@ mongoTest(
     strictEqual(await backend.sweep(0), 1);
     deepStrictEqual(await counts(db), [1, 1]);
     deepStrictEqual(await readAll((await backend.get(name)).body), bytes);
+  },
+);
+
+/** A TCP port on 127.0.0.1 where nothing listens (just closed). */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+Deno.test(
+  "MongoCatalog and MongoBackend: driver failures are MongoStoreError, with the driver's error as cause and no connection string",
+  async (t) => {
+    const secret = "s3cret-pw";
+    const url = `mongodb://blob:${secret}@127.0.0.1:${closedPort()}/`;
+    // No server: the first operation fails server selection, quickly, and
+    // closes the client's topology, so the rest fail as on a closed client.
+    const client = new MongoClient(url, {
+      serverSelectionTimeoutMS: 300,
+      connectTimeoutMS: 300,
+    });
+    try {
+      const db = client.db("unreachable");
+      const catalog = new MongoCatalog(db, "x");
+      const backend = new MongoBackend(db, "x");
+      const h = hashOf("a");
+      const ref = { hash: h, name: "n", putTime: new Date(1000), size: 1 };
+      const part = { hash: h, size: 1, offset: 0, complete: false };
+      const upload = { id: "u", expires: new Date(), parts: [] };
+      const failing: [string, string, () => Promise<unknown>][] = [
+        ["MongoCatalog.getRef", "x.blobref", () => catalog.getRef(h)],
+        ["MongoCatalog.insertRef", "x.blobref", () => catalog.insertRef(ref)],
+        [
+          "MongoCatalog.touchRef",
+          "x.blobref",
+          () => catalog.touchRef(h, new Date()),
+        ],
+        [
+          "MongoCatalog.removeRef",
+          "x.blobref",
+          () => catalog.removeRef(h, new Date()),
+        ],
+        [
+          "MongoCatalog.removeRefs",
+          "x.blobref",
+          () => catalog.removeRefs([ref]),
+        ],
+        ["MongoCatalog.ensureIndexes", "", () => catalog.ensureIndexes()],
+        [
+          "MongoCatalog.ensureIndexes", // refsPutBefore ensures them first
+          "",
+          () => Array.fromAsync(catalog.refsPutBefore(new Date())),
+        ],
+        [
+          "MongoCatalog.insertUpload",
+          "x.upload",
+          () => catalog.insertUpload(upload),
+        ],
+        ["MongoCatalog.getUpload", "x.upload", () => catalog.getUpload("u")],
+        [
+          "MongoCatalog.uploads",
+          "x.upload",
+          () => Array.fromAsync(catalog.uploads()),
+        ],
+        [
+          "MongoCatalog.initPart",
+          "x.upload",
+          () => catalog.initPart("u", 0, part),
+        ],
+        [
+          "MongoCatalog.completePart",
+          "x.upload",
+          () => catalog.completePart("u", 0, h),
+        ],
+        [
+          "MongoCatalog.setUploadHash",
+          "x.upload",
+          () => catalog.setUploadHash("u", h),
+        ],
+        [
+          "MongoCatalog.setOwner",
+          "x.upload",
+          () => catalog.setOwner("u", "o", new Date()),
+        ],
+        [
+          "MongoCatalog.removeUpload",
+          "x.upload",
+          () => catalog.removeUpload("u", "o"),
+        ],
+        [
+          "MongoCatalog.ensureIndexes", // as removeExpiredUploads does first
+          "",
+          () => catalog.removeExpiredUploads(new Date()),
+        ],
+        ["MongoBackend.get", "x.files", () => backend.get("name")],
+        [
+          "MongoBackend.put",
+          "x.files", // the GridFS file, whether its chunks or files document failed
+          () =>
+            backend.put(
+              "name",
+              chunkedStream(bytesOf(10, 1), 10),
+              10,
+              hashOf(bytesOf(10, 1)),
+            ),
+        ],
+        ["MongoBackend.remove", "x.files", () => backend.remove("name")],
+        [
+          "MongoBackend.removeMany",
+          "x.files",
+          () => backend.removeMany(["name"]),
+        ],
+        ["MongoBackend.sweep", "x.chunks", () => backend.sweep()],
+        [
+          "MongoBackend.sweep", // list sweeps first
+          "x.chunks",
+          () => Array.fromAsync(backend.list()),
+        ],
+      ];
+      // Concurrently: each waits out the server selection timeout.
+      const outcomes = await Promise.allSettled(
+        failing.map(([, , op]) => op()),
+      );
+      failing.forEach(([operation, collection], i) => {
+        const outcome = outcomes[i];
+        ok(outcome.status === "rejected", `${operation} should fail`);
+        const err = outcome.reason;
+        ok(err instanceof MongoStoreError, `${operation}: ${err}`);
+        strictEqual(err.name, "MongoStoreError");
+        strictEqual(err.operation, operation);
+        if (collection) strictEqual(err.collection, collection);
+        ok(
+          err.message.startsWith(
+            `${operation} on "${err.collection}" failed: Mongo`,
+          ),
+          err.message,
+        );
+        ok(err.cause instanceof MongoError, `${operation}: the driver's error`);
+        for (const leak of [secret, "mongodb://", "blob:"]) {
+          ok(!err.message.includes(leak), `${operation}: ${err.message}`);
+        }
+      });
+
+      await t.step(
+        "the store's own errors pass through unwrapped",
+        async () => {
+          const bytes = bytesOf(10, 2);
+          // Too many bytes in the first chunk: refused before any write.
+          await rejects(
+            backend.put("name", chunkedStream(bytes, 10), 3, hashOf(bytes)),
+            (err) => err instanceof SizeMismatchError,
+          );
+          const gone = new Error("source gone");
+          await rejects(
+            backend.put(
+              "name",
+              failingStream(bytes, 0, gone),
+              10,
+              hashOf(bytes),
+            ),
+            (err) => err === gone,
+          );
+        },
+      );
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+mongoTest(
+  "MongoCatalog: a server error not handled on purpose is a MongoStoreError keeping the server's",
+  async (server) => {
+    const catalog = new MongoCatalog(server.freshDb(), PREFIX);
+    const upload = { id: "dup", expires: new Date(9e12), parts: [] };
+    await catalog.insertUpload(upload);
+    // Upload ids are fresh: a duplicate one is unexpected, not "there first".
+    await rejects(catalog.insertUpload(upload), (err) => {
+      ok(err instanceof MongoStoreError);
+      ok(err.cause instanceof MongoServerError);
+      strictEqual(err.cause.code, 11000);
+      ok(
+        err.message.startsWith(
+          `MongoCatalog.insertUpload on "${PREFIX}.upload" failed: MongoServerError: `,
+        ),
+        err.message,
+      );
+      return true;
+    });
+    // A duplicate reference is the deliberate answer: false, no error.
+    const ref = { hash: hashOf("r"), name: "n", putTime: new Date(), size: 1 };
+    ok(await catalog.insertRef(ref));
+    ok(!await catalog.insertRef(ref));
+  },
+);
+
+Deno.test("MongoStoreError: no connection string or credentials in the message", () => {
+  const cause = new Error(
+    "bad URI mongodb+srv://admin:hunter22@db.example.net/x and u:pw@127.0.0.1:27017",
+  );
+  const err = new MongoStoreError("MongoBackend.get", "b.files", cause);
+  strictEqual(err.cause, cause);
+  for (const leak of ["hunter22", "admin", "mongodb+srv://", "u:pw"]) {
+    ok(!err.message.includes(leak), err.message);
+  }
+  ok(
+    err.message.startsWith(
+      'MongoBackend.get on "b.files" failed: Error: bad URI ',
+    ),
+  );
+});
+
+mongoTest(
+  "MongoCatalog and MongoBackend: on a closed client, calls and reads in progress fail with MongoStoreError",
+  async (server) => {
+    const client = await connect();
+    const db = client.db(server.freshDb().databaseName);
+    let closed = false;
+    try {
+      // Two chunks per round trip: the read below needs more round trips.
+      const backend = new MongoBackend(db, PREFIX, {
+        chunkSizeBytes: 1000,
+        readBatchBytes: 2000,
+      });
+      const catalog = new MongoCatalog(db, PREFIX);
+      const bytes = bytesOf(10_000, 13);
+      const hash = hashOf(bytes);
+      const name = newBlobName(hash);
+      await backend.put(name, chunkedStream(bytes, 4096), 10_000, hash);
+      ok(await catalog.insertRef({ hash, name, putTime: new Date(), size: 1 }));
+      const reader = (await backend.get(name)).body.getReader();
+      strictEqual((await reader.read()).value?.length, 1000);
+
+      await client.close();
+      closed = true;
+      const isWrapped = (operation: string) => (err: unknown) =>
+        err instanceof MongoStoreError && err.operation === operation &&
+        err.cause instanceof MongoError;
+      await rejects(
+        (async () => {
+          while (!(await reader.read()).done);
+        })(),
+        isWrapped("MongoBackend.get"),
+      );
+      await rejects(catalog.getRef(hash), isWrapped("MongoCatalog.getRef"));
+      await rejects(
+        catalog.touchRef(hash, new Date()),
+        isWrapped("MongoCatalog.touchRef"),
+      );
+      await rejects(backend.get(name), isWrapped("MongoBackend.get"));
+      await rejects(
+        backend.put(
+          newBlobName(hash),
+          chunkedStream(bytes, 4096),
+          10_000,
+          hash,
+        ),
+        isWrapped("MongoBackend.put"),
+      );
+    } finally {
+      if (!closed) await client.close();
+    }
   },
 );

@@ -12,6 +12,11 @@
  * MongoDB caps at 16 MiB a reply but FerretDB v1 does not, so a whole blob
  * would arrive in memory at once.
  *
+ * A failure of the driver or the server is thrown as a `MongoStoreError`
+ * naming the method and the collection, the driver's error as its `cause`;
+ * what the body stream or its verification fails with (`HashMismatchError`,
+ * `SizeMismatchError`, the source's own error) passes through unchanged.
+ *
  * @module
  */
 
@@ -32,6 +37,7 @@ import type {
   OpenedBlob,
 } from "../backend.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
+import { mongoStep, mongoSteps } from "../mongo_error.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
@@ -101,6 +107,10 @@ export interface MongoBackendOptions {
  * MiB at a time as the body is read, and with a range only the chunks that
  * hold it.
  *
+ * Driver and server failures are thrown as `MongoStoreError` (the driver's
+ * error as `cause`); verification failures as `HashMismatchError` and
+ * `SizeMismatchError`.
+ *
  * @example
  * ```ts ignore
  * import { MongoClient } from "mongodb";
@@ -141,9 +151,22 @@ export class MongoBackend implements Backend {
     this.#chunks = db.collection<GridFSChunk>(`${prefix}.chunks`);
   }
 
+  /** Runs driver calls on the files collection as `MongoBackend.<method>`. */
+  #filesStep<T>(method: string, op: () => Promise<T>): Promise<T> {
+    return mongoStep(`MongoBackend.${method}`, this.#files.collectionName, op);
+  }
+
+  /** Runs driver calls on the chunks collection as `MongoBackend.<method>`. */
+  #chunksStep<T>(method: string, op: () => Promise<T>): Promise<T> {
+    return mongoStep(`MongoBackend.${method}`, this.#chunks.collectionName, op);
+  }
+
   /** See {@linkcode Backend.get}. */
   async get(name: string, range?: ByteRange): Promise<OpenedBlob> {
-    const file = await this.#files.findOne({ filename: name });
+    const file = await this.#filesStep(
+      "get",
+      () => this.#files.findOne({ filename: name }),
+    );
     if (!file) throw new NotFoundError(`GridFS file "${name}" not found`);
     const size = Number(file.length);
     const { start, end } = resolveRange(range, size);
@@ -158,7 +181,10 @@ export class MongoBackend implements Backend {
     size: number,
     hash: string,
   ): Promise<void> {
-    const upload = this.#bucket.openUploadStream(name);
+    const upload = await this.#filesStep(
+      "put",
+      () => Promise.resolve(this.#bucket.openUploadStream(name)),
+    );
     // Failures reach us through the write and end callbacks; without a
     // listener, the stream's "error" event would be an uncaught exception.
     upload.on("error", () => {});
@@ -173,11 +199,12 @@ export class MongoBackend implements Backend {
         // put fails no insert is still in flight to land after the abort
         // has deleted the chunks.
         for (let at = 0; at < chunk.length; at += this.#chunkSize) {
-          await write(upload, chunk.subarray(at, at + this.#chunkSize));
+          const piece = chunk.subarray(at, at + this.#chunkSize);
+          await this.#filesStep("put", () => write(upload, piece));
         }
       }
       ending = true;
-      await end(upload);
+      await this.#filesStep("put", () => end(upload));
     } catch (err) {
       await this.#discard(upload, ending);
       throw err;
@@ -190,8 +217,16 @@ export class MongoBackend implements Backend {
     // whatever happens to its chunks. Names are unique (the store never
     // puts one twice), so one files document at most. (No projection: the
     // document is small, and FerretDB v1 rejects one on findAndModify.)
-    const file = await this.#files.findOneAndDelete({ filename: name });
-    if (file) await this.#chunks.deleteMany({ files_id: file._id });
+    const file = await this.#filesStep(
+      "remove",
+      () => this.#files.findOneAndDelete({ filename: name }),
+    );
+    if (file) {
+      await this.#chunksStep(
+        "remove",
+        () => this.#chunks.deleteMany({ files_id: file._id }),
+      );
+    }
   }
 
   /**
@@ -201,13 +236,19 @@ export class MongoBackend implements Backend {
    */
   async removeMany(names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
-    const files = await this.#files
-      .find({ filename: { $in: [...names] } }, { projection: { _id: 1 } })
-      .toArray();
-    if (files.length === 0) return;
-    const ids = files.map((file) => file._id);
-    await this.#files.deleteMany({ _id: { $in: ids } });
-    await this.#chunks.deleteMany({ files_id: { $in: ids } });
+    const ids = await this.#filesStep("removeMany", async () => {
+      const files = await this.#files
+        .find({ filename: { $in: [...names] } }, { projection: { _id: 1 } })
+        .toArray();
+      const ids = files.map((file) => file._id);
+      if (ids.length > 0) await this.#files.deleteMany({ _id: { $in: ids } });
+      return ids;
+    });
+    if (ids.length === 0) return;
+    await this.#chunksStep(
+      "removeMany",
+      () => this.#chunks.deleteMany({ files_id: { $in: ids } }),
+    );
   }
 
   /**
@@ -222,20 +263,30 @@ export class MongoBackend implements Backend {
    */
   async sweep(graceMs: number = this.#graceMs): Promise<number> {
     const cutoff = Date.now() - graceMs;
-    const old = (await this.#chunks.distinct("files_id")).filter((id) =>
+    const old = (await this.#chunksStep(
+      "sweep",
+      () => this.#chunks.distinct("files_id"),
+    )).filter((id) =>
       id instanceof ObjectId && id.getTimestamp().getTime() <= cutoff
     );
     let cleared = 0;
     for (let i = 0; i < old.length; i += SWEEP_BATCH) {
       const batch = old.slice(i, i + SWEEP_BATCH);
       const named = new Set(
-        (await this.#files.find({ _id: { $in: batch } }, {
-          projection: { _id: 1 },
-        }).toArray()).map((file) => String(file._id)),
+        (await this.#filesStep(
+          "sweep",
+          () =>
+            this.#files.find({ _id: { $in: batch } }, {
+              projection: { _id: 1 },
+            }).toArray(),
+        )).map((file) => String(file._id)),
       );
       const dangling = batch.filter((id) => !named.has(String(id)));
       if (dangling.length === 0) continue;
-      await this.#chunks.deleteMany({ files_id: { $in: dangling } });
+      await this.#chunksStep(
+        "sweep",
+        () => this.#chunks.deleteMany({ files_id: { $in: dangling } }),
+      );
       cleared += dangling.length;
     }
     return cleared;
@@ -244,19 +295,19 @@ export class MongoBackend implements Backend {
   /** See {@linkcode Backend.list}; sweeps debris first (see `sweep`). */
   async *list(): AsyncIterable<BackendObject> {
     await this.sweep();
-    const files = this.#files.find({}, {
-      projection: { filename: 1, length: 1, uploadDate: 1 },
-    });
-    try {
-      for await (const file of files) {
-        yield {
-          name: file.filename,
-          size: Number(file.length),
-          modified: file.uploadDate,
-        };
-      }
-    } finally {
-      await files.close();
+    const files = mongoSteps(
+      "MongoBackend.list",
+      this.#files.collectionName,
+      this.#files.find({}, {
+        projection: { filename: 1, length: 1, uploadDate: 1 },
+      }),
+    );
+    for await (const file of files) {
+      yield {
+        name: file.filename,
+        size: Number(file.length),
+        modified: file.uploadDate,
+      };
     }
   }
 
@@ -283,10 +334,15 @@ export class MongoBackend implements Backend {
       },
     );
     let n = first;
+    const closeCursor = () => this.#chunksStep("get", () => cursor.close());
     const fail = async (problem: string) => {
-      await cursor.close();
+      await closeCursor();
       // A remove while we read deletes the chunks after the files document.
-      if (!await this.#files.findOne({ _id: file._id })) {
+      const still = await this.#filesStep(
+        "get",
+        () => this.#files.findOne({ _id: file._id }),
+      );
+      if (!still) {
         return new NotFoundError(
           `GridFS file "${file.filename}" was removed while being read`,
         );
@@ -295,7 +351,7 @@ export class MongoBackend implements Backend {
     };
     return new ReadableStream({
       pull: async (controller) => {
-        const chunk = await cursor.next();
+        const chunk = await this.#chunksStep("get", () => cursor.next());
         if (!chunk || chunk.n !== n) {
           throw await fail(
             `chunk ${n} is missing (got ${
@@ -317,11 +373,11 @@ export class MongoBackend implements Backend {
         );
         if (n++ === last) {
           controller.close();
-          await cursor.close();
+          await closeCursor();
         }
       },
       cancel: async () => {
-        await cursor.close();
+        await closeCursor();
       },
     }, { highWaterMark: 0 });
   }
