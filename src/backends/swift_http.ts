@@ -5,6 +5,7 @@
  * @module
  */
 
+import { BlobStoreError } from "../errors.ts";
 import { retry, TimeoutError, withTimeout } from "../retry.ts";
 import { redact, SwiftError } from "./swift_error.ts";
 
@@ -204,20 +205,44 @@ export function idleTimeout(
       try {
         result = await withTimeout(() => reader.read(), timeoutMs, operation);
       } catch (err) {
-        if (!(err instanceof TimeoutError)) throw err;
-        reader.cancel(err).catch(() => {});
-        throw new SwiftError(
-          operation,
-          0,
-          `no bytes from Swift for ${timeoutMs} ms (timeoutMs)`,
-          { cause: err },
-        );
+        throw bodyError(err, reader, timeoutMs, operation);
       }
       if (result.done) controller.close();
       else controller.enqueue(result.value);
     },
     cancel: (reason) => reader.cancel(reason),
   }, { highWaterMark: 0 });
+}
+
+/**
+ * The typed error for a body that stopped: silent for too long (the read
+ * is cancelled, so the connection is released), or cut by the network
+ * (Swift or a proxy dying mid-answer surfaces as fetch's bare `TypeError`,
+ * which callers must not have to tell from a bug of ours).
+ */
+function bodyError(
+  err: unknown,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  timeoutMs: number,
+  operation: string,
+): unknown {
+  if (err instanceof TimeoutError) {
+    reader.cancel(err).catch(() => {});
+    return new SwiftError(
+      operation,
+      0,
+      `no bytes from Swift for ${timeoutMs} ms (timeoutMs)`,
+      { cause: err },
+    );
+  }
+  if (err instanceof BlobStoreError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SwiftError(
+    operation,
+    0,
+    `reading the body failed: ${message}`,
+    { cause: err },
+  );
 }
 
 /**
