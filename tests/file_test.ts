@@ -1,9 +1,10 @@
 /**
  * FileBackend: the backend and store contracts on a temporary directory,
  * names that could escape the root, the layout, no temporary file left by
- * a failed put, the sweep of stale temporary files, seeking ranges, crash
- * safety of a put killed midway, and GC's batch removal (`removeMany`).
- * Needs no unstable flag.
+ * a failed put, whole read chunks and a file cut short under a read, the
+ * sweep of stale temporary files, seeking ranges, crash safety of a put
+ * killed midway, and GC's batch removal (`removeMany`). Needs no unstable
+ * flag.
  *
  * @module
  */
@@ -13,7 +14,11 @@ import { join } from "node:path";
 import { FileBackend } from "../src/backends/file.ts";
 import { MemoryCatalog } from "../src/catalogs/memory.ts";
 import { sha384 } from "../src/digest.ts";
-import { BadParamsError, NotFoundError } from "../src/errors.ts";
+import {
+  BadParamsError,
+  IntegrityError,
+  NotFoundError,
+} from "../src/errors.ts";
 import { newBlobName } from "../src/names.ts";
 import { Store } from "../src/store.ts";
 import { testBackendContract } from "./backend_contract.ts";
@@ -111,6 +116,36 @@ Deno.test("FileBackend: objects fan out by name prefix; short names too", async 
       [`${name.slice(0, 2)}/${name.slice(2, 4)}/${name}`, "a_/__/a"].sort(),
     );
     deepStrictEqual(await readAll((await backend.get("a")).body), bytes);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend: reads hand out whole 1 MiB chunks; a file cut short is IntegrityError", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root);
+    const bytes = bytesOf(3 * 1024 * 1024 + 10, 4);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(
+      name,
+      chunkedStream(bytes, 65536),
+      bytes.length,
+      hashOf(bytes),
+    );
+    const chunks = await collect((await backend.get(name, { start: 5 })).body);
+    deepStrictEqual(
+      chunks.map((c) => [c.length, c.buffer.byteLength]),
+      [[1048576, 1048576], [1048576, 1048576], [1048576, 1048576], [5, 5]],
+      "every chunk fills its own buffer",
+    );
+    // Truncated after it was opened: the size was read at open.
+    const opened = await backend.get(name);
+    await Deno.truncate(
+      join(root, name.slice(0, 2), name.slice(2, 4), name),
+      1_500_000,
+    );
+    await rejects(readAll(opened.body), IntegrityError);
   } finally {
     await close();
   }
