@@ -38,9 +38,10 @@ const NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
  * The size of the chunks a read hands out, each a fresh buffer (the
  * consumer may keep it). 1 MiB: each read is an operation on another
  * thread costing ~45 µs whatever its size, so 64 KiB reads run at half
- * the speed, and smaller chunks do not lower the memory dropped buffers
- * hold either (V8 collects them once 64 MiB of them are young, whatever
- * their size; see the README's performance section).
+ * the speed. V8 frees dropped buffers once 64 MiB of them are young,
+ * whatever their size; 64 KiB reads only lower that peak because their
+ * own bookkeeping makes it collect sooner (see the README's performance
+ * section).
  */
 const READ_SIZE = 1024 * 1024;
 
