@@ -153,6 +153,24 @@ export async function testBackendContract(
     await b.remove(newBlobName(hashOf("never stored")));
   });
 
+  await step(
+    "removeMany removes every name given; absent ones are not an error",
+    async (b) => {
+      // Optional: Store.gc falls back to remove() one name at a time.
+      if (!b.removeMany) return;
+      const names: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        names.push(await putBytes(b, bytesOf(70_000 + i, i), 7_000));
+      }
+      const kept = await putBytes(b, bytesOf(10, 9), 10);
+      await b.removeMany([...names, newBlobName(hashOf("never stored"))]);
+      for (const name of names) await rejects(b.get(name), NotFoundError);
+      deepStrictEqual(await readAll((await b.get(kept)).body), bytesOf(10, 9));
+      await b.removeMany(names);
+      await b.removeMany([]);
+    },
+  );
+
   await step("list names every stored object with its size", async (b) => {
     ok(b.list, "every backend we ship implements list()");
     const a = await putBytes(b, bytesOf(10, 1), 3);
