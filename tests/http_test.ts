@@ -1058,3 +1058,20 @@ Deno.test("multipart registries: memory and Deno KV behave alike", async (t) => 
     kv.close();
   }
 });
+
+Deno.test("http: a request target no URL parser accepts is a 400, not a 500", async () => {
+  const server = startServer({});
+  try {
+    // Deno.serve passes an absolute-form target through as `req.url`
+    // (found by the fuzzer, seed 462370225).
+    const res = await rawRequest(server.port, {
+      method: "GET",
+      path: "http://%E2%80%AE0000/../../",
+    });
+    assert.strictEqual(res!.status, 400);
+    assert.strictEqual((res!.json() as { error: string }).error, "bad_request");
+    assert.deepStrictEqual(server.errors, []);
+  } finally {
+    await server.close();
+  }
+});

@@ -272,7 +272,7 @@ export function createHandler(
   ): Promise<Response> => {
     let release: (() => void) | undefined;
     try {
-      const url = new URL(req.url);
+      const url = requestURL(req);
       const segments = pathSegments(url.pathname, prefix);
       const match = segments && matchRoute(routes, segments);
       if (!match) {
@@ -311,6 +311,23 @@ export function createHandler(
       release?.();
     }
   };
+}
+
+/**
+ * The request's URL. `Deno.serve` passes an absolute-form request target
+ * through as is, so a client can send one no URL parser accepts
+ * (`PUT http://%E2%80%AE/ HTTP/1.1`): that is the client's mistake, a 400.
+ */
+function requestURL(req: Request): URL {
+  try {
+    return new URL(req.url);
+  } catch {
+    throw new HttpError(
+      400,
+      "bad_request",
+      `malformed request URL ${JSON.stringify(req.url.slice(0, 200))}`,
+    );
+  }
 }
 
 function normalizePrefix(prefix = ""): string {
