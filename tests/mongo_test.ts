@@ -39,6 +39,7 @@ import {
   hashOf,
   readAll,
 } from "./helpers.ts";
+import { MongoMultipartRegistry } from "../src/http/registry_mongo.ts";
 import { MONGODB_URL, serviceAvailable } from "./services.ts";
 
 const PREFIX = "blobstore";
@@ -986,5 +987,36 @@ mongoTest(
     } finally {
       if (!closed) await client.close();
     }
+  },
+);
+
+mongoTest(
+  "MongoMultipartRegistry: compare-and-set steps, and a closed client is a MongoStoreError",
+  async (server) => {
+    const client = await connect();
+    const db = client.db(server.freshDb().databaseName);
+    const registry = new MongoMultipartRegistry(db, PREFIX);
+    const h = hashOf("multipart");
+    const first = { uploadId: "u1", finished: new Date(1000) };
+    const second = { uploadId: "u2", finished: new Date(2000) };
+    try {
+      strictEqual(await registry.get(h), undefined);
+      ok(await registry.compareAndSet(h, undefined, first));
+      ok(!(await registry.compareAndSet(h, undefined, second)), "already set");
+      ok(!(await registry.compareAndSet(h, "u9", second)), "wrong expected id");
+      ok(await registry.compareAndSet(h, "u1", second));
+      deepStrictEqual(await registry.get(h), second);
+      const listed = [];
+      for await (const entry of registry.entries()) listed.push(entry);
+      deepStrictEqual(listed, [{ hash: h, ...second }]);
+      ok(await registry.compareAndSet(h, "u2", undefined));
+      strictEqual(await registry.get(h), undefined);
+    } finally {
+      await client.close();
+    }
+    const err = await registry.get(h).then(() => undefined, (e) => e);
+    ok(err instanceof MongoStoreError, `expected MongoStoreError, got ${err}`);
+    ok(err.message.startsWith("MongoMultipartRegistry.get on "), err.message);
+    ok(err.cause instanceof Error);
   },
 );

@@ -7,6 +7,7 @@
  */
 
 import type { Collection, Db } from "mongodb";
+import { mongoStep, mongoSteps, toMongoStoreError } from "../mongo_error.ts";
 import type { MultipartEntry, MultipartRegistry } from "./registry.ts";
 
 interface EntryDocument {
@@ -43,8 +44,20 @@ export class MongoMultipartRegistry implements MultipartRegistry {
 
   /** See {@linkcode MultipartRegistry.get}. */
   async get(hash: string): Promise<MultipartEntry | undefined> {
-    const doc = await this.#entries.findOne({ _id: hash });
+    const doc = await this.#step(
+      "get",
+      () => this.#entries.findOne({ _id: hash }),
+    );
     return doc ? { uploadId: doc.uploadId, finished: doc.finished } : undefined;
+  }
+
+  /** Runs one driver call; a failure of its own is a `MongoStoreError`. */
+  #step<T>(method: string, op: () => Promise<T>): Promise<T> {
+    return mongoStep(
+      `MongoMultipartRegistry.${method}`,
+      this.#entries.collectionName,
+      op,
+    );
   }
 
   /** See {@linkcode MultipartRegistry.compareAndSet}. */
@@ -60,23 +73,40 @@ export class MongoMultipartRegistry implements MultipartRegistry {
         return true;
       } catch (err) {
         if ((err as { code?: number }).code === DUPLICATE_KEY) return false;
-        throw err;
+        throw toMongoStoreError(
+          "MongoMultipartRegistry.compareAndSet",
+          this.#entries.collectionName,
+          err,
+        );
       }
     }
     const filter = { _id: hash, uploadId: expected };
     if (!entry) {
-      return (await this.#entries.deleteOne(filter)).deletedCount === 1;
+      const deleted = await this.#step(
+        "compareAndSet",
+        () => this.#entries.deleteOne(filter),
+      );
+      return deleted.deletedCount === 1;
     }
-    const replaced = await this.#entries.replaceOne(filter, {
-      uploadId: entry.uploadId,
-      finished: entry.finished,
-    });
+    const replaced = await this.#step(
+      "compareAndSet",
+      () =>
+        this.#entries.replaceOne(filter, {
+          uploadId: entry.uploadId,
+          finished: entry.finished,
+        }),
+    );
     return replaced.matchedCount === 1;
   }
 
   /** See {@linkcode MultipartRegistry.entries}. */
   async *entries(): AsyncIterable<MultipartEntry & { hash: string }> {
-    for await (const doc of this.#entries.find()) {
+    const docs = mongoSteps(
+      "MongoMultipartRegistry.entries",
+      this.#entries.collectionName,
+      this.#entries.find(),
+    );
+    for await (const doc of docs) {
       yield { hash: doc._id, uploadId: doc.uploadId, finished: doc.finished };
     }
   }
