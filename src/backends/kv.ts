@@ -32,6 +32,12 @@ import {
   NotFoundError,
 } from "../errors.ts";
 import { commit, retryBusy } from "../kv_busy.ts";
+import {
+  atomicBatches,
+  getManyInGroups,
+  keySize,
+  MAX_KEY_BYTES,
+} from "../kv_limits.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
@@ -46,24 +52,6 @@ const CHUNKS_PER_BATCH = 10;
 
 /** Deletions per atomic operation (KV allows 1000 mutations). */
 const DELETES_PER_BATCH = 500;
-
-/**
- * KV's limits on one atomic operation: 100 checks, 1000 mutations, 800
- * KiB of keys and values, and 80 KiB of keys. Which keys count towards
- * the last differs between Deno versions (2.9 counts only those set), so
- * batches count every key they name, checks included.
- */
-const MAX_CHECKS = 100;
-const MAX_KEY_BYTES = 80 * 1024;
-
-/** `getMany` reads at most this many keys. */
-const GET_MANY_LIMIT = 10;
-
-/**
- * How many `getMany` calls a batch removal has in flight at once: on the
- * hosted KV each is a round trip; a local KV serves them one by one.
- */
-const READS_IN_FLIGHT = 10;
 
 /**
  * Chunks a read fetches per round trip (1 MiB). Reads list a key range
@@ -353,49 +341,26 @@ export class KvBackend implements Backend {
 
   /**
    * Cuts `names` into batches one atomic operation can hide: at most
-   * {@linkcode MAX_CHECKS} objects and {@linkcode MAX_KEY_BYTES} of keys
+   * `MAX_CHECKS` objects and `MAX_KEY_BYTES` of keys
    * (each header key checked and deleted, a marker key set).
    */
   *#nameBatches(names: readonly string[]): Generator<string[]> {
     // Write ids are UUIDs: 36 characters.
     const markerSize = keySize(this.#pendingKey("0".repeat(36)));
-    let batch: string[] = [];
-    let bytes = 0;
-    for (const name of names) {
-      const size = 2 * keySize(this.#objectKey(name)) + markerSize;
-      if (batch.length === MAX_CHECKS || bytes + size > MAX_KEY_BYTES) {
-        if (batch.length > 0) yield batch;
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(name);
-      bytes += size;
-    }
-    if (batch.length > 0) yield batch;
+    yield* atomicBatches(
+      names,
+      (name) => 2 * keySize(this.#objectKey(name)) + markerSize,
+    );
   }
 
   /** Reads the headers of `names`, in order, several `getMany` at once. */
-  async #readHeaders(
+  #readHeaders(
     names: readonly string[],
   ): Promise<Deno.KvEntryMaybe<ObjectHeader>[]> {
-    const groups: string[][] = [];
-    for (let i = 0; i < names.length; i += GET_MANY_LIMIT) {
-      groups.push(names.slice(i, i + GET_MANY_LIMIT));
-    }
-    const entries: Deno.KvEntryMaybe<ObjectHeader>[] = [];
-    for (let i = 0; i < groups.length; i += READS_IN_FLIGHT) {
-      const read = await Promise.all(
-        groups.slice(i, i + READS_IN_FLIGHT).map((group) =>
-          retryBusy(() =>
-            this.#kv.getMany<ObjectHeader[]>(
-              group.map((name) => this.#objectKey(name)),
-            )
-          )
-        ),
-      );
-      for (const group of read) entries.push(...group);
-    }
-    return entries;
+    return getManyInGroups<ObjectHeader>(
+      names.map((name) => this.#objectKey(name)),
+      (group) => retryBusy(() => this.#kv.getMany<ObjectHeader[]>(group)),
+    );
   }
 
   #readChunks(
@@ -566,7 +531,7 @@ class ChunkWriter {
 /**
  * Deletes the chunks of every write in `writes`, then its pending marker,
  * packing the deletions of several writes into each atomic operation (at
- * most {@linkcode DELETES_PER_BATCH} and {@linkcode MAX_KEY_BYTES} of keys
+ * most {@linkcode DELETES_PER_BATCH} and `MAX_KEY_BYTES` of keys
  * each). Operations commit in order and a marker comes after its last
  * chunk: until the marker is gone, a sweep can finish the job.
  */
@@ -612,27 +577,6 @@ function abandoned(name: string): ConflictError {
   return new ConflictError(
     `put of "${name}" was abandoned (expected its pending marker unchanged, got it swept as stale: the put idled longer than the grace period)`,
   );
-}
-
-/**
- * An upper bound on the encoded size of `key` in bytes: a string part is
- * a type byte, its UTF-8 bytes (a NUL escaped as two) and a terminator; a
- * number is a type byte and 8 bytes.
- */
-function keySize(key: Deno.KvKey): number {
-  let size = 0;
-  for (const part of key) {
-    if (typeof part !== "string") {
-      size += 9;
-      continue;
-    }
-    size += 2;
-    for (let i = 0; i < part.length; i++) {
-      const unit = part.charCodeAt(i);
-      size += unit === 0 ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
-    }
-  }
-  return size;
 }
 
 /** KV keys are at most 2 KiB; a name this long is surely a mistake. */

@@ -25,6 +25,12 @@
 import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
 import { BadParamsError, ConflictError } from "../errors.ts";
 import { commit, retryBusy } from "../kv_busy.ts";
+import {
+  atomicBatches,
+  GET_MANY_LIMIT,
+  getManyInGroups,
+  keySize,
+} from "../kv_limits.ts";
 
 /**
  * How many part records share one KV value. A part record is at most about
@@ -47,24 +53,6 @@ export const MAX_KV_PARTS = 900 * PARTS_PER_PAGE;
  * progresses; the limit only bounds how long one caller may be unlucky.
  */
 const SETTLE_TIMEOUT_MS = 30_000;
-
-/** `getMany` reads at most this many keys. */
-const GET_MANY_LIMIT = 10;
-
-/**
- * KV's limits on one atomic operation: 100 checks, 1000 mutations, 800
- * KiB of keys and values, and 80 KiB of keys. Which keys count towards
- * the last differs between Deno versions (2.9 counts only those set), so
- * batches count every key they name, checks included.
- */
-const MAX_CHECKS = 100;
-const MAX_KEY_BYTES = 80 * 1024;
-
-/**
- * How many `getMany` calls a batch removal has in flight at once: on the
- * hosted KV each is a round trip; a local KV serves them one by one.
- */
-const READS_IN_FLIGHT = 10;
 
 interface StoredRef {
   name: string;
@@ -440,45 +428,27 @@ export class KvCatalog implements Catalog {
 
   /**
    * Cuts `refs` into batches one atomic operation can remove: at most
-   * {@linkcode MAX_CHECKS} references (one check each) and at most
-   * {@linkcode MAX_KEY_BYTES} of keys (each reference's key is checked and
+   * `MAX_CHECKS` references (one check each) and at most
+   * `MAX_KEY_BYTES` of keys (each reference's key is checked and
    * deleted, and its put-time key deleted).
    */
   *#refBatches(refs: readonly BlobRef[]): Generator<BlobRef[]> {
-    let batch: BlobRef[] = [];
-    let bytes = 0;
-    for (const ref of refs) {
-      const size = 2 * keySize(this.#refKey(ref.hash)) +
-        keySize(this.#refTimeKey(0, ref.hash));
-      if (batch.length === MAX_CHECKS || bytes + size > MAX_KEY_BYTES) {
-        if (batch.length > 0) yield batch;
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(ref);
-      bytes += size;
-    }
-    if (batch.length > 0) yield batch;
+    yield* atomicBatches(
+      refs,
+      (ref) =>
+        2 * keySize(this.#refKey(ref.hash)) +
+        keySize(this.#refTimeKey(0, ref.hash)),
+    );
   }
 
   /** Reads the references of `hashes`, in order, several `getMany` at once. */
-  async #readRefs(
+  #readRefs(
     hashes: readonly string[],
   ): Promise<Deno.KvEntryMaybe<StoredRef>[]> {
-    const groups: string[][] = [];
-    for (let i = 0; i < hashes.length; i += GET_MANY_LIMIT) {
-      groups.push(hashes.slice(i, i + GET_MANY_LIMIT));
-    }
-    const entries: Deno.KvEntryMaybe<StoredRef>[] = [];
-    for (let i = 0; i < groups.length; i += READS_IN_FLIGHT) {
-      const read = await Promise.all(
-        groups.slice(i, i + READS_IN_FLIGHT).map((group) =>
-          this.#getMany<StoredRef[]>(group.map((hash) => this.#refKey(hash)))
-        ),
-      );
-      for (const group of read) entries.push(...group);
-    }
-    return entries;
+    return getManyInGroups<StoredRef>(
+      hashes.map((hash) => this.#refKey(hash)),
+      (group) => this.#getMany<StoredRef[]>(group),
+    );
   }
 
   /**
@@ -570,27 +540,6 @@ async function settle<T>(
       await new Promise((r) => setTimeout(r, ms));
     }
   }
-}
-
-/**
- * An upper bound on the encoded size of `key` in bytes: a string part is
- * a type byte, its UTF-8 bytes (a NUL escaped as two) and a terminator; a
- * number is a type byte and 8 bytes.
- */
-function keySize(key: Deno.KvKey): number {
-  let size = 0;
-  for (const part of key) {
-    if (typeof part !== "string") {
-      size += 9;
-      continue;
-    }
-    size += 2;
-    for (let i = 0; i < part.length; i++) {
-      const unit = part.charCodeAt(i);
-      size += unit === 0 ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
-    }
-  }
-  return size;
 }
 
 function toMillis(date: Date, what: string): number {
