@@ -35,6 +35,7 @@ import { Refs } from "../src/refs.ts";
 import { Store } from "../src/store.ts";
 import type { BenchCase, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
+import { keepEveryOther, perReferenceMs } from "./gc.ts";
 import { rssCases } from "./rss.ts";
 import { standalone } from "./run.ts";
 import { CHUNK, chunksOf, drain, hashOfSize, streamOf } from "./data.ts";
@@ -287,20 +288,16 @@ function gcCase(dir: string, count: number): BenchCase {
       gcKv = await Deno.openKv(kvPath);
       const catalog = new KvCatalog(gcKv);
       const hashes = await seedGcBlobs(catalog, backend, count, putTime);
-      refs = new Refs(count);
-      hashes.forEach((hash, i) => i % 2 === 0 || refs.add(hash));
-      // For comparison, untimed: the per-reference path (one conditional
-      // removal, then the file's) on a sample of the garbage.
-      const start = performance.now();
-      for (const hash of hashes.slice(0, 2 * PER_REF_SAMPLE)) {
-        if (refs.has(hash)) continue;
-        const ref = await catalog.getRef(hash);
-        if (!await catalog.removeRef(hash, putTime)) {
-          throw new Error(`per-reference removal of ${hash} failed`);
-        }
-        await backend.remove(ref!.name);
-      }
-      perRefMs = (performance.now() - start) / PER_REF_SAMPLE;
+      refs = keepEveryOther(hashes);
+      // For comparison, untimed: the per-reference path on a sample.
+      perRefMs = await perReferenceMs(
+        catalog,
+        backend,
+        hashes,
+        refs,
+        putTime,
+        PER_REF_SAMPLE,
+      );
     },
     async ours() {
       const store = new Store({ catalog: new KvCatalog(gcKv!), backend });

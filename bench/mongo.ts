@@ -50,6 +50,7 @@ import { MongoBackend, MongoCatalog } from "../mongo.ts";
 import type { BenchCase, BenchSuite } from "./harness.ts";
 import { standalone } from "./run.ts";
 import { putBoundNote } from "./bound.ts";
+import { keepEveryOther, perReferenceMs } from "./gc.ts";
 import { rssCases } from "./rss.ts";
 import { chunksOf, drain, hashOfSize, streamOf } from "./data.ts";
 
@@ -414,23 +415,18 @@ function gcCase(db: Db, count: number): BenchCase {
     targetText: "report time; deletes batched",
     async setup() {
       const hashes = await seedBlobs(db, count, putTime);
-      refs = new Refs(count);
-      hashes.forEach((hash, i) => i % 2 === 0 || refs.add(hash));
+      refs = keepEveryOther(hashes);
       const catalog = new MongoCatalog(db, PREFIX);
       await catalog.ensureIndexes();
-      // For comparison, untimed: the per-reference path (one conditional
-      // delete, then the file's removal) on a few of the garbage.
-      const backend = new MongoBackend(db, PREFIX);
-      const start = performance.now();
-      for (const hash of hashes.slice(0, 2 * PER_REF_SAMPLE)) {
-        if (refs.has(hash)) continue;
-        const ref = await catalog.getRef(hash);
-        if (!await catalog.removeRef(hash, putTime)) {
-          throw new Error(`per-reference removal of ${hash} failed`);
-        }
-        await backend.remove(ref!.name);
-      }
-      perRefMs = (performance.now() - start) / PER_REF_SAMPLE;
+      // For comparison, untimed: the per-reference path on a few of them.
+      perRefMs = await perReferenceMs(
+        catalog,
+        new MongoBackend(db, PREFIX),
+        hashes,
+        refs,
+        putTime,
+        PER_REF_SAMPLE,
+      );
     },
     async ours() {
       const store = new Store({
