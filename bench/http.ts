@@ -8,7 +8,8 @@
  *   body and drops it, and vs one that hashes it with SHA-384 (the least
  *   work a verified put does);
  * - download: `GET /blobs/{hash}` of that blob (from the file backend) vs a
- *   bare handler that streams 256 MiB from memory.
+ *   bare handler that streams 256 MiB from memory, and vs one that streams
+ *   the same bytes from a file (the least work a download from disk does).
  *
  * Each server runs in its own process (this script with `--serve`), so the
  * client does not share its thread; the client sends with a
@@ -204,6 +205,15 @@ export const httpSuite: BenchSuite = {
       ours: () => download(ours.port, `/blobs/${hashes[0]}`, size),
       baseline: () => download(bare.port, "/", size),
     };
+    // What a download from disk does at least: read a file of the same
+    // bytes into fresh buffers and stream them.
+    const getFileCase: BenchCase = {
+      ...getCase,
+      name:
+        "HTTP GET /blobs/{hash} vs bare Deno.serve streaming the same bytes from a file",
+      target: undefined,
+      baseline: () => download(bare.port, "/file", size),
+    };
     // What a verified, durable upload does at least: hash the body and
     // write it to a file, fsync included (as the FileBackend behind ours).
     const putFileCase: BenchCase = {
@@ -213,7 +223,7 @@ export const httpSuite: BenchSuite = {
       baseline: () =>
         upload(bare.port, "/sha384-file", size, variantChunks(size, 0)),
     };
-    return [putCase, putHashCase, putFileCase, getCase];
+    return [putCase, putHashCase, putFileCase, getCase, getFileCase];
   },
   async close() {
     await cleanup?.();
@@ -226,6 +236,16 @@ export const httpSuite: BenchSuite = {
         serverPeakRss.blobstore.toFixed(0)
       } MiB, bare ${serverPeakRss.bare.toFixed(0)} MiB`,
 };
+
+/** Writes `size` bytes of the shared chunks to `path` (the bare download's file). */
+async function writeFileOf(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true });
+  for (const chunk of chunksOf(size)) {
+    for (let at = 0; at < chunk.length;) {
+      at += await file.write(chunk.subarray(at));
+    }
+  }
+}
 
 /** `--serve KIND SIZE DATA`: one of the two servers, printing its port. */
 async function serve(kind: string, size: number, data: string): Promise<void> {
@@ -257,10 +277,17 @@ async function serve(kind: string, size: number, data: string): Promise<void> {
         await drain(req.body!);
         return new Response(null, { status: 201 });
       }
+      if (path === "/file") {
+        const file = await Deno.open(`${data}/bare-download`);
+        return new Response(file.readable, {
+          headers: { "content-length": String(size) },
+        });
+      }
       return new Response(ReadableStream.from(chunksOf(size)), {
         headers: { "content-length": String(size) },
       });
     };
+    await writeFileOf(`${data}/bare-download`, size);
   } else {
     const seams = await openSeams({ data, env: () => undefined });
     handler = createHandler(seams.store, {
