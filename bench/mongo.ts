@@ -42,16 +42,18 @@ import {
   GridFSBucket,
   Long,
   MongoClient,
-  ObjectId,
+  type ObjectId,
 } from "mongodb";
 import { createHash } from "node:crypto";
 import { MemoryBackend, Refs, Store } from "../mod.ts";
 import { MongoBackend, MongoCatalog } from "../mongo.ts";
+import { newBlobName } from "../src/names.ts";
 import type { BenchCase, BenchSuite } from "./harness.ts";
 import { standalone } from "./run.ts";
 import { putBoundNote } from "./bound.ts";
 import { keepEveryOther, perReferenceMs } from "./gc.ts";
 import { rssCases } from "./rss.ts";
+import { seedBlobs } from "../tests/mongo_seed.ts";
 import { chunksOf, drain, hashOfSize, streamOf } from "./data.ts";
 
 const MiB = 2 ** 20;
@@ -111,7 +113,7 @@ function putOpenCases(db: Db, size: number): BenchCase[] {
     for (const id of bare.splice(0)) await bucket.delete(id);
   };
   const oursPut = async () => {
-    const name = `${hash}-${randomSuffix()}`;
+    const name = newBlobName(hash);
     ours.push(name);
     await backend.put(name, streamOf(size), size, hash);
   };
@@ -220,7 +222,7 @@ function smallBlobsCases(db: Db, count: number): BenchCase[] {
         }
         await refs.insertOne({
           _id: hash,
-          name: `${hash}-${randomSuffix()}`,
+          name: newBlobName(hash),
           puttime,
           size: Long.fromNumber(1024),
         });
@@ -347,47 +349,6 @@ function stepCostsNote(c: StepCosts, count: number): string {
 }
 
 /**
- * Writes `count` one-chunk blobs straight into the collections, in bulk, as
- * the store would have put them, with put time `putTime`.
- */
-async function seedBlobs(
-  db: Db,
-  count: number,
-  putTime: Date,
-): Promise<string[]> {
-  const hashes: string[] = [];
-  for (let from = 0; from < count; from += 1000) {
-    const files = [], chunks = [], refs = [];
-    for (let i = from; i < Math.min(from + 1000, count); i++) {
-      const bytes = new Uint8Array(new Uint32Array([i]).buffer);
-      const hash = createHash("sha384").update(bytes).digest("hex");
-      const name = `${hash}-${randomSuffix()}`;
-      const fileId = new ObjectId();
-      hashes.push(hash);
-      files.push({
-        _id: fileId,
-        length: bytes.length,
-        chunkSize: 255 * 1024,
-        uploadDate: putTime,
-        filename: name,
-      });
-      chunks.push({ files_id: fileId, n: 0, data: bytes });
-      refs.push({
-        _id: hash,
-        name,
-        puttime: putTime,
-        size: Long.fromNumber(bytes.length),
-      });
-    }
-    await db.collection(`${PREFIX}.files`).insertMany(files);
-    await db.collection(`${PREFIX}.chunks`).insertMany(chunks);
-    await db.collection<Document & { _id: string }>(`${PREFIX}.blobref`)
-      .insertMany(refs);
-  }
-  return hashes;
-}
-
-/**
  * One `Store.gc` over `count` references seeded in bulk (untimed), every
  * other one garbage, with MongoCatalog + MongoBackend.
  */
@@ -414,7 +375,7 @@ function gcCase(db: Db, count: number): BenchCase {
     rounds: 1,
     targetText: "report time; deletes batched",
     async setup() {
-      const hashes = await seedBlobs(db, count, putTime);
+      const hashes = await seedBlobs(db, PREFIX, count, putTime);
       refs = keepEveryOther(hashes);
       const catalog = new MongoCatalog(db, PREFIX);
       await catalog.ensureIndexes();

@@ -91,6 +91,19 @@ export function failingStream(
   }, { highWaterMark: 0 });
 }
 
+/** Joins `parts` into one new `Uint8Array`. */
+export function concatBytes(
+  parts: readonly Uint8Array[],
+): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
 /** Reads a whole body into one `Uint8Array`. */
 export async function readAll(
   body: ReadableStream<Uint8Array>,

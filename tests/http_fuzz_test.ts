@@ -29,6 +29,8 @@ import { FileBackend } from "../src/backends/file.ts";
 import { KvCatalog } from "../src/catalogs/kv.ts";
 import { createHandler } from "../src/http/handler.ts";
 import { Store } from "../src/store.ts";
+import { concatBytes } from "./helpers.ts";
+import { indexOfHeadEnd, parseHead } from "./raw_http.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? defaultSeed());
 /**
@@ -837,26 +839,14 @@ async function readResponse(
       n = null; // reset by the server: as good as closed
     }
     if (n === null) return false;
-    const next = new Uint8Array(data.length + n);
-    next.set(data);
-    next.set(buffer.subarray(0, n), data.length);
-    data = next;
+    data = concatBytes([data, buffer.subarray(0, n)]);
     return true;
   };
   let headEnd = -1;
   while ((headEnd = indexOfHeadEnd(data)) === -1) {
     if (!(await more())) return { headers: new Headers(), body: data };
   }
-  const [statusLine, ...lines] = decoder.decode(data.subarray(0, headEnd))
-    .split("\r\n");
-  const headers = new Headers();
-  for (const line of lines) {
-    const colon = line.indexOf(":");
-    if (colon > 0) {
-      headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-    }
-  }
-  const status = Number(statusLine.split(" ")[1]);
+  const { status, headers } = parseHead(data.subarray(0, headEnd));
   const bodyless = isHead || status === 204 || status === 304 || status < 200;
   const length = bodyless
     ? 0
@@ -881,23 +871,7 @@ function unchunk(bytes: Uint8Array): Uint8Array {
     parts.push(bytes.subarray(lineEnd + 2, lineEnd + 2 + size));
     at = lineEnd + 2 + size + 2;
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function indexOfHeadEnd(bytes: Uint8Array): number {
-  for (let i = 0; i + 3 < bytes.length; i++) {
-    if (
-      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
-      bytes[i + 3] === 10
-    ) return i;
-  }
-  return -1;
+  return concatBytes(parts);
 }
 
 // ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import {
   readAll,
 } from "./helpers.ts";
 import { MongoMultipartRegistry } from "../src/http/registry_mongo.ts";
+import { seedBlobs, seededBytes } from "./mongo_seed.ts";
 import { MONGODB_URL, serviceAvailable } from "./services.ts";
 
 const PREFIX = "blobstore";
@@ -608,7 +609,7 @@ mongoTest("Store on MongoDB: GC over 2,000 references", async (server) => {
   const store = new Store({ catalog, backend: new MongoBackend(db, PREFIX) });
   const total = 2000;
   const putTime = new Date(Date.now() - 60_000);
-  const hashes = await seedBlobs(db, total, putTime);
+  const hashes = await seedBlobs(db, PREFIX, total, putTime);
   const isGarbage = (i: number) => i % 20 === 0;
   const refs = new Refs();
   hashes.forEach((hash, i) => isGarbage(i) || refs.add(hash));
@@ -634,59 +635,11 @@ mongoTest("Store on MongoDB: GC over 2,000 references", async (server) => {
   for (const i of [0, 1, 20, 1999]) {
     deepStrictEqual(
       await readAll((await store.open(hashes[i])).body),
-      blobBytes(i),
+      seededBytes(i),
     );
   }
   await rejects(store.open(hashes[40]), NotFoundError);
 });
-
-/** The 3 bytes of seeded blob `i`. */
-function blobBytes(i: number): Uint8Array {
-  return new Uint8Array([i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff]);
-}
-
-/**
- * Writes `count` tiny blobs straight into the collections, in bulk, as the
- * store would have: a GridFS file of one chunk and a reference each. Much
- * faster than `count` puts, for tests and benchmarks of GC at scale.
- */
-async function seedBlobs(
-  db: Db,
-  count: number,
-  putTime: Date,
-  prefix = PREFIX,
-): Promise<string[]> {
-  const hashes: string[] = [];
-  const batch = 1000;
-  for (let from = 0; from < count; from += batch) {
-    const files = [], chunks = [], refs = [];
-    for (let i = from; i < Math.min(from + batch, count); i++) {
-      const bytes = blobBytes(i);
-      const hash = hashOf(bytes);
-      const name = newBlobName(hash);
-      const fileId = new ObjectId();
-      hashes.push(hash);
-      files.push({
-        _id: fileId,
-        length: 3,
-        chunkSize: 255 * KiB,
-        uploadDate: putTime,
-        filename: name,
-      });
-      chunks.push({ files_id: fileId, n: 0, data: bytes });
-      refs.push({
-        _id: hash,
-        name,
-        puttime: putTime,
-        size: Long.fromNumber(3),
-      });
-    }
-    await db.collection(`${prefix}.files`).insertMany(files);
-    await db.collection(`${prefix}.chunks`).insertMany(chunks);
-    await db.collection<RawDoc>(`${prefix}.blobref`).insertMany(refs);
-  }
-  return hashes;
-}
 
 mongoTest(
   "MongoBackend: a sweep clears chunks of killed puts, past the grace period only",

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { concatBytes } from "./helpers.ts";
+
 /** A response read by {@linkcode rawRequest}. */
 export interface RawResponse {
   status: number;
@@ -94,17 +96,10 @@ async function readResponse(
   while (headEnd === -1) {
     const n = await conn.read(buffer);
     if (n === null) throw new Error("connection closed before a response");
-    pending = concat(pending, buffer.subarray(0, n));
+    pending = concatBytes([pending, buffer.subarray(0, n)]);
     headEnd = indexOfHeadEnd(pending);
   }
-  const head = new TextDecoder().decode(pending.subarray(0, headEnd));
-  const [statusLine, ...lines] = head.split("\r\n");
-  const status = Number(statusLine.split(" ")[1]);
-  const headers = new Headers();
-  for (const line of lines) {
-    const colon = line.indexOf(":");
-    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-  }
+  const { status, headers } = parseHead(pending.subarray(0, headEnd));
   let rest: Uint8Array = pending.subarray(headEnd + 4);
   const chunks: Uint8Array[] = [];
   let length = headers.has("content-length")
@@ -123,7 +118,7 @@ async function readResponse(
     rest = buffer.subarray(0, Math.min(n, length - received));
     take(rest);
   }
-  const body = concat(...chunks);
+  const body = concatBytes(chunks);
   return {
     status,
     headers,
@@ -135,7 +130,8 @@ async function readResponse(
   };
 }
 
-function indexOfHeadEnd(bytes: Uint8Array): number {
+/** Where the response head of `bytes` ends (its blank line), or -1. */
+export function indexOfHeadEnd(bytes: Uint8Array): number {
   for (let i = 0; i + 3 < bytes.length; i++) {
     if (
       bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
@@ -145,12 +141,17 @@ function indexOfHeadEnd(bytes: Uint8Array): number {
   return -1;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
+/** The status and headers of a response head (without its blank line). */
+export function parseHead(
+  head: Uint8Array,
+): { status: number; headers: Headers } {
+  const [statusLine, ...lines] = new TextDecoder().decode(head).split("\r\n");
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    if (colon > 0) {
+      headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+    }
   }
-  return out;
+  return { status: Number(statusLine.split(" ")[1]), headers };
 }

@@ -26,6 +26,7 @@ import {
   bytesOf,
   chunkedStream,
   collect,
+  concatBytes,
   failingStream,
   generatedStream,
   hashOf,
@@ -413,7 +414,11 @@ export async function testStoreContract(
       bytesOf(MIN_PART + 7, 41),
       bytesOf(13, 42),
     ];
-    return { parts, hashes: parts.map((p) => hashOf(p)), whole: concat(parts) };
+    return {
+      parts,
+      hashes: parts.map((p) => hashOf(p)),
+      whole: concatBytes(parts),
+    };
   };
 
   await step(
@@ -689,7 +694,7 @@ export async function testStoreContract(
       const { hash } = await s.finishUpload(id, [{ hash: hashes[0] }, {
         hash: hashes[1],
       }]);
-      strictEqual(hash, hashOf(concat(parts.slice(0, 2))));
+      strictEqual(hash, hashOf(concatBytes(parts.slice(0, 2))));
       strictEqual((await s.uploadInfo(id)).hash, hash);
       await rejects(
         s.putPart(id, 2, parts[2], parts[2].length, 0, hashes[2]),
@@ -863,14 +868,4 @@ async function uploadParts(
     await s.putPart(id, i, parts[i], parts[i].length, 0, hashes[i]);
   }
   return id;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
