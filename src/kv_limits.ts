@@ -57,9 +57,10 @@ export function keySize(key: Deno.KvKey): number {
 }
 
 /**
- * Cuts `items` into batches of at most {@linkcode MAX_CHECKS} items whose
- * `keyBytes` add up to at most {@linkcode MAX_KEY_BYTES}: what one atomic
- * operation checking one key per item accepts.
+ * Cuts `items` into batches of at most `maxItems` items (by default
+ * {@linkcode MAX_CHECKS}: one atomic operation checking one key per item)
+ * whose `keyBytes` add up to at most {@linkcode MAX_KEY_BYTES}. Lazy: the
+ * items are read as the batches are taken.
  *
  * @example
  * ```ts
@@ -73,12 +74,13 @@ export function keySize(key: Deno.KvKey): number {
 export function* atomicBatches<T>(
   items: Iterable<T>,
   keyBytes: (item: T) => number,
+  maxItems: number = MAX_CHECKS,
 ): Generator<T[]> {
   let batch: T[] = [];
   let bytes = 0;
   for (const item of items) {
     const size = keyBytes(item);
-    if (batch.length === MAX_CHECKS || bytes + size > MAX_KEY_BYTES) {
+    if (batch.length === maxItems || bytes + size > MAX_KEY_BYTES) {
       if (batch.length > 0) yield batch;
       batch = [];
       bytes = 0;

@@ -32,12 +32,7 @@ import {
   NotFoundError,
 } from "../errors.ts";
 import { commit, retryBusy } from "../kv_busy.ts";
-import {
-  atomicBatches,
-  getManyInGroups,
-  keySize,
-  MAX_KEY_BYTES,
-} from "../kv_limits.ts";
+import { atomicBatches, getManyInGroups, keySize } from "../kv_limits.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
@@ -540,26 +535,23 @@ async function deleteWrites(
   prefix: string,
   writes: readonly { writeId: string; chunks: number }[],
 ): Promise<void> {
-  let op = kv.atomic();
-  let count = 0;
-  let bytes = 0;
-  const add = async (key: Deno.KvKey) => {
-    const size = keySize(key);
-    if (count === DELETES_PER_BATCH || bytes + size > MAX_KEY_BYTES) {
-      await commit(op);
-      op = kv.atomic();
-      count = 0;
-      bytes = 0;
-    }
-    op.delete(key);
-    count++;
-    bytes += size;
-  };
-  for (const { writeId, chunks } of writes) {
-    for (let i = 0; i < chunks; i++) await add(chunkKey(prefix, writeId, i));
-    await add([prefix, "objectPending", writeId]);
+  const keys = writeKeys(prefix, writes);
+  for (const batch of atomicBatches(keys, keySize, DELETES_PER_BATCH)) {
+    const op = kv.atomic();
+    for (const key of batch) op.delete(key);
+    await commit(op);
   }
-  if (count > 0) await commit(op);
+}
+
+/** The keys of `writes` in deletion order: each write's chunks, then its marker. */
+function* writeKeys(
+  prefix: string,
+  writes: readonly { writeId: string; chunks: number }[],
+): Generator<Deno.KvKey> {
+  for (const { writeId, chunks } of writes) {
+    for (let i = 0; i < chunks; i++) yield chunkKey(prefix, writeId, i);
+    yield [prefix, "objectPending", writeId];
+  }
 }
 
 function chunkKey(prefix: string, writeId: string, index: number): Deno.KvKey {
