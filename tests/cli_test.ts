@@ -8,7 +8,14 @@
 import assert from "node:assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import type { Catalog } from "../src/catalog.ts";
+import { parseArgs } from "../src/cli/args.ts";
+import type { StoreContext } from "../src/cli/command.ts";
+import { gcCommand } from "../src/cli/commands/gc.ts";
 import { FileBackend } from "../fs.ts";
+import { MultipartBlobs } from "../src/http/multipart_blobs.ts";
+import { openSeams } from "../src/server/config.ts";
+import { Store } from "../src/store.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -418,6 +425,116 @@ Deno.test("cli: gc keeps what is listed or recent, dry run first", async () => {
     const bad = await cli(data, "gc", "--keep", badKeep, "--before", "0s");
     assert.strictEqual(bad.code, 2);
     assert.match(bad.err, /bad\.txt:1: invalid hash/);
+  });
+});
+
+/**
+ * `catalog` as is, but `action` runs (once) when GC first removes a
+ * reference: after the references were listed, before the removal ends.
+ */
+function onFirstRemoval(
+  catalog: Catalog,
+  action: () => Promise<void>,
+): Catalog {
+  let ran: Promise<void> | undefined;
+  const first = () => ran ??= action();
+  return new Proxy(catalog, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== "function") return value;
+      if (key !== "removeRef" && key !== "removeRefs") {
+        return value.bind(target);
+      }
+      return async (...args: unknown[]) => {
+        await first();
+        return await value.apply(target, args);
+      };
+    },
+  });
+}
+
+async function hashesIn(catalog: Catalog): Promise<Set<string>> {
+  const hashes = new Set<string>();
+  for await (const ref of catalog.refsPutBefore(new Date(8.64e15))) {
+    hashes.add(ref.hash);
+  }
+  return hashes;
+}
+
+async function putAll(store: Store, blobs: Uint8Array[]): Promise<string[]> {
+  const hashes = [];
+  for (const bytes of blobs) {
+    const hash = sha384Hex(bytes);
+    await store.put(bytes, hash, bytes.length);
+    hashes.push(hash);
+  }
+  return hashes;
+}
+
+Deno.test("cli: gc beside concurrent puts reports exactly the blobs it removed", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const seams = await openSeams({ data });
+    try {
+      const [kept, ...garbage] = await putAll(
+        seams.store,
+        [1, 2, 3].map((seed) => bytesOf(100, seed)),
+      );
+      const keep = join(dir, "keep.txt");
+      await Deno.writeTextFile(keep, `${kept}\n`);
+      // A busy server: more new blobs are put while GC removes the old.
+      const fresh = [4, 5, 6, 7, 8].map((seed) => bytesOf(100, seed));
+      let freshHashes: string[] = [];
+      const catalog = onFirstRemoval(seams.catalog, async () => {
+        freshHashes = await putAll(seams.store, fresh);
+      });
+      const store = new Store({ catalog, backend: seams.backend });
+      const lines: string[] = [];
+      const context: StoreContext = {
+        data,
+        print: (line) => lines.push(line),
+        warn: (line) => lines.push(line),
+        seams: { ...seams, catalog, store },
+        blobs: new MultipartBlobs(store, seams.registry),
+      };
+      const run = (...args: string[]) =>
+        gcCommand.run(context, parseArgs(args, gcCommand.options));
+
+      assert.strictEqual(
+        await run("--keep", keep, "--before", "0s", "--dry-run"),
+        0,
+      );
+      assert.deepStrictEqual(
+        lines.slice(0, -1).sort(),
+        [
+          ...garbage.map((hash) => `${hash}\t100`),
+        ].sort(),
+      );
+      assert.match(
+        lines.at(-1)!,
+        /would release 0 multipart blobs and remove 2 blobs/,
+      );
+
+      lines.length = 0;
+      const before = await hashesIn(seams.catalog);
+      assert.strictEqual(await run("--keep", keep, "--before", "0s"), 0);
+      const after = await hashesIn(seams.catalog);
+      assert.strictEqual(
+        freshHashes.length,
+        fresh.length,
+        "no puts ran during GC",
+      );
+      const gone = [...before].filter((hash) => !after.has(hash));
+      assert.deepStrictEqual(gone.sort(), [...garbage].sort());
+      for (const hash of [kept, ...freshHashes]) assert(after.has(hash), hash);
+      const removed = lines.join("\n").match(/removed (-?\d+) blobs/);
+      assert(removed, lines.join("\n"));
+      assert(Number(removed[1]) >= 0, lines.join("\n"));
+      assert.strictEqual(Number(removed[1]), gone.length, lines.join("\n"));
+      assert.match(lines.join("\n"), /kept 1 /);
+    } finally {
+      await seams.close();
+    }
   });
 });
 

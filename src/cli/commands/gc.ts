@@ -5,9 +5,11 @@
  * @module
  */
 
+import type { Catalog } from "../../catalog.ts";
 import { isValidHash } from "../../digest.ts";
+import type { BlobStats } from "../../gc.ts";
 import { Refs } from "../../refs.ts";
-import type { Seams } from "../../server/config.ts";
+import { Store } from "../../store.ts";
 import { UsageError } from "../args.ts";
 import type { StoreCommand, StoreContext } from "../command.ts";
 import { formatBytes, parseDuration } from "../format.ts";
@@ -71,9 +73,11 @@ export const gcCommand: StoreCommand = {
       await context.blobs.release(hash, uploadId);
     }
     await context.seams.store.removeExpiredUploads(now);
-    const total = await countRefs(context.seams);
-    const stats = await context.seams.store.gc(refs, before);
-    const removed = total - (await countRefs(context.seams));
+    const { stats, removed } = await collectCounting(
+      context.seams.store,
+      refs,
+      before,
+    );
     // Leftovers of puts that crashed between writing their bytes and
     // recording them: GC walks references and never sees them. The grace
     // period spares puts still running.
@@ -172,8 +176,57 @@ async function dryRun(
   return 0;
 }
 
-async function countRefs(seams: Seams): Promise<number> {
-  let count = 0;
-  for await (const _ of seams.catalog.refsPutBefore(new Date(8.64e15))) count++;
-  return count;
+/**
+ * Runs the store's GC and counts the blobs it removed as it removes them:
+ * the references its conditional removals report gone. (Counting the
+ * references before and after instead is wrong beside a busy server: the
+ * puts made meanwhile are subtracted from the removals, down to negative
+ * counts.)
+ */
+async function collectCounting(
+  store: Store,
+  refs: Refs,
+  before: Date,
+): Promise<{ stats: BlobStats; removed: number }> {
+  const counted = countingRemovals(store.catalog);
+  const stats = await new Store({
+    catalog: counted.catalog,
+    backend: store.backend,
+  }).gc(refs, before);
+  return { stats, removed: counted.removed() };
+}
+
+/**
+ * `catalog` as is, but counting the references that `removeRef` and
+ * `removeRefs` report gone. `removeRefs` stays absent when `catalog` lacks
+ * it, so that GC takes the same path through either.
+ */
+function countingRemovals(
+  catalog: Catalog,
+): { catalog: Catalog; removed: () => number } {
+  let removed = 0;
+  const overrides: Partial<Catalog> = {
+    async removeRef(hash, putTime) {
+      const gone = await catalog.removeRef(hash, putTime);
+      if (gone) removed++;
+      return gone;
+    },
+  };
+  if (catalog.removeRefs) {
+    overrides.removeRefs = async (refs) => {
+      const gone = await catalog.removeRefs!(refs);
+      removed += gone.size;
+      return gone;
+    };
+  }
+  const counting = new Proxy(catalog, {
+    get(target, key) {
+      if (Object.hasOwn(overrides, key)) {
+        return overrides[key as keyof Catalog];
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { catalog: counting, removed: () => removed };
 }
