@@ -343,6 +343,46 @@ Deno.test("cli: a multipart upload killed halfway resumes, and is served over HT
   });
 });
 
+Deno.test("cli: upload refuses a part size outside the store's limits before starting", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const file = join(dir, "three.bin");
+    await Deno.writeFile(file, bytesOf(3 * MiB, 7));
+    for (
+      const [given, expected] of [
+        [
+          "1M",
+          /--part-size 1M is too small: expected at least 5242880 bytes \(5\.0 MiB, the store's minimum part size\), got 1048576 bytes \(1\.0 MiB\)/,
+        ],
+        [
+          "5G",
+          /--part-size 5G is too large: expected at most 4294967294 bytes \(4\.0 GiB, the store's maximum part size\), got 5368709120 bytes \(5\.0 GiB\)/,
+        ],
+      ] as const
+    ) {
+      const res = await cli(data, "upload", file, "--part-size", given);
+      assert.strictEqual(res.code, 2, res.err);
+      assert.match(res.err, expected);
+      assert.match(res.err, /\nRun 'blobstore --help' for usage\.\n$/);
+      assert.strictEqual(res.out, "");
+    }
+    await assert.rejects(
+      Deno.stat(join(data, "cli-uploads")),
+      Deno.errors.NotFound,
+      "no resume state is written",
+    );
+    const seams = await openSeams({ data });
+    try {
+      for await (const upload of seams.catalog.uploads()) {
+        assert.fail(`an upload was recorded: ${upload.id}`);
+      }
+      assert.strictEqual((await hashesIn(seams.catalog)).size, 0);
+    } finally {
+      await seams.close();
+    }
+  });
+});
+
 Deno.test("cli: gc keeps what is listed or recent, dry run first", async () => {
   await withTempDir(async (dir) => {
     const data = join(dir, "data");

@@ -33,7 +33,9 @@ interface UploadState {
  * The `upload` command. The upload id is remembered under
  * `<data>/cli-uploads/`, keyed by the file's absolute path, size,
  * modification time and the part size; running the same command again
- * skips the parts already complete and goes on from there. Once finished,
+ * skips the parts already complete and goes on from there. A
+ * `--part-size` outside the store's limits (5 MiB to just under 4 GiB by
+ * default) is a usage error, found before anything is started. Once finished,
  * the blob is registered like one finished over HTTP (readable by its
  * hash), its hash printed, and the state forgotten.
  *
@@ -58,13 +60,12 @@ export const uploadCommand: StoreCommand = {
     const { store } = context.seams;
     const requested = options["part-size"];
     const chosen = typeof requested === "string"
-      ? parseSize(requested)
+      ? checkPartSize(requested, parseSize(requested), store)
       : undefined;
     const path = resolve(file);
     const info = await statFile(file);
     const partSize = chosen ??
       defaultPartSize(info.size, store.minPartSize, store.maxParts);
-    if (partSize <= 0) throw new UsageError("--part-size must be positive");
     const count = Math.ceil(info.size / partSize);
     if (count > store.maxParts) {
       throw new UsageError(
@@ -97,6 +98,38 @@ export const uploadCommand: StoreCommand = {
     return 0;
   },
 };
+
+/**
+ * `size`, the `--part-size` given as `text`, if the store takes parts of
+ * that size (every part but the last is exactly that long); otherwise a
+ * {@linkcode UsageError} naming the limit and what was given, before
+ * anything is started.
+ */
+function checkPartSize(
+  text: string,
+  size: number,
+  limits: { minPartSize: number; maxPartSize: number },
+): number {
+  const least = Math.max(1, limits.minPartSize);
+  const most = limits.maxPartSize - 1;
+  const bytes = (n: number, note = "") =>
+    `${n} bytes (${formatBytes(n)}${note && `, ${note}`})`;
+  if (size < least) {
+    throw new UsageError(
+      `--part-size ${text} is too small: expected at least ${
+        bytes(least, "the store's minimum part size")
+      }, got ${bytes(size)}`,
+    );
+  }
+  if (size > most) {
+    throw new UsageError(
+      `--part-size ${text} is too large: expected at most ${
+        bytes(most, "the store's maximum part size")
+      }, got ${bytes(size)}`,
+    );
+  }
+  return size;
+}
 
 /** The least part size, in whole MiB, that fits the file in `maxParts`. */
 function defaultPartSize(size: number, minPartSize: number, maxParts: number) {
