@@ -144,7 +144,11 @@ export interface Catalog {
   /**
    * Sets part `part` of upload `id` to `record` only while the upload is
    * unfinished and that part is absent (`null` or beyond the end; the parts
-   * list grows with `null`s as needed). Returns whether it was set.
+   * list grows with `null`s as needed) or incomplete: only a completed part
+   * is final, so a part whose put failed (or was refused for bad content)
+   * can be sent again, with another hash if need be. A put of the replaced
+   * record still in flight then fails at `completePart`. Returns whether it
+   * was set.
    */
   initPart(id: string, part: number, record: PartRecord): Promise<boolean>;
   /**

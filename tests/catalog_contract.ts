@@ -127,7 +127,7 @@ export async function testCatalogContract(
   });
 
   await step(
-    "uploads: initPart grows the parts with nulls, only into empty slots",
+    "uploads: initPart grows the parts with nulls, into empty or incomplete slots only",
     async (c) => {
       await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
       ok(await c.initPart("u", 2, part(h("p2"), 20)));
@@ -136,13 +136,18 @@ export async function testCatalogContract(
         null,
         part(h("p2"), 20),
       ]);
-      ok(!(await c.initPart("u", 2, part(h("other"), 20))));
+      // Incomplete: not final, a re-send may replace it (Go's initializePart).
+      ok(await c.initPart("u", 2, part(h("other"), 21)));
       ok(await c.initPart("u", 0, part(h("p0"))));
       deepStrictEqual((await c.getUpload("u"))!.parts, [
         part(h("p0")),
         null,
-        part(h("p2"), 20),
+        part(h("other"), 21),
       ]);
+      // Complete: final.
+      ok(await c.completePart("u", 2, h("other")));
+      ok(!(await c.initPart("u", 2, part(h("p2"), 20))));
+      strictEqual((await c.getUpload("u"))!.parts[2]?.hash, h("other"));
       ok(!(await c.initPart("missing", 0, part(h("p0")))));
     },
   );
@@ -224,13 +229,19 @@ export async function testCatalogContract(
   );
 
   await step(
-    "uploads: concurrent initPart of one slot: exactly one wins",
+    "uploads: concurrent initPart of one slot: each whole; once complete, none",
     async (c) => {
       await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      const names = ["a", "b", "c", "d"];
+      await Promise.all(names.map((s) => c.initPart("u", 1, part(h(s)))));
+      const last = (await c.getUpload("u"))!.parts[1]!;
+      ok(names.some((s) => last.hash === h(s)), "one of them, whole");
+      deepStrictEqual(last, part(last.hash));
+      ok(await c.completePart("u", 1, last.hash));
       const results = await Promise.all(
-        ["a", "b", "c", "d"].map((s) => c.initPart("u", 1, part(h(s)))),
+        names.map((s) => c.initPart("u", 1, part(h(s)))),
       );
-      strictEqual(results.filter(Boolean).length, 1);
+      deepStrictEqual(results, [false, false, false, false]);
       const results2 = await Promise.all(
         [0, 2, 3, 4].map((i) => c.initPart("u", i, part(h(`p${i}`), i * 10))),
       );

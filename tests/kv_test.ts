@@ -437,27 +437,37 @@ Deno.test("KvCatalog: two instances on one KV file stay atomic", async (t) => {
       );
     });
 
-    await t.step("the same part from both: exactly one wins", async () => {
-      await a.insertUpload({ id: "same", expires, parts: [] });
-      for (let i = 0; i < 30; i++) {
-        const mine = {
-          hash: hashOf(`a${i}`),
-          size: 1,
-          offset: 0,
-          complete: false,
-        };
-        const theirs = { ...mine, hash: hashOf(`b${i}`) };
-        const [x, y] = await Promise.all([
-          a.initPart("same", i, mine),
-          b.initPart("same", i, theirs),
-        ]);
-        ok(x !== y, `part ${i}`);
-        strictEqual(
-          (await a.getUpload("same"))?.parts[i]?.hash,
-          (x ? mine : theirs).hash,
-        );
-      }
-    });
+    await t.step(
+      "the same part from both: each record whole, exactly one completes, then final",
+      async () => {
+        await a.insertUpload({ id: "same", expires, parts: [] });
+        for (let i = 0; i < 30; i++) {
+          const mine = {
+            hash: hashOf(`a${i}`),
+            size: 1,
+            offset: 0,
+            complete: false,
+          };
+          const theirs = { ...mine, hash: hashOf(`b${i}`) };
+          // An incomplete part may be replaced: both inits succeed, the
+          // record is one of them whole, and only its owner completes.
+          await Promise.all([
+            a.initPart("same", i, mine),
+            b.initPart("same", i, theirs),
+          ]);
+          const [x, y] = await Promise.all([
+            a.completePart("same", i, mine.hash),
+            b.completePart("same", i, theirs.hash),
+          ]);
+          ok(x !== y, `part ${i}`);
+          deepStrictEqual((await a.getUpload("same"))?.parts[i], {
+            ...(x ? mine : theirs),
+            complete: true,
+          });
+          ok(!await b.initPart("same", i, x ? theirs : mine), "final");
+        }
+      },
+    );
 
     await t.step("finishing and owning: exactly one wins", async () => {
       for (let i = 0; i < 20; i++) {

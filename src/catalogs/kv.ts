@@ -263,7 +263,7 @@ export class KvCatalog implements Catalog {
       >([headerKey, pageKey]);
       if (!header.value || header.value.hash !== undefined) return false;
       const parts = records.value ?? [];
-      if (parts[slot]) return false;
+      if (parts[slot]?.complete) return false;
       while (parts.length <= slot) parts.push(null);
       parts[slot] = { ...record };
       // Checking the header as well as the page is what keeps a part from

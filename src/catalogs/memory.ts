@@ -98,7 +98,7 @@ export class MemoryCatalog implements Catalog {
   /** See {@linkcode Catalog.initPart}. */
   initPart(id: string, part: number, record: PartRecord): Promise<boolean> {
     const upload = this.#uploads.get(id);
-    if (!upload || upload.hash !== undefined || upload.parts[part]) {
+    if (!upload || upload.hash !== undefined || upload.parts[part]?.complete) {
       return Promise.resolve(false);
     }
     while (upload.parts.length <= part) upload.parts.push(null);

@@ -354,13 +354,20 @@ export class MongoCatalog implements Catalog {
     // element, missing in every part, and missing equals null, so that
     // shorter filter risks matching an upload whose part N is set. The two
     // explicit forms mean the same on MongoDB and FerretDB. Both pad the
-    // array with nulls when `$set` writes past its end.
+    // array with nulls when `$set` writes past its end. An incomplete part
+    // (`complete: false`, which no element lacking the field matches) may
+    // be replaced too, as Go's initializePart allows: only a completed part
+    // is final.
     return this.#updateUpload(
       "initPart",
       {
         _id: id,
         hash: { $exists: false },
-        $or: [{ [path]: { $exists: false } }, { [path]: { $type: "null" } }],
+        $or: [
+          { [path]: { $exists: false } },
+          { [path]: { $type: "null" } },
+          { [`${path}.complete`]: false },
+        ],
       },
       { $set: { [path]: fromPart(record) } },
     );
