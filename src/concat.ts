@@ -4,7 +4,7 @@
  * @module
  */
 
-import { SizeMismatchError } from "./errors.ts";
+import { CorruptBlobError } from "./errors.ts";
 
 /**
  * One section of a concatenated stream: how to open it, and how many bytes
@@ -22,8 +22,9 @@ export interface StreamSection {
  * opened only when the previous one is exhausted, so a reader that stops
  * early never opens the rest; cancelling the result cancels the section
  * being read. A section that yields more or fewer bytes than its `size`
- * errors the stream with a `SizeMismatchError`, so a damaged part never
- * passes silently as a shorter or shifted blob.
+ * errors the stream with a `CorruptBlobError` (the sections are stored
+ * objects whose sizes were recorded when they were verified), so a damaged
+ * part never passes silently as a shorter or shifted blob.
  *
  * @example
  * ```ts
@@ -58,13 +59,13 @@ export function concatStreams(
         const { done, value } = await current.read();
         if (done) {
           current = undefined;
-          if (got !== expected) throw new SizeMismatchError(expected, got);
+          if (got !== expected) throw sizeError(next - 1, expected, got);
           continue;
         }
         got += value.byteLength;
         if (got > expected) {
           await current.cancel();
-          throw new SizeMismatchError(expected, got);
+          throw sizeError(next - 1, expected, got);
         }
         if (value.byteLength === 0) continue;
         return controller.enqueue(value);
@@ -74,4 +75,16 @@ export function concatStreams(
       await current?.cancel(reason);
     },
   });
+}
+
+function sizeError(
+  section: number,
+  expected: number,
+  got: number,
+): CorruptBlobError {
+  return new CorruptBlobError(
+    `section ${section} is corrupt in storage (expected ${expected} bytes, got ${
+      got > expected ? "at least " : ""
+    }${got})`,
+  );
 }

@@ -1,6 +1,6 @@
 import { ok, rejects, strictEqual } from "node:assert";
 import { concatStreams } from "./concat.ts";
-import { SizeMismatchError } from "./errors.ts";
+import { CorruptBlobError } from "./errors.ts";
 
 const section = (text: string, size = text.length, onOpen?: () => void) => ({
   size,
@@ -22,14 +22,14 @@ Deno.test("concatStreams: sections in order, opened lazily", async () => {
   strictEqual(opened.join(), "0,1,2");
 });
 
-Deno.test("concatStreams: a section of the wrong size errors the stream", async () => {
+Deno.test("concatStreams: a section of the wrong size errors the stream with CorruptBlobError", async () => {
   await rejects(
     new Response(concatStreams([section("ab", 3)])).text(),
-    SizeMismatchError,
+    CorruptBlobError,
   );
   await rejects(
     new Response(concatStreams([section("abcd", 3)])).text(),
-    SizeMismatchError,
+    CorruptBlobError,
   );
 });
 

@@ -142,3 +142,41 @@ export class SizeMismatchError extends IntegrityError {
     this.actual = actual;
   }
 }
+
+/**
+ * Bytes read back from storage are not what was stored: an object shorter
+ * or longer than its recorded size, or a part whose content no longer
+ * hashes to its name. Unlike {@linkcode IntegrityError}, this is never the
+ * caller's fault: it means storage lost or changed data. The corrupt bytes
+ * are not handed out as good (a read stream errors with this rather than
+ * ending), and nothing is recorded from them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { BlobStoreError, CorruptBlobError, IntegrityError } from "@blobstore/blobstore";
+ *
+ * const err = new CorruptBlobError("part 1 (blob aa…) is 9 bytes in storage (expected 10)");
+ * assert(err instanceof BlobStoreError && !(err instanceof IntegrityError));
+ * ```
+ */
+export class CorruptBlobError extends BlobStoreError {}
+
+/**
+ * The operation lost a race with a concurrent change and did nothing that
+ * needs undoing; running it again is safe and will most likely succeed.
+ * Thrown, for instance, by a put of an existing blob whose reference a
+ * garbage collection removed while the put was verifying its bytes: the
+ * bytes were read and checked but not stored, so the put cannot promise
+ * that the blob exists. Over HTTP it is a 503 with `Retry-After`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { BlobStoreError, RetryableError } from "@blobstore/blobstore";
+ *
+ * const err = new RetryableError("blob removed by a concurrent gc while its put was verifying; put it again");
+ * assert(err instanceof BlobStoreError && err.name === "RetryableError");
+ * ```
+ */
+export class RetryableError extends BlobStoreError {}

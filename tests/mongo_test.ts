@@ -20,8 +20,8 @@ import {
 } from "mongodb";
 import { MongoBackend, MongoCatalog, MongoStoreError } from "../mongo.ts";
 import {
+  CorruptBlobError,
   HashMismatchError,
-  IntegrityError,
   NotFoundError,
   SizeMismatchError,
 } from "../src/errors.ts";
@@ -286,7 +286,7 @@ mongoTest(
     await rejects(
       readAll((await backend.get(other, { start: 5500 })).body),
       (err: unknown) =>
-        err instanceof IntegrityError &&
+        err instanceof CorruptBlobError &&
         err.message.includes("chunk 6 is missing"),
     );
   },
@@ -488,13 +488,13 @@ mongoTest("MongoCatalog: conditional steps", async (server, t) => {
 
   await t.step("parts", async () => {
     await catalog.insertUpload({ id: "u", expires: new Date(5000), parts: [] });
-    ok(await catalog.initPart("u", 2, part(2)), "beyond the end");
-    ok(!await catalog.initPart("u", 2, part(2)), "taken");
+    ok(await catalog.initPart("u", 2, part(7)), "beyond the end");
+    ok(await catalog.initPart("u", 2, part(2)), "incomplete: replaced");
     ok(await catalog.initPart("u", 0, part(0)), "a null gap");
-    ok(!await catalog.initPart("u", 0, part(0)), "taken");
     ok(await catalog.initPart("u", 1, part(1)));
     ok(!await catalog.initPart("nope", 0, part(0)), "no such upload");
     ok(await catalog.completePart("u", 1, part(1).hash));
+    ok(!await catalog.initPart("u", 1, part(0)), "complete: final");
     ok(!await catalog.completePart("u", 1, part(0).hash), "other hash");
     ok(!await catalog.completePart("u", 5, part(5).hash), "no such part");
     deepStrictEqual((await catalog.getUpload("u"))?.parts, [
@@ -538,13 +538,22 @@ mongoTest("MongoCatalog: conditional steps", async (server, t) => {
         ),
       );
       deepStrictEqual(created, Array(8).fill(true));
-      const sameSlot = await Promise.all(
-        Array.from(
-          { length: 4 },
-          (_, i) => (i % 2 ? other : catalog).initPart("c", 9, part(9 + i)),
-        ),
-      );
-      strictEqual(sameSlot.filter(Boolean).length, 1);
+      // One slot from both: each record lands whole (an incomplete part
+      // may be replaced), and once completed none replaces it.
+      const sameSlot = () =>
+        Promise.all(
+          Array.from(
+            { length: 4 },
+            (_, i) => (i % 2 ? other : catalog).initPart("c", 9, part(9 + i)),
+          ),
+        );
+      await sameSlot();
+      const slot = (await catalog.getUpload("c"))!.parts[9]!;
+      const n = [9, 10, 11, 12].find((n) => part(n).hash === slot.hash);
+      ok(n !== undefined, "one of them");
+      deepStrictEqual(slot, part(n), "whole");
+      ok(await other.completePart("c", 9, slot.hash));
+      deepStrictEqual(await sameSlot(), [false, false, false, false]);
       const parts = (await catalog.getUpload("c"))!.parts;
       deepStrictEqual(
         parts.slice(0, 8),

@@ -20,7 +20,7 @@ import type {
   ByteRange,
   OpenedBlob,
 } from "../backend.ts";
-import { BadParamsError, IntegrityError, NotFoundError } from "../errors.ts";
+import { BadParamsError, CorruptBlobError, NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
@@ -333,7 +333,7 @@ function readFile(
         for (let filled = 0; filled < buffer.length;) {
           const n = await file.read(buffer.subarray(filled));
           if (n === null) {
-            throw new IntegrityError(
+            throw new CorruptBlobError(
               `object "${name}" is shorter than its size (expected ${
                 remaining - filled
               } more bytes, got end of file)`,

@@ -36,7 +36,7 @@ import type {
   ByteRange,
   OpenedBlob,
 } from "../backend.ts";
-import { IntegrityError, NotFoundError } from "../errors.ts";
+import { CorruptBlobError, NotFoundError } from "../errors.ts";
 import { mongoStep, mongoSteps } from "../mongo_error.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
@@ -347,7 +347,7 @@ export class MongoBackend implements Backend {
           `GridFS file "${file.filename}" was removed while being read`,
         );
       }
-      return new IntegrityError(`GridFS file "${file.filename}": ${problem}`);
+      return new CorruptBlobError(`GridFS file "${file.filename}": ${problem}`);
     };
     return new ReadableStream({
       pull: async (controller) => {

@@ -28,7 +28,7 @@ import type {
 import {
   BadParamsError,
   ConflictError,
-  IntegrityError,
+  CorruptBlobError,
   NotFoundError,
 } from "../errors.ts";
 import { commit, retryBusy } from "../kv_busy.ts";
@@ -398,7 +398,7 @@ export class KvBackend implements Backend {
         const offset = index * KV_CHUNK_SIZE;
         const expected = Math.min(KV_CHUNK_SIZE, header.size - offset);
         if (entry.value.length !== expected) {
-          throw new IntegrityError(
+          throw new CorruptBlobError(
             `object "${name}" chunk ${index} is corrupt (expected ${expected} bytes, got ${entry.value.length})`,
           );
         }
