@@ -28,7 +28,7 @@
  */
 
 export { Store } from "./src/store.ts";
-export type { OpenOptions, StoreOptions } from "./src/store.ts";
+export type { OpenOptions, PutResult, StoreOptions } from "./src/store.ts";
 export type { BlobSource } from "./src/source.ts";
 export { toReadableStream } from "./src/source.ts";
 export { isValidHash, sha384, Sha384Stream } from "./src/digest.ts";
@@ -61,8 +61,10 @@ export {
   BadParamsError,
   BlobStoreError,
   ConflictError,
+  CorruptBlobError,
   HashMismatchError,
   IntegrityError,
   NotFoundError,
+  RetryableError,
   SizeMismatchError,
 } from "./src/errors.ts";

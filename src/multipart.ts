@@ -84,8 +84,9 @@ export interface UploadInfo {
 }
 
 /**
- * Returns the index of the blob an upload describes, or `undefined` while
- * any part is missing or incomplete (Go's `UploadInfo.Index`).
+ * Returns the index of the blob a finished upload describes, or `undefined`
+ * while it is unfinished (no hash yet) or any part is missing or
+ * incomplete (Go's `UploadInfo.Index`).
  *
  * @example
  * ```ts
@@ -93,11 +94,14 @@ export interface UploadInfo {
  * import { multipartIndex } from "./multipart.ts";
  *
  * const part = { hash: "a".repeat(96), size: 3, offset: 0, complete: true };
- * assert(multipartIndex({ parts: [part], expires: new Date() })?.sizes[0] === 3);
- * assert(multipartIndex({ parts: [null], expires: new Date() }) === undefined);
+ * const expires = new Date();
+ * assert(multipartIndex({ parts: [part], expires, hash: part.hash })?.sizes[0] === 3);
+ * assert(multipartIndex({ parts: [part], expires }) === undefined); // not finished
+ * assert(multipartIndex({ parts: [null], expires }) === undefined);
  * ```
  */
 export function multipartIndex(info: UploadInfo): MultipartIndex | undefined {
+  if (info.hash === undefined) return undefined;
   const index: MultipartIndex = { sizes: [], hashes: [] };
   for (const part of info.parts) {
     if (!part?.complete) return undefined;
@@ -150,18 +154,25 @@ export function checkPartParams(
 /**
  * Returns the offset a part starts at: `offset` as given, except that a
  * sequential uploader may pass 0 for a later part whose predecessor is
- * known, and gets the offset where that predecessor ends.
+ * known, and gets the offset where that predecessor ends. A later part
+ * with offset 0 and no predecessor yet cannot be placed: guessing 0 would
+ * record it where no later part can ever be, wedging the upload.
  */
 export function inferOffset(
   parts: readonly (PartRecord | null)[],
   part: number,
   offset: number,
 ): number {
+  if (offset !== 0 || part === 0) return offset;
   const previous = parts[part - 1];
-  if (offset === 0 && part > 0 && previous) {
-    return previous.offset + previous.size;
+  if (!previous) {
+    throw new BadParamsError(
+      `cannot infer the offset of part ${part}: part ${
+        part - 1
+      } is not uploaded yet (send its offset, or part ${part - 1} first)`,
+    );
   }
-  return offset;
+  return previous.offset + previous.size;
 }
 
 /**

@@ -41,9 +41,18 @@ Deno.test("checkPartParams: numbers and sizes in range", () => {
 
 Deno.test("inferOffset: only for a later part passing 0 after a known one", () => {
   strictEqual(inferOffset([part(0, 100)], 1, 0), 100);
+  strictEqual(inferOffset([part(0, 100, H("a"), false)], 1, 0), 100);
   strictEqual(inferOffset([part(0, 100)], 1, 7), 7);
-  strictEqual(inferOffset([part(0, 100)], 2, 0), 0);
   strictEqual(inferOffset([], 0, 0), 0);
+  strictEqual(inferOffset([], 3, 9), 9);
+});
+
+Deno.test("inferOffset: 0 for a later part with no predecessor is BadParamsError", () => {
+  throws(
+    () => inferOffset([part(0, 100)], 2, 0),
+    /cannot infer the offset of part 2: part 1 is not uploaded yet/,
+  );
+  throws(() => inferOffset([], 1, 0), BadParamsError);
 });
 
 Deno.test("checkPartPlacement: contiguous in any order, min size for all but last", () => {
@@ -116,17 +125,33 @@ Deno.test("checkFinish: count, hashes, completeness, sizes", () => {
   );
 });
 
-Deno.test("multipartIndex: only when every part is complete", () => {
-  deepStrictEqual(multipartIndex({ parts: [], expires: new Date() }), {
+Deno.test("multipartIndex: only for a finished upload whose parts are all complete", () => {
+  const expires = new Date();
+  deepStrictEqual(multipartIndex({ parts: [], expires, hash: H("e") }), {
     sizes: [],
     hashes: [],
   });
+  deepStrictEqual(
+    multipartIndex({
+      parts: [part(0, 1), part(1, 2, H("b"))],
+      expires,
+      hash: H("c"),
+    }),
+    { sizes: [1, 2], hashes: [H("a"), H("b")] },
+  );
+  // Go's UploadInfo.Index: no index before the upload has a hash.
+  strictEqual(multipartIndex({ parts: [], expires }), undefined);
+  strictEqual(multipartIndex({ parts: [part(0, 1)], expires }), undefined);
   strictEqual(
-    multipartIndex({ parts: [part(0, 1, H("a"), false)], expires: new Date() }),
+    multipartIndex({
+      parts: [part(0, 1, H("a"), false)],
+      expires,
+      hash: H("c"),
+    }),
     undefined,
   );
   strictEqual(
-    multipartIndex({ parts: [null], expires: new Date() }),
+    multipartIndex({ parts: [null], expires, hash: H("c") }),
     undefined,
   );
 });

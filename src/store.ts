@@ -4,11 +4,18 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import type { Backend, OpenedBlob } from "./backend.ts";
-import type { Catalog, UploadRecord } from "./catalog.ts";
+import type { BlobRef, Catalog, PartRecord, UploadRecord } from "./catalog.ts";
 import { concatStreams } from "./concat.ts";
-import { isValidHash, sha384 } from "./digest.ts";
-import { BadParamsError, ConflictError, NotFoundError } from "./errors.ts";
+import { isValidHash } from "./digest.ts";
+import {
+  BadParamsError,
+  ConflictError,
+  CorruptBlobError,
+  NotFoundError,
+  RetryableError,
+} from "./errors.ts";
 import { type BlobStats, collectGarbage } from "./gc.ts";
 import {
   checkFinish,
@@ -75,6 +82,27 @@ export interface OpenOptions {
 }
 
 /**
+ * What a put did: `created` is true when this call stored the blob, false
+ * when the blob was there already (or another put of it won a race).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { MemoryBackend, MemoryCatalog, type PutResult, Store } from "@blobstore/blobstore";
+ *
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+ * const hash = "38b060a751ac96384cd9327eb1b1e36a21fdb71114be07434c0cc7bf63f6e1da274edebfe76f65fbd51ad2f14898b95b";
+ * const first: PutResult = await store.put(new Uint8Array(), hash, 0);
+ * const again: PutResult = await store.put(new Uint8Array(), hash, 0);
+ * assert(first.created && !again.created);
+ * ```
+ */
+export interface PutResult {
+  /** Whether this put stored the blob (false: it was already stored). */
+  created: boolean;
+}
+
+/**
  * A content-addressed blob store: blobs are put and opened by their SHA-384
  * hash, stored once whatever the number of puts, and deleted by garbage
  * collection once nothing refers to them. Large blobs can be uploaded in
@@ -120,9 +148,10 @@ export class Store {
 
   /**
    * Stores the `size` bytes of `source` as the blob `hash`, verifying both as
-   * they stream. See {@linkcode Store.putAtTime}.
+   * they stream, and says whether this call created the blob. See
+   * {@linkcode Store.putAtTime}.
    */
-  put(source: BlobSource, hash: string, size: number): Promise<void> {
+  put(source: BlobSource, hash: string, size: number): Promise<PutResult> {
     return this.putAtTime(source, hash, size, new Date());
   }
 
@@ -137,13 +166,20 @@ export class Store {
    * does not match throws `HashMismatchError` or `SizeMismatchError`; then,
    * as when `source` fails, nothing is recorded and nothing stays in the
    * backend.
+   *
+   * Success is a promise: when this resolves, the blob is stored and
+   * referenced. Of several puts of one new blob racing each other, exactly
+   * one resolves with `created: true`. A GC whose cut-off is later than
+   * `now` may remove an existing blob while its bytes are being verified
+   * here; then the put throws `RetryableError` (nothing to undo; put again)
+   * rather than claim a blob that is gone.
    */
   async putAtTime(
     source: BlobSource,
     hash: string,
     size: number,
     now: Date,
-  ): Promise<void> {
+  ): Promise<PutResult> {
     checkHash(hash);
     checkSize(size);
     const body = toReadableStream(source);
@@ -151,28 +187,44 @@ export class Store {
       await body.pipeThrough(new VerifyStream(size, hash)).pipeTo(
         new WritableStream(),
       );
-      return;
+      // The refresh above spares the blob from any GC whose cut-off is
+      // before `now`, but not from one with a later cut-off that started
+      // meanwhile. Look again: the reference still there (GC removes the
+      // reference before the bytes) makes this put's success true now.
+      if (!await this.catalog.getRef(hash)) {
+        throw new RetryableError(
+          `blob ${hash} was removed by a concurrent gc while its put was verifying; put it again`,
+        );
+      }
+      return { created: false };
     }
     const name = newBlobName(hash);
     await this.backend.put(name, body, size, hash);
-    let inserted: boolean;
-    try {
-      inserted = await this.catalog.insertRef({
-        hash,
-        name,
-        putTime: now,
-        size,
-      });
-    } catch (err) {
-      await this.backend.remove(name).catch(() => {});
-      throw err;
-    }
-    if (!inserted) {
-      // A concurrent put of the same content recorded its copy first: ours
-      // is surplus. Refresh the winner's put time so that this put, too,
-      // counts for a GC that started before it.
-      await this.backend.remove(name);
-      await this.catalog.touchRef(hash, now);
+    return await this.#record({ hash, name, putTime: now, size });
+  }
+
+  /**
+   * Records the verified object `ref.name` as the blob `ref.hash`, or,
+   * when a concurrent put recorded its own copy first, refreshes that one
+   * and drops ours. Ours goes only once the winner's reference is known to
+   * be there: a winner removed meanwhile by GC is replaced by ours.
+   */
+  async #record(ref: BlobRef): Promise<PutResult> {
+    for (;;) {
+      let inserted: boolean;
+      try {
+        inserted = await this.catalog.insertRef(ref);
+      } catch (err) {
+        await this.backend.remove(ref.name).catch(() => {});
+        throw err;
+      }
+      if (inserted) return { created: true };
+      // Refresh the winner's put time so that this put, too, counts for a
+      // GC that started before it.
+      if (await this.catalog.touchRef(ref.hash, ref.putTime)) {
+        await this.backend.remove(ref.name);
+        return { created: false };
+      }
     }
   }
 
@@ -261,8 +313,12 @@ export class Store {
    * Uploads part number `part` of upload `uploadId`: `size` bytes of
    * `source` starting at `offset` in the whole blob, with SHA-384 `hash`.
    * Pass `offset` 0 for a later part uploaded right after its predecessor
-   * and it is inferred. Re-sending a complete part with the same hash does
-   * nothing; with another hash it is a `ConflictError`.
+   * and it is inferred from that predecessor's record; with no predecessor
+   * yet, 0 is a `BadParamsError` (the offset cannot be known). Re-sending a
+   * complete part with the same hash, size and offset does nothing; with
+   * anything else it is a `ConflictError`. An incomplete part (its put
+   * failed, or its bytes were refused) may be sent again, even with
+   * another hash: only a completed part is final.
    *
    * The part's record is created before its bytes are put, so GC keeps the
    * part's blob from then on, and a failed put leaves an incomplete record
@@ -284,39 +340,39 @@ export class Store {
         `cannot upload part ${part}: upload "${uploadId}" already finished`,
       );
     }
+    const existing = upload.parts[part];
+    if (existing?.complete) {
+      checkResentPart(part, existing, { hash, size, offset });
+      await cancelSource(source);
+      return;
+    }
     offset = inferOffset(upload.parts, part, offset);
     checkPartPlacement(upload.parts, part, size, offset, this.minPartSize);
-    const existing = upload.parts[part];
-    if (existing) {
-      if (existing.hash !== hash) {
+    const record = { hash, size, offset, complete: false };
+    if (!await this.catalog.initPart(uploadId, part, record)) {
+      const now = await this.#getUpload(uploadId);
+      if (now.hash !== undefined) {
         throw new ConflictError(
-          `part ${part} already uploaded with another hash (expected ${existing.hash}, got ${hash})`,
+          `cannot upload part ${part}: upload "${uploadId}" already finished`,
         );
       }
-      if (existing.complete) {
-        await cancelSource(source);
-        return;
-      }
-      // An earlier attempt failed or is still running: put the bytes again.
-    } else if (
-      !await this.catalog.initPart(uploadId, part, {
-        hash,
-        size,
-        offset,
-        complete: false,
-      })
-    ) {
-      const now = await this.#getUpload(uploadId);
-      throw new ConflictError(
-        now.hash !== undefined
-          ? `cannot upload part ${part}: upload "${uploadId}" already finished`
-          : `part ${part} of upload "${uploadId}" is being created concurrently`,
-      );
+      // Completed meanwhile by a concurrent request: the same part is fine.
+      checkResentPart(part, now.parts[part]!, { hash, size, offset });
+      await cancelSource(source);
+      return;
     }
     await this.put(source, hash, size);
     if (!await this.catalog.completePart(uploadId, part, hash)) {
-      throw new NotFoundError(
-        `upload "${uploadId}" was removed while part ${part} was uploading`,
+      const now = await this.catalog.getUpload(uploadId);
+      if (!now) {
+        throw new NotFoundError(
+          `upload "${uploadId}" was removed while part ${part} was uploading`,
+        );
+      }
+      throw new ConflictError(
+        `part ${part} of upload "${uploadId}" was sent again with hash ${
+          now.parts[part]?.hash
+        } while this one (hash ${hash}) was uploading`,
       );
     }
   }
@@ -336,7 +392,7 @@ export class Store {
     if (upload.hash !== undefined) return { index, hash: upload.hash };
     const hash = index.hashes.length === 1
       ? index.hashes[0]
-      : await sha384((await this.#openMultipart(index, {})).body);
+      : await this.#hashParts(index);
     if (!await this.catalog.setUploadHash(uploadId, hash)) {
       // Another finish won the race (it computed the same hash from the same
       // parts), or the upload was removed meanwhile.
@@ -344,6 +400,41 @@ export class Store {
       return { index, hash: now.hash ?? hash };
     }
     return { index, hash };
+  }
+
+  /**
+   * The SHA-384 of the blob made of `index`'s parts, read back from the
+   * backend. Each part is checked against its own hash and size on the
+   * way: a part found changed in storage is a `CorruptBlobError`, never a
+   * whole hash computed from bad bytes.
+   */
+  async #hashParts(index: MultipartIndex): Promise<string> {
+    const whole = createHash("sha384");
+    for (let i = 0; i < index.hashes.length; i++) {
+      const [hash, size] = [index.hashes[i], index.sizes[i]];
+      const ref = await this.catalog.getRef(hash);
+      if (!ref) throw new NotFoundError(`part ${i} (blob ${hash}) not found`);
+      const part = createHash("sha384");
+      let got = 0;
+      const { body } = await this.backend.get(ref.name);
+      for await (const chunk of body) {
+        got += chunk.byteLength;
+        if (got > size) break; // leaving the loop cancels the body
+        whole.update(chunk);
+        part.update(chunk);
+      }
+      const actual = got === size ? part.digest("hex") : undefined;
+      if (actual !== hash) {
+        throw new CorruptBlobError(
+          `part ${i} is corrupt in storage (object "${ref.name}": expected ${size} bytes hashing to ${hash}, got ${
+            actual === undefined
+              ? `${got > size ? "more than " : ""}${got} bytes`
+              : `a hash of ${actual}`
+          })`,
+        );
+      }
+    }
+    return whole.digest("hex");
   }
 
   /** Returns the state of upload `uploadId`. */
@@ -382,10 +473,15 @@ export class Store {
   }
 
   /**
-   * Removes the record of upload `uploadId`; its parts become garbage for
-   * the next GC unless something else holds them. Removing an upload that
-   * is gone does nothing. An owned upload is kept (`ConflictError`) unless
-   * `isOwnedBy` says its owner no longer uses it.
+   * Removes the record of upload `uploadId`, finished or not, owned or not
+   * (as Go's `RemoveUpload` does: an owner keeps what it needs through its
+   * own references); its parts become garbage for the next GC unless
+   * something else holds them. Removing an upload that is gone does
+   * nothing.
+   *
+   * `isOwnedBy` guards an owned upload: when given, it is asked whether the
+   * owner still uses the upload, and if so the record is kept and
+   * `ConflictError` thrown.
    */
   async removeUpload(
     uploadId: string,
@@ -396,27 +492,22 @@ export class Store {
       ) => boolean | Promise<boolean>;
     } = {},
   ): Promise<void> {
-    const upload = await this.catalog.getUpload(uploadId);
-    if (!upload) return;
-    if (
-      upload.owner !== undefined &&
-      (!options.isOwnedBy || await options.isOwnedBy(uploadId, upload.owner))
-    ) {
-      throw new ConflictError(
-        `cannot remove upload "${uploadId}": in use by ${
-          JSON.stringify(upload.owner)
-        }`,
-      );
-    }
-    if (await this.catalog.removeUpload(uploadId, upload.owner)) return;
-    // Gone meanwhile is fine; an owner set meanwhile keeps it.
-    const now = await this.catalog.getUpload(uploadId);
-    if (now) {
-      throw new ConflictError(
-        `cannot remove upload "${uploadId}": in use by ${
-          JSON.stringify(now.owner)
-        }`,
-      );
+    // The owner can be set once, between our read and our conditional
+    // removal: then read again and decide on the owner as it now is.
+    for (;;) {
+      const upload = await this.catalog.getUpload(uploadId);
+      if (!upload) return;
+      if (
+        upload.owner !== undefined && options.isOwnedBy &&
+        await options.isOwnedBy(uploadId, upload.owner)
+      ) {
+        throw new ConflictError(
+          `cannot remove upload "${uploadId}": in use by ${
+            JSON.stringify(upload.owner)
+          }`,
+        );
+      }
+      if (await this.catalog.removeUpload(uploadId, upload.owner)) return;
     }
   }
 
@@ -473,6 +564,29 @@ function checkIndex(index: MultipartIndex): void {
   }
   hashes.forEach(checkHash);
   sizes.forEach(checkSize);
+}
+
+/**
+ * Checks a part sent again against its completed record: the same hash,
+ * size and (when given: part 0, or a non-zero offset) offset is a no-op;
+ * anything else would change a final part.
+ */
+function checkResentPart(
+  part: number,
+  existing: PartRecord,
+  sent: { hash: string; size: number; offset: number },
+): void {
+  const offsetGiven = part === 0 || sent.offset !== 0;
+  if (
+    existing.hash !== sent.hash || existing.size !== sent.size ||
+    (offsetGiven && existing.offset !== sent.offset)
+  ) {
+    throw new ConflictError(
+      `part ${part} already uploaded with another hash, size or offset (expected hash ${existing.hash}, size ${existing.size}, offset ${existing.offset}; got hash ${sent.hash}, size ${sent.size}, offset ${
+        offsetGiven ? sent.offset : "omitted"
+      })`,
+    );
+  }
 }
 
 async function cancelSource(source: BlobSource): Promise<void> {

@@ -16,7 +16,7 @@ import { MemoryCatalog } from "../src/catalogs/memory.ts";
 import { sha384 } from "../src/digest.ts";
 import {
   BadParamsError,
-  IntegrityError,
+  CorruptBlobError,
   NotFoundError,
 } from "../src/errors.ts";
 import { newBlobName } from "../src/names.ts";
@@ -121,7 +121,7 @@ Deno.test("FileBackend: objects fan out by name prefix; short names too", async 
   }
 });
 
-Deno.test("FileBackend: reads hand out whole 1 MiB chunks; a file cut short is IntegrityError", async () => {
+Deno.test("FileBackend: reads hand out whole 1 MiB chunks; a file cut short is CorruptBlobError", async () => {
   const { root, close } = await tempRoot();
   try {
     const backend = new FileBackend(root);
@@ -145,7 +145,65 @@ Deno.test("FileBackend: reads hand out whole 1 MiB chunks; a file cut short is I
       join(root, name.slice(0, 2), name.slice(2, 4), name),
       1_500_000,
     );
-    await rejects(readAll(opened.body), IntegrityError);
+    await rejects(readAll(opened.body), CorruptBlobError);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("Store on FileBackend: a part changed in storage makes finish a CorruptBlobError, not a wrong hash", async (t) => {
+  const { root, close } = await tempRoot();
+  try {
+    const store = new Store({
+      catalog: new MemoryCatalog(),
+      backend: new FileBackend(root),
+      minPartSize: 1000,
+    });
+    const pathOf = async (hash: string) => {
+      const name = (await store.catalog.getRef(hash))!.name;
+      return join(root, name.slice(0, 2), name.slice(2, 4), name);
+    };
+    const upload = async (seed: number) => {
+      const parts = [bytesOf(4000, seed), bytesOf(1500, seed + 1)];
+      const hashes = parts.map((p) => hashOf(p));
+      const id = await store.newUpload(new Date(Date.now() + 3600_000));
+      for (let i = 0; i < parts.length; i++) {
+        await store.putPart(id, i, parts[i], parts[i].length, 0, hashes[i]);
+      }
+      return { id, finish: hashes.map((hash) => ({ hash })), hashes };
+    };
+    const damaged = async (
+      seed: number,
+      damage: (path: string) => Promise<void>,
+    ) => {
+      const { id, finish, hashes } = await upload(seed);
+      await damage(await pathOf(hashes[1]));
+      await rejects(
+        store.finishUpload(id, finish),
+        (err) =>
+          err instanceof CorruptBlobError &&
+          err.message.includes("part 1 is corrupt in storage"),
+      );
+      strictEqual((await store.uploadInfo(id)).hash, undefined);
+    };
+    await t.step(
+      "a part cut short",
+      () => damaged(10, (path) => Deno.truncate(path, 1000)),
+    );
+    await t.step(
+      "a part with a byte flipped",
+      () =>
+        damaged(20, async (path) => {
+          const bytes = await Deno.readFile(path);
+          bytes[700] ^= 0xff;
+          await Deno.writeFile(path, bytes);
+        }),
+    );
+    await t.step("a part grown longer", () =>
+      damaged(30, async (path) => {
+        const bytes = await Deno.readFile(path);
+        await Deno.writeFile(path, new Uint8Array([...bytes, 1, 2, 3]));
+      }));
   } finally {
     await close();
   }

@@ -15,6 +15,7 @@ import {
   ConflictError,
   HashMismatchError,
   NotFoundError,
+  RetryableError,
   SizeMismatchError,
 } from "../src/errors.ts";
 import { multipartIndex } from "../src/multipart.ts";
@@ -208,6 +209,77 @@ export async function testStoreContract(
       strictEqual(listed.length, 1);
       strictEqual(listed[0].name, (await f.catalog.getRef(hash))?.name);
       deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    },
+  );
+
+  await step(
+    "put says whether it created the blob: exactly one of racing puts did",
+    async (s) => {
+      const bytes = bytesOf(100_000, 12);
+      const hash = hashOf(bytes);
+      const results = await Promise.all(
+        Array.from(
+          { length: 8 },
+          () => s.put(chunkedStream(bytes, 8192), hash, bytes.length),
+        ),
+      );
+      strictEqual(results.filter((r) => r.created).length, 1);
+      deepStrictEqual(await s.put(bytes, hash, bytes.length), {
+        created: false,
+      });
+    },
+  );
+
+  await step(
+    "a re-put whose blob a gc removes while it verifies is RetryableError, never success",
+    async (s, f) => {
+      const bytes = bytesOf(50_000, 13);
+      const hash = hashOf(bytes);
+      await s.put(bytes, hash, bytes.length);
+      const { stream, release } = gatedStream(bytes, 20_000);
+      const putting = s.put(stream, hash, bytes.length);
+      await stream.started;
+      // A gc whose cut-off is later than the put's start removes the blob.
+      await s.gc(new Refs(), new Date(Date.now() + HOUR));
+      strictEqual(await f.catalog.getRef(hash), undefined);
+      release();
+      await rejects(putting, RetryableError);
+      // Nothing to undo: putting again stores it.
+      deepStrictEqual(await s.put(bytes, hash, bytes.length), {
+        created: true,
+      });
+      deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    },
+  );
+
+  await step(
+    "a put that lost the insert race keeps its copy if gc removed the winner's",
+    async (s, f) => {
+      const bytes = bytesOf(30_000, 14);
+      const hash = hashOf(bytes);
+      // Another put records the blob while ours streams; then a gc removes
+      // it, between our failed insert and our refresh of the winner.
+      let raced = false;
+      const catalog = withMethod(f.catalog, "insertRef", async (ref) => {
+        if (!raced) {
+          raced = true;
+          const other = new Store({ catalog: f.catalog, backend: f.backend });
+          strictEqual(
+            (await other.put(bytes, hash, bytes.length)).created,
+            true,
+          );
+          ok(!await f.catalog.insertRef(ref), "the other put won");
+          await s.gc(new Refs(), new Date(Date.now() + HOUR));
+          return false;
+        }
+        return await f.catalog.insertRef(ref);
+      });
+      const racing = new Store({ catalog, backend: f.backend });
+      deepStrictEqual(await racing.put(bytes, hash, bytes.length), {
+        created: true,
+      });
+      deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+      strictEqual((await collect(f.backend.list!())).length, 1);
     },
   );
 
@@ -640,6 +712,10 @@ export async function testStoreContract(
         s.putPart(id, 0, parts[1], parts[1].length, 0, hashes[1]),
         ConflictError,
       );
+      await rejects(
+        s.putPart(id, 0, parts[0], parts[0].length + 1, 0, hashes[0]),
+        ConflictError,
+      );
       strictEqual((await collect(f.backend.list!())).length, 1);
       deepStrictEqual((await s.uploadInfo(id)).parts, [{
         hash: hashes[0],
@@ -647,6 +723,81 @@ export async function testStoreContract(
         offset: 0,
         complete: true,
       }]);
+    },
+  );
+
+  await step(
+    "multipart: a part refused for bad content can be re-sent with its right hash",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const wrong = hashOf("not these bytes");
+      await rejects(
+        s.putPart(id, 0, parts[0], parts[0].length, 0, wrong),
+        HashMismatchError,
+      );
+      strictEqual((await s.uploadInfo(id)).parts[0]?.hash, wrong);
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      deepStrictEqual((await s.uploadInfo(id)).parts[0], {
+        hash: hashes[0],
+        size: MIN_PART,
+        offset: 0,
+        complete: true,
+      });
+      // Complete now: final.
+      await rejects(
+        s.putPart(id, 0, parts[0], parts[0].length, 0, wrong),
+        ConflictError,
+      );
+    },
+  );
+
+  await step(
+    "multipart: a re-send with another hash wins over a put of the old one still in flight",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const { stream, release } = gatedStream(parts[0], 10);
+      const slow = s.putPart(id, 0, stream, parts[0].length, 0, hashes[0]);
+      await stream.started;
+      const other = bytesOf(MIN_PART, 43);
+      await s.putPart(id, 0, other, other.length, 0, hashOf(other));
+      release();
+      await rejects(slow, ConflictError);
+      deepStrictEqual((await s.uploadInfo(id)).parts[0], {
+        hash: hashOf(other),
+        size: MIN_PART,
+        offset: 0,
+        complete: true,
+      });
+    },
+  );
+
+  await step(
+    "multipart: an offset that cannot be inferred is BadParamsError and records nothing",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      await rejects(
+        s.putPart(id, 1, parts[1], parts[1].length, 0, hashes[1]),
+        (err) =>
+          err instanceof BadParamsError &&
+          /cannot infer the offset of part 1/.test(err.message),
+      );
+      deepStrictEqual((await s.uploadInfo(id)).parts, []);
+      await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+      await s.putPart(id, 1, parts[1], parts[1].length, 0, hashes[1]);
+      strictEqual((await s.uploadInfo(id)).parts[1]?.offset, MIN_PART);
+      // A completed part re-sent at another offset is a conflict; with the
+      // offset omitted or the same, a no-op.
+      await rejects(
+        s.putPart(id, 1, parts[1], parts[1].length, MIN_PART + 1, hashes[1]),
+        ConflictError,
+      );
+      await s.putPart(id, 1, parts[1], parts[1].length, MIN_PART, hashes[1]);
+      await s.putPart(id, 1, parts[1], parts[1].length, 0, hashes[1]);
+      await s.putPart(id, 2, parts[2], parts[2].length, 0, hashes[2]);
+      await s.finishUpload(id, hashes.map((hash) => ({ hash })));
     },
   );
 
@@ -799,7 +950,6 @@ export async function testStoreContract(
     await s.putPart(owned, 0, p, p.length, 0, hashOf(p));
     await s.finishUpload(owned, [{ hash: hashOf(p) }]);
     await s.setOwner(owned, "alice", new Date(Date.now() + HOUR));
-    await rejects(s.removeUpload(owned), ConflictError);
     await rejects(
       s.removeUpload(owned, { isOwnedBy: () => true }),
       ConflictError,
@@ -808,6 +958,13 @@ export async function testStoreContract(
       isOwnedBy: (_id, owner) => owner !== "alice",
     });
     await rejects(s.uploadInfo(owned), NotFoundError);
+    // Without a guard an owned upload goes too, as Go's RemoveUpload does.
+    const again = await s.newUpload(new Date(Date.now() + HOUR));
+    await s.putPart(again, 0, p, p.length, 0, hashOf(p));
+    await s.finishUpload(again, [{ hash: hashOf(p) }]);
+    await s.setOwner(again, "alice", new Date(Date.now() + HOUR));
+    await s.removeUpload(again);
+    await rejects(s.uploadInfo(again), NotFoundError);
   });
 
   await step(
@@ -855,6 +1012,52 @@ export async function testStoreContract(
     await s.uploadInfo(fresh);
     await rejects(s.newUpload(new Date(NaN)), BadParamsError);
   });
+}
+
+/** `target` with its method `name` replaced by `method`; the rest delegates. */
+function withMethod<T extends object, K extends keyof T>(
+  target: T,
+  name: K,
+  method: T[K],
+): T {
+  return new Proxy(target, {
+    get: (obj, key) => {
+      if (key === name) return method;
+      const value = Reflect.get(obj, key, obj);
+      return typeof value === "function" ? value.bind(obj) : value;
+    },
+  });
+}
+
+/**
+ * A stream of `bytes` that sends the first `first` bytes, then waits for
+ * `release()` before sending the rest; `started` resolves once its reader
+ * pulled the first bytes.
+ */
+function gatedStream(bytes: Uint8Array, first: number): {
+  stream: ReadableStream<Uint8Array> & { started: Promise<void> };
+  release: () => void;
+} {
+  const gate = Promise.withResolvers<void>();
+  const started = Promise.withResolvers<void>();
+  let sent = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(bytes.slice(0, first));
+        started.resolve();
+        return;
+      }
+      await gate.promise;
+      controller.enqueue(bytes.slice(first));
+      controller.close();
+    },
+  }, { highWaterMark: 0 }); // pulled only when read, not on creation
+  return {
+    stream: Object.assign(stream, { started: started.promise }),
+    release: () => gate.resolve(),
+  };
 }
 
 /** Starts an upload and puts every part in order (offsets inferred). */
