@@ -92,7 +92,7 @@ function startServer(
   };
 }
 
-function bytesOf(size: number, seed = 1): Uint8Array {
+function bytesOf(size: number, seed = 1): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed * 7) & 0xff;
   return bytes;
@@ -927,6 +927,64 @@ Deno.test("http: concurrent puts of one blob store one copy", async () => {
     assert.strictEqual((await server.backend.names()).length, 1);
     const res = await fetch(`${server.base}/blobs/${hash}`);
     assert.deepStrictEqual(new Uint8Array(await res.arrayBuffer()), content);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: DELETE /uploads refuses only the uploads the service owns", async () => {
+  const server = startServer({}, { minPartSize: 1024 });
+  const parts = [bytesOf(2048, 31), bytesOf(100, 32)];
+  const hashes = await Promise.all(parts.map((p) => sha384(p)));
+  const finished = async () => {
+    const id =
+      (await (await fetch(`${server.base}/uploads`, { method: "POST" }))
+        .json()).id as string;
+    for (const i of [0, 1]) {
+      const res = await put(
+        server,
+        `/uploads/${id}/parts/${i}?hash=${hashes[i]}`,
+        parts[i],
+      );
+      assert.strictEqual(res.status, 200);
+    }
+    const res = await fetch(`${server.base}/uploads/${id}/finish`, {
+      method: "POST",
+      body: JSON.stringify({ parts: hashes.map((hash) => ({ hash })) }),
+    });
+    assert.strictEqual(res.status, 200);
+    return { id, hash: (await res.json()).hash as string };
+  };
+  const remove = (id: string) =>
+    fetch(`${server.base}/uploads/${id}`, { method: "DELETE" });
+  try {
+    const first = await finished(); // serves the blob: owned by the service
+    const duplicate = await finished(); // the same content: left unowned
+    const other = await finished();
+    await server.store.setOwner(other.id, "another-app", new Date(9e12));
+    assert.strictEqual(
+      (await server.store.uploadInfo(first.id)).owner,
+      "blobstore-http",
+    );
+    assert.strictEqual(
+      (await server.store.uploadInfo(duplicate.id)).owner,
+      undefined,
+    );
+
+    assert.strictEqual((await remove(duplicate.id)).status, 204);
+    assert.strictEqual((await remove(other.id)).status, 204);
+    for (const { id } of [duplicate, other]) {
+      await expectError(
+        await fetch(`${server.base}/uploads/${id}`),
+        404,
+        "not_found",
+      );
+    }
+    await expectError(await remove(first.id), 409, "conflict");
+    const blob = await fetch(`${server.base}/blobs/${first.hash}`);
+    assert.strictEqual(blob.status, 200);
+    assert.strictEqual((await blob.arrayBuffer()).byteLength, 2148);
+    assert.deepStrictEqual(server.errors, []);
   } finally {
     await server.close();
   }

@@ -165,10 +165,11 @@ export function createHandler(
     : options.authorize ?? tokenFromEnv();
   const authorizeReads = options.authorizeReads ?? false;
   const onError = options.onError ?? ((err) => console.error(err));
+  const serviceOwner = options.owner ?? SERVICE_OWNER;
   const blobs = new MultipartBlobs(
     store,
     options.registry ?? new MemoryMultipartRegistry(),
-    options.owner ?? SERVICE_OWNER,
+    serviceOwner,
   );
   const blobPath = (hash: string) => `${prefix}/blobs/${hash}`;
   const maxBodySize = options.maxBodySize ?? 2 ** 32;
@@ -233,7 +234,10 @@ export function createHandler(
       path: ["uploads", "*"],
       methods: {
         GET: { write: true, run: (c) => getUpload(store, c.params[0]) },
-        DELETE: { write: true, run: (c) => deleteUpload(store, c.params[0]) },
+        DELETE: {
+          write: true,
+          run: (c) => deleteUpload(store, c.params[0], serviceOwner),
+        },
       },
     },
     {

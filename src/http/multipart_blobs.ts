@@ -176,7 +176,9 @@ export class MultipartBlobs {
    * Stops serving the multipart blob `hash` held by upload `uploadId`: the
    * upload record goes (the parts become garbage for the next `gc` unless
    * something else holds them), then the entry. Returns whether the entry
-   * was dropped.
+   * was dropped. An upload that another owner has taken is left alone
+   * (`ConflictError`): only the service's own uploads, or unowned ones,
+   * are removed here.
    */
   async release(hash: string, uploadId: string): Promise<boolean> {
     // The record first: a crash in between leaves a stale entry, which

@@ -162,20 +162,26 @@ export async function finishUpload(
 
 /**
  * `DELETE /uploads/{id}`: removes an upload and its part records (204, also
- * when it was already gone). An upload the service finished is a 409: its
- * blob is being served, and only `gc` releases it.
+ * when it was already gone): an unfinished one, a finished one that
+ * nothing owns (a duplicate of a blob another upload serves), one owned by
+ * someone else (as `Store.removeUpload` does). Only an upload the service
+ * owns itself, `serviceOwner`, is refused with 409: its blob is being
+ * served, and only `gc` releases it.
  *
  * @example
  * ```ts ignore
- * const res = await deleteUpload(store, id);
+ * const res = await deleteUpload(store, id, SERVICE_OWNER);
  * ```
  */
 export async function deleteUpload(
   store: Store,
   id: string,
+  serviceOwner: string,
 ): Promise<Response> {
   checkUploadId(id);
-  await store.removeUpload(id); // ConflictError when owned
+  await store.removeUpload(id, {
+    isOwnedBy: (_id, owner) => owner === serviceOwner, // else ConflictError
+  });
   return new Response(null, { status: 204 });
 }
 
