@@ -6,7 +6,7 @@
  */
 
 import { isValidHash } from "../digest.ts";
-import { BadParamsError, NotFoundError } from "../errors.ts";
+import { BadParamsError } from "../errors.ts";
 import type { Store } from "../store.ts";
 import { bodyStream, declaredSize } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
@@ -78,12 +78,10 @@ export async function getBlob(
 
 /**
  * Answers `PUT /blobs/{hash}`: streams the body into `store.put` with the
- * size from `Content-Length`. 201 when the blob is new, 200 when it was
- * already there (its put time refreshed and the content still verified).
- *
- * Telling new from existing takes a look before the put, so two clients
- * racing to put the same new blob may both get 201; the store keeps one
- * copy either way.
+ * size from `Content-Length`. 201 when this put stored the blob, 200 when
+ * it was already there (its put time refreshed and the content still
+ * verified): of several concurrent puts of one new blob, exactly one gets
+ * 201, as the store says.
  *
  * @example
  * ```ts ignore
@@ -98,9 +96,9 @@ export async function putBlob(
 ): Promise<Response> {
   checkHash(hash);
   const size = declaredSize(req, options.maxBodySize);
-  const existed = await blobExists(store, hash);
-  await store.put(bodyStream(req, options.bodyIdleTimeout), hash, size);
-  return jsonResponse({ hash, size }, existed ? 200 : 201, {
+  const body = bodyStream(req, options.bodyIdleTimeout);
+  const { created } = await store.put(body, hash, size);
+  return jsonResponse({ hash, size }, created ? 201 : 200, {
     location: options.blobPath(hash),
     etag: `"${hash}"`,
   });
@@ -213,16 +211,6 @@ function matchesAny(header: string | null, hash: string): boolean {
   return header.split(",").some((tag) =>
     tag.trim().replace(/^W\//, "") === `"${hash}"`
   );
-}
-
-async function blobExists(store: Store, hash: string): Promise<boolean> {
-  try {
-    release(await store.open(hash, { start: 0, end: 0 }));
-    return true;
-  } catch (err) {
-    if (err instanceof NotFoundError) return false;
-    throw err;
-  }
 }
 
 /** Lets go of a body that will not be read. */
