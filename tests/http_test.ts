@@ -8,9 +8,12 @@ import assert from "node:assert";
 import { createHash } from "node:crypto";
 import {
   type Backend,
+  type Catalog,
+  CorruptBlobError,
   MemoryBackend,
   MemoryCatalog,
   Refs,
+  RetryableError,
   sha384,
   Store,
 } from "../mod.ts";
@@ -21,6 +24,7 @@ import {
   KvMultipartRegistry,
   MemoryMultipartRegistry,
 } from "../http.ts";
+import { errorResponse } from "../src/http/errors.ts";
 import { openSeams } from "../src/server/config.ts";
 import { type RawRequest, rawRequest } from "./raw_http.ts";
 
@@ -62,13 +66,17 @@ class TrackingBackend implements Backend {
 
 function startServer(
   options: HandlerOptions = {},
-  storeOptions: { minPartSize?: number; backend?: Backend } = {},
+  storeOptions: {
+    minPartSize?: number;
+    backend?: Backend;
+    catalog?: Catalog;
+  } = {},
 ): Server {
   const backend = new TrackingBackend(
     storeOptions.backend ?? new MemoryBackend(),
   );
   const store = new Store({
-    catalog: new MemoryCatalog(),
+    catalog: storeOptions.catalog ?? new MemoryCatalog(),
     backend,
     minPartSize: storeOptions.minPartSize ?? 1024,
   });
@@ -946,6 +954,75 @@ Deno.test("http: of concurrent PUTs of one new blob, exactly one gets 201", asyn
   } finally {
     await server.close();
   }
+});
+
+/** A memory catalog that says when a put has refreshed a blob's reference. */
+class WatchedCatalog extends MemoryCatalog {
+  touched = Promise.withResolvers<void>();
+  override async touchRef(hash: string, putTime: Date) {
+    const ref = await super.touchRef(hash, putTime);
+    this.touched.resolve();
+    return ref;
+  }
+}
+
+Deno.test("http: a re-put that loses a race with gc is a 503 to retry, never a 200", async () => {
+  const catalog = new WatchedCatalog();
+  const server = startServer({}, { catalog });
+  const content = bytesOf(64 * 1024, 4);
+  const hash = await sha384(content);
+  try {
+    assert.strictEqual(
+      (await put(server, `/blobs/${hash}`, content)).status,
+      201,
+    );
+    catalog.touched = Promise.withResolvers();
+    const half = content.length / 2;
+    const res = await rawRequest(server.port, {
+      method: "PUT",
+      path: `/blobs/${hash}`,
+      headers: { "content-length": String(content.length) },
+      body: (async function* () {
+        yield content.subarray(0, half);
+        // The put has refreshed the blob and is verifying the body: a gc
+        // whose cut-off is later than the put's start deletes the blob.
+        await catalog.touched.promise;
+        await server.store.gc(new Refs(), new Date(Date.now() + 60_000));
+        assert.strictEqual(await catalog.getRef(hash), undefined);
+        yield content.subarray(half);
+      })(),
+    });
+    assert.strictEqual(res!.status, 503);
+    assert.strictEqual(res!.headers.get("retry-after"), "1");
+    assert.strictEqual((res!.json() as { error: string }).error, "try_again");
+    // Nothing claims the blob: it is gone until put again.
+    await expectError(
+      await fetch(`${server.base}/blobs/${hash}`),
+      404,
+      "not_found",
+    );
+    assert.strictEqual(
+      (await put(server, `/blobs/${hash}`, content)).status,
+      201,
+    );
+    assert.deepStrictEqual(server.errors, []);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("http: errorResponse maps RetryableError to 503 with Retry-After, leaves CorruptBlobError a 500", async () => {
+  const retry = errorResponse(new RetryableError("put it again"));
+  assert.strictEqual(retry?.status, 503);
+  assert.strictEqual(retry.headers.get("retry-after"), "1");
+  assert.deepStrictEqual(await retry.json(), {
+    error: "try_again",
+    message: "put it again",
+  });
+  assert.strictEqual(
+    errorResponse(new CorruptBlobError("object x is short")),
+    undefined,
+  );
 });
 
 Deno.test("http: DELETE /uploads refuses only the uploads the service owns", async () => {

@@ -1,9 +1,10 @@
 /**
  * How the HTTP service reports errors: one JSON shape,
  * `{"error": code, "message": text}`, with the status mapped from the
- * store's error classes. A failure that is not the client's fault is a 500
- * whose message says nothing of the internals (no stack, no paths); the
- * real error goes to the handler's `onError` hook.
+ * store's error classes. A failure that is not the client's fault (among
+ * them `CorruptBlobError`: storage returned bytes that are not what was
+ * stored) is a 500 whose message says nothing of the internals (no stack,
+ * no paths); the real error goes to the handler's `onError` hook.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import {
   HashMismatchError,
   IntegrityError,
   NotFoundError,
+  RetryableError,
   SizeMismatchError,
 } from "../errors.ts";
 
@@ -81,11 +83,17 @@ export class RequestBodyError extends Error {
   }
 }
 
-/** The status and code of each error class the store throws, most specific first. */
+/**
+ * The status, code and extra headers of each error class the store throws,
+ * most specific first. `CorruptBlobError` is left out on purpose: storage
+ * that lost or changed bytes is not the client's fault, so it is a bare 500
+ * reported to `onError`.
+ */
 const STORE_ERRORS: [
   new (...args: never[]) => Error,
   number,
   string,
+  HeadersInit?,
 ][] = [
   [NotFoundError, 404, "not_found"],
   [BadParamsError, 400, "bad_params"],
@@ -94,6 +102,8 @@ const STORE_ERRORS: [
   [SizeMismatchError, 422, "size_mismatch"],
   [IntegrityError, 422, "integrity"],
   [RequestBodyError, 400, "bad_body"],
+  // Lost a race with a concurrent gc: nothing was stored, a retry succeeds.
+  [RetryableError, 503, "try_again", { "retry-after": "1" }],
 ];
 
 /**
@@ -120,16 +130,20 @@ export function jsonResponse(
 
 /**
  * Turns any thrown value into the JSON error response for it. Returns
- * `undefined` for an error that is not the client's fault, so the caller
- * can report it before answering with {@linkcode internalErrorResponse}.
+ * `undefined` for an error that is not the client's fault (an unknown
+ * error, a `CorruptBlobError`), so the caller can report it before
+ * answering with {@linkcode internalErrorResponse}. A `RetryableError` is
+ * a 503 `try_again` with `Retry-After: 1`.
  *
  * @example
  * ```ts
  * import assert from "node:assert";
  * import { errorResponse } from "./errors.ts";
- * import { NotFoundError } from "../errors.ts";
+ * import { CorruptBlobError, NotFoundError, RetryableError } from "../errors.ts";
  *
  * assert(errorResponse(new NotFoundError("blob x not found"))?.status === 404);
+ * assert(errorResponse(new RetryableError("put it again"))?.headers.get("retry-after") === "1");
+ * assert(errorResponse(new CorruptBlobError("object x is short")) === undefined);
  * assert(errorResponse(new Error("disk on fire")) === undefined);
  * ```
  */
@@ -141,9 +155,13 @@ export function errorResponse(err: unknown): Response | undefined {
       err.headers,
     );
   }
-  for (const [type, status, code] of STORE_ERRORS) {
+  for (const [type, status, code, headers] of STORE_ERRORS) {
     if (err instanceof type) {
-      return jsonResponse({ error: code, message: err.message }, status);
+      return jsonResponse(
+        { error: code, message: err.message },
+        status,
+        headers,
+      );
     }
   }
   return undefined;
