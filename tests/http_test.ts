@@ -6,6 +6,7 @@
 
 import assert from "node:assert";
 import { createHash } from "node:crypto";
+import { join } from "node:path";
 import {
   type Backend,
   type Catalog,
@@ -17,6 +18,7 @@ import {
   sha384,
   Store,
 } from "../mod.ts";
+import { FileBackend } from "../fs.ts";
 import {
   bearerToken,
   createHandler,
@@ -1023,6 +1025,126 @@ Deno.test("http: errorResponse maps RetryableError to 503 with Retry-After, leav
     errorResponse(new CorruptBlobError("object x is short")),
     undefined,
   );
+});
+
+/** Where a FileBackend under `root` keeps the object of blob `hash`. */
+async function objectPath(
+  server: Server,
+  root: string,
+  hash: string,
+): Promise<string> {
+  const ref = await server.store.catalog.getRef(hash);
+  assert(ref, `blob ${hash} is stored`);
+  return join(root, ref.name.slice(0, 2), ref.name.slice(2, 4), ref.name);
+}
+
+Deno.test("http: storage found corrupt is a 500 or a cut body, reported to onError", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "blobstore-http-corrupt-" });
+  const server = startServer({}, {
+    backend: new FileBackend(root),
+    minPartSize: 1024,
+  });
+  try {
+    await t.step(
+      "a file truncated while it is read: the GET body fails",
+      async () => {
+        // Big enough that the server cannot have sent it all into the
+        // socket buffers before the file is cut.
+        const content = bytesOf(32 * MiB, 6);
+        const hash = await sha384(content);
+        assert.strictEqual(
+          (await put(server, `/blobs/${hash}`, content)).status,
+          201,
+        );
+        const res = await fetch(`${server.base}/blobs/${hash}`);
+        assert.strictEqual(res.status, 200);
+        await Deno.truncate(await objectPath(server, root, hash), MiB);
+        await assert.rejects(res.arrayBuffer());
+        await waitFor(() => server.errors.length === 1);
+        assert(
+          server.errors[0] instanceof CorruptBlobError,
+          String(server.errors[0]),
+        );
+        server.errors.length = 0;
+      },
+    );
+
+    const parts = [bytesOf(4096, 21), bytesOf(3000, 22)];
+    const hashes = await Promise.all(parts.map((p) => sha384(p)));
+    const uploadParts = async () => {
+      const id =
+        (await (await fetch(`${server.base}/uploads`, { method: "POST" }))
+          .json()).id;
+      for (const i of [0, 1]) {
+        const res = await put(
+          server,
+          `/uploads/${id}/parts/${i}?hash=${hashes[i]}`,
+          parts[i],
+        );
+        assert.strictEqual(res.status, 200);
+      }
+      return id as string;
+    };
+    const finish = (id: string) =>
+      fetch(`${server.base}/uploads/${id}/finish`, {
+        method: "POST",
+        body: JSON.stringify({ parts: hashes.map((hash) => ({ hash })) }),
+      });
+
+    await t.step("a part changed before finish: 500, not 422", async () => {
+      const id = await uploadParts();
+      const path = await objectPath(server, root, hashes[1]);
+      const bytes = await Deno.readFile(path);
+      bytes[100] ^= 0xff;
+      await Deno.writeFile(path, bytes);
+      const res = await finish(id);
+      await expectError(res, 500, "internal");
+      assert.strictEqual(server.errors.length, 1);
+      assert(
+        server.errors[0] instanceof CorruptBlobError,
+        String(server.errors[0]),
+      );
+      server.errors.length = 0;
+      await Deno.writeFile(path, parts[1]); // repaired for the next step
+    });
+
+    await t.step("a part truncated before finish: 500, not 422", async () => {
+      const id = await uploadParts();
+      const path = await objectPath(server, root, hashes[0]);
+      await Deno.truncate(path, 4000);
+      await expectError(await finish(id), 500, "internal");
+      assert.strictEqual(server.errors.length, 1);
+      assert(
+        server.errors[0] instanceof CorruptBlobError,
+        String(server.errors[0]),
+      );
+      server.errors.length = 0;
+      await Deno.writeFile(path, parts[0]);
+    });
+
+    await t.step(
+      "a part of a served blob truncated: the GET body fails",
+      async () => {
+        const res = await finish(await uploadParts());
+        assert.strictEqual(res.status, 200);
+        const { hash } = await res.json();
+        await Deno.truncate(await objectPath(server, root, hashes[1]), 2000);
+        const get = await fetch(`${server.base}/blobs/${hash}`);
+        assert.strictEqual(get.status, 200);
+        assert.strictEqual(get.headers.get("content-length"), "7096");
+        await assert.rejects(get.arrayBuffer());
+        await waitFor(() => server.errors.length === 1);
+        assert(
+          server.errors[0] instanceof CorruptBlobError,
+          String(server.errors[0]),
+        );
+        server.errors.length = 0;
+      },
+    );
+  } finally {
+    await server.close();
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 Deno.test("http: DELETE /uploads refuses only the uploads the service owns", async () => {

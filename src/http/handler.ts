@@ -106,17 +106,24 @@ interface Context {
   params: string[];
 }
 
+interface Method {
+  /** Whether it writes (and so goes through `authorize`). */
+  write: boolean;
+  /** Whether it reads a request body (and so counts against `maxConcurrentUploads`). */
+  body?: boolean;
+  /**
+   * Whether its response body streams from storage, where it may fail
+   * after the headers went out (such a failure is reported to `onError`).
+   */
+  streams?: boolean;
+  run(ctx: Context): Promise<Response>;
+}
+
 interface Route {
   /** The path segments; `*` matches one segment and becomes a param. */
   path: string[];
-  /**
-   * The handlers by method, whether each one writes, and whether it reads
-   * a request body (and so counts against `maxConcurrentUploads`).
-   */
-  methods: Record<
-    string,
-    { write: boolean; body?: boolean; run(ctx: Context): Promise<Response> }
-  >;
+  /** The handlers by method. */
+  methods: Record<string, Method>;
 }
 
 /**
@@ -207,6 +214,7 @@ export function createHandler(
       methods: {
         GET: {
           write: false,
+          streams: true,
           run: (c) => getBlob(c.req, blobs, c.params[0], blobOptions),
         },
         HEAD: {
@@ -304,7 +312,8 @@ export function createHandler(
         );
       }
       if (handler.body) release = uploads.acquire(clientKey(req, info));
-      return await handler.run({ req, url, params: match.params });
+      const res = await handler.run({ req, url, params: match.params });
+      return handler.streams ? reportBodyErrors(res, req, onError) : res;
     } catch (err) {
       const res = errorResponse(err);
       if (res) return res;
@@ -315,6 +324,43 @@ export function createHandler(
       release?.();
     }
   };
+}
+
+/**
+ * `res` with a body that reports its failure to `onError` and still fails
+ * with it, so the client sees an aborted body rather than a clean end: a
+ * blob found corrupt or gone halfway through is not the client's fault,
+ * but its status has already gone out. A client that goes away cancels
+ * the body, which reports nothing.
+ */
+function reportBodyErrors(
+  res: Response,
+  req: Request,
+  onError: (err: unknown, req: Request) => void,
+): Response {
+  if (!res.body) return res;
+  const reader = res.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        onError(err, req);
+        throw err;
+      }
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
 }
 
 /**
