@@ -815,6 +815,100 @@ Deno.test("http: authorization", async (t) => {
   });
 });
 
+/**
+ * Runs `tests/fixtures/serve_default_auth.ts` with `flags` and
+ * `BLOBSTORE_TOKEN=from-env` in its environment, and returns its port.
+ */
+async function serveInChild(
+  flags: string[],
+): Promise<{ port: number; close(): Promise<void> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      ...flags,
+      new URL("./fixtures/serve_default_auth.ts", import.meta.url).pathname,
+    ],
+    env: { BLOBSTORE_TOKEN: "from-env" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { done, value } = await lines.read();
+    if (done) throw new Error(`the server exited before listening: ${text}`);
+    text += value;
+  }
+  return {
+    port: Number(text.trim()),
+    async close() {
+      child.kill("SIGTERM");
+      await lines.cancel();
+      await child.status;
+    },
+  };
+}
+
+Deno.test("http: BLOBSTORE_TOKEN fails closed when it cannot be read", async (t) => {
+  const content = encoder.encode("guarded");
+  const hash = await sha384(content);
+  const putAs = (port: number, token?: string) =>
+    rawRequest(port, {
+      method: "PUT",
+      path: `/blobs/${hash}`,
+      headers: {
+        "content-length": String(content.length),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body: [content],
+    }).then((res) => res!);
+
+  await t.step(
+    "no permission to read the environment: writes refused",
+    async () => {
+      const child = await serveInChild(["--allow-net=127.0.0.1"]);
+      try {
+        for (const token of [undefined, "from-env", "guess"]) {
+          const res = await putAs(child.port, token);
+          assert.strictEqual(res.status, 503, `token ${token}`);
+          const body = res.json() as { error: string; message: string };
+          assert.strictEqual(body.error, "auth_unavailable");
+          assert.match(body.message, /BLOBSTORE_TOKEN/);
+        }
+        const post = await rawRequest(child.port, {
+          method: "POST",
+          path: "/uploads",
+        });
+        assert.strictEqual(post!.status, 503);
+        // Reads stay open, as with a token.
+        const read = await rawRequest(child.port, {
+          method: "GET",
+          path: `/blobs/${hash}`,
+        });
+        assert.strictEqual(read!.status, 404);
+      } finally {
+        await child.close();
+      }
+    },
+  );
+
+  await t.step("with the permission: the token is required", async () => {
+    const child = await serveInChild([
+      "--allow-net=127.0.0.1",
+      "--allow-env=BLOBSTORE_TOKEN",
+    ]);
+    try {
+      assert.strictEqual((await putAs(child.port)).status, 401);
+      assert.strictEqual((await putAs(child.port, "guess")).status, 401);
+      assert.strictEqual((await putAs(child.port, "from-env")).status, 201);
+    } finally {
+      await child.close();
+    }
+  });
+});
+
 Deno.test("http: mounted under a prefix", async () => {
   const server = startServer({ prefix: "/store/" });
   const content = encoder.encode("prefixed");

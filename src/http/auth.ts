@@ -6,6 +6,7 @@
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
+import { HttpError } from "./errors.ts";
 
 /**
  * Decides whether a request may proceed. Returning `false` answers 401.
@@ -51,8 +52,15 @@ export function bearerToken(token: string): (req: Request) => boolean {
 
 /**
  * Returns the bearer-token authorizer for `BLOBSTORE_TOKEN` when that
- * variable is set and readable, else `undefined`. It never prompts for the
- * permission to read it.
+ * variable is set, `undefined` when it is known not to be set (everyone
+ * may write), and an authorizer that refuses every request when it cannot
+ * be read: without the permission to read it, nothing tells whether it is
+ * set, and a token the operator configured must never leave the service
+ * open. Such a refusal is a 503 `auth_unavailable` saying why. It never
+ * prompts for the permission.
+ *
+ * Runs on Deno (`Deno.env`, asking `Deno.permissions` first) and on
+ * runtimes without the `Deno` global (`process.env`).
  *
  * @example
  * ```ts
@@ -64,13 +72,43 @@ export function bearerToken(token: string): (req: Request) => boolean {
  * ```
  */
 export function tokenFromEnv(): Authorizer | undefined {
-  const permission = Deno.permissions.querySync?.({
-    name: "env",
-    variable: "BLOBSTORE_TOKEN",
-  });
-  if (permission && permission.state !== "granted") return undefined;
-  const token = Deno.env.get("BLOBSTORE_TOKEN");
+  const token = readEnv(TOKEN_VARIABLE);
+  if (token === UNREADABLE) return refuseUnreadableToken;
   return token ? bearerToken(token) : undefined;
+}
+
+const TOKEN_VARIABLE = "BLOBSTORE_TOKEN";
+
+/** What {@linkcode readEnv} returns for a variable it may not read. */
+const UNREADABLE = Symbol("unreadable");
+
+/** The value of `name`, `undefined` when unset, or `UNREADABLE`. */
+function readEnv(name: string): string | undefined | typeof UNREADABLE {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (!deno) {
+    const process = (globalThis as {
+      process?: { env?: Record<string, string | undefined> };
+    }).process;
+    return process?.env?.[name];
+  }
+  try {
+    const permission = deno.permissions?.querySync?.({
+      name: "env",
+      variable: name,
+    });
+    if (permission && permission.state !== "granted") return UNREADABLE;
+    return deno.env.get(name);
+  } catch {
+    return UNREADABLE; // NotCapable (Deno 2) or PermissionDenied
+  }
+}
+
+function refuseUnreadableToken(): never {
+  throw new HttpError(
+    503,
+    "auth_unavailable",
+    `writes are refused: the service cannot read ${TOKEN_VARIABLE} (no permission to read the environment), so it cannot tell whether a token is required (grant --allow-env=${TOKEN_VARIABLE}, or configure authorize)`,
+  );
 }
 
 function digest(text: string): Uint8Array {

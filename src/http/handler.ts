@@ -81,8 +81,9 @@ export interface HandlerOptions {
    * Decides whether a request may write (every route but `GET`/`HEAD` of a
    * blob; and those too with `authorizeReads`); `false` means 401.
    * Default: `Authorization: Bearer $BLOBSTORE_TOKEN` when that variable is
-   * set, else everyone. Pass `false` to let everyone in whatever the
-   * environment says.
+   * set, else everyone; when it cannot be read (no permission to read the
+   * environment), every write is refused with 503, since the token may be
+   * set. Pass `false` to let everyone in whatever the environment says.
    */
   authorize?: Authorizer | false;
   /** Whether reads go through `authorize` too (default `false`). */
