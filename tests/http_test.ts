@@ -1299,6 +1299,121 @@ Deno.test("http: DELETE /uploads refuses only the uploads the service owns", asy
   }
 });
 
+Deno.test("http: preconditions (RFC 9110 §13)", async (t) => {
+  const server = startServer({ bodyIdleTimeout: 5000 });
+  const content = bytesOf(1000, 41);
+  const hash = await sha384(content);
+  const url = `${server.base}/blobs/${hash}`;
+  const absent = `${server.base}/blobs/${"2".repeat(96)}`;
+  const status = async (
+    target: string,
+    headers: Record<string, string>,
+    method = "GET",
+  ) => {
+    const res = await fetch(target, { method, headers });
+    await res.body?.cancel();
+    return res.status;
+  };
+  try {
+    await t.step("PUT If-None-Match: * creates a new blob: 201", async () => {
+      const res = await put(server, `/blobs/${hash}`, content, {
+        headers: { "if-none-match": "*" },
+      });
+      assert.strictEqual(res.status, 201);
+    });
+
+    await t.step(
+      "PUT If-None-Match: * of an existing blob: 412, the body unread",
+      async () => {
+        // No body byte is ever sent: reading it would stall into a 408.
+        const res = await rawRequest(server.port, {
+          method: "PUT",
+          path: `/blobs/${hash}`,
+          headers: {
+            "content-length": String(content.length),
+            "if-none-match": "*",
+          },
+        });
+        assert.strictEqual(res!.status, 412);
+        assert.strictEqual(
+          (res!.json() as { error: string }).error,
+          "precondition_failed",
+        );
+        const tagged = await put(server, `/blobs/${hash}`, content, {
+          headers: { "if-none-match": `"${hash}"` },
+        });
+        assert.strictEqual(tagged.status, 412);
+        const other = await put(server, `/blobs/${hash}`, content, {
+          headers: { "if-none-match": '"other"' },
+        });
+        assert.strictEqual(other.status, 200);
+      },
+    );
+
+    await t.step("If-Match names the strong ETag or *: 200", async () => {
+      for (
+        const tag of [`"${hash}"`, "*", `"x", "${hash}"`, `W/"x", "${hash}"`]
+      ) {
+        assert.strictEqual(await status(url, { "if-match": tag }), 200, tag);
+        assert.strictEqual(
+          await status(url, { "if-match": tag }, "HEAD"),
+          200,
+          tag,
+        );
+      }
+    });
+
+    await t.step("If-Match that does not match: 412", async () => {
+      for (const tag of ['"other"', `W/"${hash}"`, hash, `"${hash}x"`, ""]) {
+        const res = await fetch(url, { headers: { "if-match": tag } });
+        await expectError(res, 412, "precondition_failed");
+        assert.strictEqual(
+          await status(url, { "if-match": tag }, "HEAD"),
+          412,
+          tag,
+        );
+      }
+    });
+
+    await t.step("an absent blob is a 404 whatever If-Match says", async () => {
+      for (const tag of ["*", '"other"', `"${"2".repeat(96)}"`]) {
+        assert.strictEqual(await status(absent, { "if-match": tag }), 404, tag);
+      }
+    });
+
+    await t.step(
+      "If-Match is evaluated before If-None-Match and Range",
+      async () => {
+        const failing = { "if-match": '"other"' };
+        assert.strictEqual(
+          await status(url, { ...failing, "if-none-match": "*" }),
+          412,
+        );
+        assert.strictEqual(
+          await status(url, { ...failing, range: "bytes=0-9" }),
+          412,
+        );
+        const passing = { "if-match": `"${hash}"` };
+        assert.strictEqual(
+          await status(url, { ...passing, "if-none-match": `"${hash}"` }),
+          304,
+        );
+        const ranged = await fetch(url, {
+          headers: { ...passing, range: "bytes=0-9" },
+        });
+        assert.strictEqual(ranged.status, 206);
+        assert.deepStrictEqual(
+          new Uint8Array(await ranged.arrayBuffer()),
+          content.subarray(0, 10),
+        );
+      },
+    );
+    assert.deepStrictEqual(server.errors, []);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("http: a 256 MiB blob streams up and down with flat memory", async () => {
   const data = await Deno.makeTempDir({ prefix: "blobstore-http-" });
   const seams = await openSeams({ data, env: () => undefined });

@@ -6,8 +6,7 @@
  */
 
 import { isValidHash } from "../digest.ts";
-import { BadParamsError } from "../errors.ts";
-import type { Store } from "../store.ts";
+import { BadParamsError, NotFoundError } from "../errors.ts";
 import { bodyStream, declaredSize } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import type { FoundBlob, MultipartBlobs } from "./multipart_blobs.ts";
@@ -42,8 +41,11 @@ export interface BlobRouteOptions {
 
 /**
  * Answers `GET` or `HEAD /blobs/{hash}`: the blob streamed with its
- * validators, one `Range` honoured (206, or 416 when unsatisfiable),
- * `If-None-Match` answered with 304.
+ * validators, one `Range` honoured (206, or 416 when unsatisfiable).
+ * Preconditions are evaluated in the order of RFC 9110 §13.2.2:
+ * `If-Match` first (412 unless it names the strong `ETag` or is `*`),
+ * then `If-None-Match` (304), then `Range`. An absent blob is a 404
+ * whatever the preconditions.
  *
  * @example
  * ```ts ignore
@@ -58,8 +60,19 @@ export async function getBlob(
 ): Promise<Response> {
   checkHash(hash);
   const headers = blobHeaders(hash, options.cacheControl);
-  if (matchesAny(req.headers.get("if-none-match"), hash)) {
-    release(await blobs.open(hash, { start: 0, end: 0 })); // 404 if absent
+  const ifMatch = req.headers.get("if-match");
+  if (ifMatch !== null && !matchesStrongly(ifMatch, hash)) {
+    await probe(blobs, hash); // 404 if absent
+    throw new HttpError(
+      412,
+      "precondition_failed",
+      `If-Match ${
+        JSON.stringify(ifMatch.slice(0, 200))
+      } does not match (expected "*" or the ETag "${hash}")`,
+    );
+  }
+  if (matchesWeakly(req.headers.get("if-none-match"), hash)) {
+    await probe(blobs, hash); // 404 if absent
     return new Response(null, { status: 304, headers });
   }
   const isHead = req.method === "HEAD";
@@ -81,23 +94,31 @@ export async function getBlob(
  * size from `Content-Length`. 201 when this put stored the blob, 200 when
  * it was already there (its put time refreshed and the content still
  * verified): of several concurrent puts of one new blob, exactly one gets
- * 201, as the store says.
+ * 201, as the store says. With `If-None-Match: *` (or the blob's own
+ * `ETag`), a blob that exists is a 412 and the body is not read.
  *
  * @example
  * ```ts ignore
- * const res = await putBlob(req, store, hash, options);
+ * const res = await putBlob(req, blobs, hash, options);
  * ```
  */
 export async function putBlob(
   req: Request,
-  store: Store,
+  blobs: MultipartBlobs,
   hash: string,
   options: BlobRouteOptions,
 ): Promise<Response> {
   checkHash(hash);
   const size = declaredSize(req, options.maxBodySize);
+  const createOnly = matchesWeakly(req.headers.get("if-none-match"), hash);
+  if (createOnly && await exists(blobs, hash)) {
+    await req.body?.cancel().catch(() => {});
+    throw alreadyExists(hash);
+  }
   const body = bodyStream(req, options.bodyIdleTimeout);
-  const { created } = await store.put(body, hash, size);
+  const { created } = await blobs.store.put(body, hash, size);
+  // Created meanwhile by a concurrent put: the precondition failed after all.
+  if (createOnly && !created) throw alreadyExists(hash);
   return jsonResponse({ hash, size }, created ? 201 : 200, {
     location: options.blobPath(hash),
     etag: `"${hash}"`,
@@ -204,13 +225,57 @@ async function openRange(
   return { found, ...range };
 }
 
-/** Whether an `If-None-Match` list names the blob (weak comparison). */
-function matchesAny(header: string | null, hash: string): boolean {
+/**
+ * The entity tags of an `If-Match` or `If-None-Match` field value, or `"*"`.
+ * A malformed member is skipped (it matches nothing).
+ */
+function entityTags(header: string): "*" | { weak: boolean; tag: string }[] {
+  if (header.trim() === "*") return "*";
+  return [...header.matchAll(/(W\/)?("[^"]*")/g)].map((m) => ({
+    weak: m[1] !== undefined,
+    tag: m[2],
+  }));
+}
+
+/** Whether an `If-None-Match` list names the blob (weak comparison, RFC 9110 §8.8.3.2). */
+function matchesWeakly(header: string | null, hash: string): boolean {
   if (header === null) return false;
-  if (header.trim() === "*") return true;
-  return header.split(",").some((tag) =>
-    tag.trim().replace(/^W\//, "") === `"${hash}"`
+  const tags = entityTags(header);
+  return tags === "*" || tags.some(({ tag }) => tag === `"${hash}"`);
+}
+
+/**
+ * Whether an `If-Match` list names the blob (strong comparison: a weak
+ * tag never matches). `*` matches any blob that exists, which the caller
+ * finds out when it opens it.
+ */
+function matchesStrongly(header: string, hash: string): boolean {
+  const tags = entityTags(header);
+  return tags === "*" ||
+    tags.some(({ weak, tag }) => !weak && tag === `"${hash}"`);
+}
+
+function alreadyExists(hash: string): HttpError {
+  return new HttpError(
+    412,
+    "precondition_failed",
+    `blob ${hash} already exists (expected none with If-None-Match)`,
   );
+}
+
+/** Throws `NotFoundError` unless the blob, single or multipart, exists. */
+async function probe(blobs: MultipartBlobs, hash: string): Promise<void> {
+  release(await blobs.open(hash, { start: 0, end: 0 }));
+}
+
+async function exists(blobs: MultipartBlobs, hash: string): Promise<boolean> {
+  try {
+    await probe(blobs, hash);
+    return true;
+  } catch (err) {
+    if (err instanceof NotFoundError) return false;
+    throw err;
+  }
 }
 
 /** Lets go of a body that will not be read. */

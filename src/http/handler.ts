@@ -225,7 +225,7 @@ export function createHandler(
         PUT: {
           write: true,
           body: true,
-          run: (c) => putBlob(c.req, store, c.params[0], blobOptions),
+          run: (c) => putBlob(c.req, blobs, c.params[0], blobOptions),
         },
       },
     },
