@@ -1414,6 +1414,56 @@ Deno.test("http: preconditions (RFC 9110 §13)", async (t) => {
   }
 });
 
+Deno.test("http: HEAD wherever GET works", async (t) => {
+  const server = startServer();
+  const head = (path: string) =>
+    rawRequest(server.port, { method: "HEAD", path });
+  const get = (path: string) =>
+    rawRequest(server.port, { method: "GET", path });
+  const sameAsGet = async (path: string) => {
+    const [h, g] = [(await head(path))!, (await get(path))!];
+    assert.strictEqual(h.status, g.status, path);
+    assert.strictEqual(h.body.length, 0, path);
+    for (const name of ["content-type", "content-length", "cache-control"]) {
+      assert.strictEqual(
+        h.headers.get(name),
+        g.headers.get(name),
+        `${path} ${name}`,
+      );
+    }
+    return h;
+  };
+  try {
+    await t.step("HEAD /", async () => {
+      const res = await sameAsGet("/");
+      assert.strictEqual(res.status, 200);
+      assert.notStrictEqual(res.headers.get("content-length"), "0");
+    });
+
+    await t.step("HEAD /uploads/{id}", async () => {
+      const id =
+        (await (await fetch(`${server.base}/uploads`, { method: "POST" }))
+          .json()).id;
+      const res = await sameAsGet(`/uploads/${id}`);
+      assert.strictEqual(res.status, 200);
+      assert.match(res.headers.get("content-type")!, /application\/json/);
+      assert.strictEqual((await sameAsGet("/uploads/nope")).status, 404);
+    });
+
+    await t.step("405 lists HEAD in Allow where GET is", async () => {
+      const root = await fetch(`${server.base}/`, { method: "DELETE" });
+      await expectError(root, 405, "method_not_allowed");
+      assert.strictEqual(root.headers.get("allow"), "GET, HEAD");
+      const upload = await fetch(`${server.base}/uploads/x`, { method: "PUT" });
+      await expectError(upload, 405, "method_not_allowed");
+      assert.strictEqual(upload.headers.get("allow"), "GET, HEAD, DELETE");
+    });
+    assert.deepStrictEqual(server.errors, []);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("http: a 256 MiB blob streams up and down with flat memory", async () => {
   const data = await Deno.makeTempDir({ prefix: "blobstore-http-" });
   const seams = await openSeams({ data, env: () => undefined });

@@ -106,8 +106,11 @@ const STORE_ERRORS: [
   [RetryableError, 503, "try_again", { "retry-after": "1" }],
 ];
 
+const encoder = new TextEncoder();
+
 /**
- * Builds a JSON response.
+ * Builds a JSON response. It says its `Content-Length`, so that a `HEAD`
+ * answered from it without its body keeps the same headers.
  *
  * @example
  * ```ts
@@ -115,7 +118,7 @@ const STORE_ERRORS: [
  * import { jsonResponse } from "./errors.ts";
  *
  * const res = jsonResponse({ ok: true }, 201);
- * assert(res.status === 201);
+ * assert(res.status === 201 && res.headers.get("content-length") === "11");
  * ```
  */
 export function jsonResponse(
@@ -123,7 +126,12 @@ export function jsonResponse(
   status = 200,
   headers?: HeadersInit,
 ): Response {
-  const res = Response.json(body, { status, headers });
+  const bytes = encoder.encode(JSON.stringify(body));
+  const res = new Response(bytes, { status, headers });
+  if (!res.headers.has("content-type")) {
+    res.headers.set("content-type", "application/json");
+  }
+  res.headers.set("content-length", String(bytes.byteLength));
   res.headers.set("cache-control", "no-store");
   return res;
 }

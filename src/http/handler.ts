@@ -123,7 +123,10 @@ interface Method {
 interface Route {
   /** The path segments; `*` matches one segment and becomes a param. */
   path: string[];
-  /** The handlers by method. */
+  /**
+   * The handlers by method. A route with `GET` and no `HEAD` answers
+   * `HEAD` with what `GET` answers, without the body.
+   */
   methods: Record<string, Method>;
 }
 
@@ -291,9 +294,9 @@ export function createHandler(
       if (!match) {
         throw new HttpError(404, "not_found", `no route for ${url.pathname}`);
       }
-      const handler = match.route.methods[req.method];
+      const handler = methodOf(match.route, req.method);
       if (!handler) {
-        const allow = Object.keys(match.route.methods).join(", ");
+        const allow = allowedMethods(match.route).join(", ");
         throw new HttpError(
           405,
           "method_not_allowed",
@@ -325,6 +328,37 @@ export function createHandler(
       release?.();
     }
   };
+}
+
+/** The handler of `method` on `route`: `HEAD` falls back on `GET`. */
+function methodOf(route: Route, method: string): Method | undefined {
+  const found = route.methods[method];
+  if (found || method !== "HEAD" || !route.methods.GET) return found;
+  const get = route.methods.GET;
+  return { ...get, streams: false, run: async (c) => headOf(await get.run(c)) };
+}
+
+/** The methods `route` answers, for `Allow`: `HEAD` wherever `GET` is. */
+function allowedMethods(route: Route): string[] {
+  return Object.keys(route.methods).flatMap((method) =>
+    method === "GET" && !route.methods.HEAD ? ["GET", "HEAD"] : [method]
+  );
+}
+
+/**
+ * The answer to `HEAD` made from the answer to `GET`: the same status and
+ * headers, the body cancelled unread. A response that does not say its
+ * `Content-Length` is passed on whole (the server sends no body to a
+ * `HEAD`), so that the length it would have is not replaced by 0.
+ */
+function headOf(res: Response): Response {
+  if (!res.body || !res.headers.has("content-length")) return res;
+  res.body.cancel().catch(() => {});
+  return new Response(null, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
 }
 
 /**
