@@ -1457,6 +1457,11 @@ Deno.test("http: HEAD wherever GET works", async (t) => {
       const upload = await fetch(`${server.base}/uploads/x`, { method: "PUT" });
       await expectError(upload, 405, "method_not_allowed");
       assert.strictEqual(upload.headers.get("allow"), "GET, HEAD, DELETE");
+      const odd = await rawRequest(server.port, {
+        method: "constructor",
+        path: "/",
+      });
+      assert.strictEqual(odd!.status, 405);
     });
     assert.deepStrictEqual(server.errors, []);
   } finally {

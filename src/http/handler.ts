@@ -330,9 +330,15 @@ export function createHandler(
   };
 }
 
-/** The handler of `method` on `route`: `HEAD` falls back on `GET`. */
+/**
+ * The handler of `method` on `route`: `HEAD` falls back on `GET`. Only
+ * the route's own keys count, so a method named like an `Object`
+ * property (`constructor`) is a 405, not a crash.
+ */
 function methodOf(route: Route, method: string): Method | undefined {
-  const found = route.methods[method];
+  const found = Object.hasOwn(route.methods, method)
+    ? route.methods[method]
+    : undefined;
   if (found || method !== "HEAD" || !route.methods.GET) return found;
   const get = route.methods.GET;
   return { ...get, streams: false, run: async (c) => headOf(await get.run(c)) };
