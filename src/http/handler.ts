@@ -135,17 +135,21 @@ interface Route {
  *
  * | Route | |
  * |---|---|
- * | `PUT /blobs/{sha384}` | store the body (`Content-Length` required): 201 new, 200 existing |
- * | `GET`, `HEAD /blobs/{sha384}` | the blob, with `ETag`, `Repr-Digest`, ranges (206/416), 304 |
+ * | `PUT /blobs/{sha384}` | store the body (`Content-Length` required): 201 if this put stored it (exactly one of concurrent puts of a new blob), 200 if it was there; `If-None-Match: *` → 412 if it was there |
+ * | `GET`, `HEAD /blobs/{sha384}` | the blob, with `ETag`, `Repr-Digest`, ranges (206/416), `If-None-Match` → 304, `If-Match` → 412 |
  * | `POST /uploads` | start a multipart upload: 201 `{"id", "expires"}` |
  * | `PUT /uploads/{id}/parts/{n}?hash=…&offset=…` | store one part |
- * | `GET /uploads/{id}` | the upload's state |
+ * | `GET`, `HEAD /uploads/{id}` | the upload's state |
  * | `POST /uploads/{id}/finish` | `{"parts": [{"hash"}]}` → `{"hash", "size", "index"}` |
- * | `DELETE /uploads/{id}` | drop an unfinished upload: 204 |
+ * | `DELETE /uploads/{id}` | drop an upload: 204; 409 if the service owns it (its blob is served) |
  *
- * Errors are `{"error": code, "message": text}` with 400, 401, 404, 405,
- * 408, 409, 411, 413, 416, 422 or 429; an unexpected failure is a bare 500.
- * Bodies stream in and out; nothing is buffered whole.
+ * `HEAD` works wherever `GET` does. Errors are
+ * `{"error": code, "message": text}` with 400, 401, 404, 405, 408, 409,
+ * 411, 412, 413, 416, 422, 429 or 503 (a put that lost a race with `gc`,
+ * with `Retry-After`); an unexpected failure, corrupt storage among them,
+ * is a bare 500 reported to `onError`, and so is a failure of a blob's
+ * body after its headers went out (the body is then cut short). Bodies
+ * stream in and out; nothing is buffered whole.
  *
  * The handler takes the server's `Deno.ServeHandlerInfo` as an optional
  * second argument, as `Deno.serve` passes it, to tell clients apart.
