@@ -240,7 +240,16 @@ export class Store {
     if (index) return await this.#openMultipart(index, { start, end });
     const ref = await this.catalog.getRef(hash);
     if (!ref) throw new NotFoundError(`blob ${hash} not found`);
-    return await this.backend.get(ref.name, { start, end });
+    const opened = await this.backend.get(ref.name, { start, end });
+    if (opened.size !== ref.size) {
+      // Cut short or grown in storage since it was verified: serving it
+      // would pass off other bytes (or a shorter blob) as this hash.
+      await opened.body.cancel().catch(() => {});
+      throw new CorruptBlobError(
+        `blob ${hash} is corrupt in storage (object "${ref.name}": expected ${ref.size} bytes, got ${opened.size})`,
+      );
+    }
+    return opened;
   }
 
   async #openMultipart(

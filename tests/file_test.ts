@@ -151,7 +151,7 @@ Deno.test("FileBackend: reads hand out whole 1 MiB chunks; a file cut short is C
   }
 });
 
-Deno.test("Store on FileBackend: a part changed in storage makes finish a CorruptBlobError, not a wrong hash", async (t) => {
+Deno.test("Store on FileBackend: a blob or part changed in storage is a CorruptBlobError, never served or hashed as good", async (t) => {
   const { root, close } = await tempRoot();
   try {
     const store = new Store({
@@ -186,6 +186,20 @@ Deno.test("Store on FileBackend: a part changed in storage makes finish a Corrup
       );
       strictEqual((await store.uploadInfo(id)).hash, undefined);
     };
+    await t.step("a blob cut short or grown before it is opened", async () => {
+      for (const size of [1000, 5000]) {
+        const bytes = bytesOf(4000, size);
+        const hash = hashOf(bytes);
+        await store.put(bytes, hash, bytes.length);
+        await Deno.truncate(await pathOf(hash), size);
+        await rejects(
+          store.open(hash),
+          (err) =>
+            err instanceof CorruptBlobError &&
+            err.message.includes(`expected 4000 bytes, got ${size}`),
+        );
+      }
+    });
     await t.step(
       "a part cut short",
       () => damaged(10, (path) => Deno.truncate(path, 1000)),
