@@ -23,5 +23,5 @@
  * @module
  */
 
-export { FileBackend } from "./src/backends/file.ts";
-export type { FileBackendOptions } from "./src/backends/file.ts";
+export { FileBackend } from "./src/fs/backend.ts";
+export type { FileBackendOptions } from "./src/fs/backend.ts";

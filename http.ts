@@ -35,7 +35,7 @@ export {
   type MultipartEntry,
   type MultipartRegistry,
 } from "./src/http/registry.ts";
-export { KvMultipartRegistry } from "./src/http/registry_kv.ts";
+export { KvMultipartRegistry } from "./src/kv/registry.ts";
 export {
   type FoundBlob,
   MultipartBlobs,

@@ -41,6 +41,6 @@
  * @module
  */
 
-export { KvCatalog, MAX_KV_PARTS, PARTS_PER_PAGE } from "./src/catalogs/kv.ts";
-export { KV_CHUNK_SIZE, KvBackend } from "./src/backends/kv.ts";
-export type { KvBackendOptions } from "./src/backends/kv.ts";
+export { KvCatalog, MAX_KV_PARTS, PARTS_PER_PAGE } from "./src/kv/catalog.ts";
+export { KV_CHUNK_SIZE, KvBackend } from "./src/kv/backend.ts";
+export type { KvBackendOptions } from "./src/kv/backend.ts";

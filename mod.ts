@@ -55,8 +55,8 @@ export type {
   PartRecord,
   UploadRecord,
 } from "./src/catalog.ts";
-export { MemoryCatalog } from "./src/catalogs/memory.ts";
-export { MemoryBackend } from "./src/backends/memory.ts";
+export { MemoryCatalog } from "./src/memory/catalog.ts";
+export { MemoryBackend } from "./src/memory/backend.ts";
 export {
   BadParamsError,
   BlobStoreError,

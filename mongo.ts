@@ -67,7 +67,7 @@
  * @module
  */
 
-export { MongoCatalog } from "./src/catalogs/mongo.ts";
-export { MongoBackend } from "./src/backends/gridfs.ts";
-export { MongoStoreError } from "./src/mongo_error.ts";
-export type { MongoBackendOptions } from "./src/backends/gridfs.ts";
+export { MongoCatalog } from "./src/mongo/catalog.ts";
+export { MongoBackend } from "./src/mongo/backend.ts";
+export { MongoStoreError } from "./src/mongo/error.ts";
+export type { MongoBackendOptions } from "./src/mongo/backend.ts";

@@ -57,7 +57,7 @@ export {
   DEFAULT_SEGMENT_SIZE,
   SwiftBackend,
   type SwiftParams,
-} from "./src/backends/swift.ts";
-export type { SwiftCredentials } from "./src/backends/swift_auth.ts";
-export { SwiftError } from "./src/backends/swift_error.ts";
-export type { FetchFn } from "./src/backends/swift_http.ts";
+} from "./src/swift/backend.ts";
+export type { SwiftCredentials } from "./src/swift/auth.ts";
+export { SwiftError } from "./src/swift/error.ts";
+export type { FetchFn } from "./src/swift/http.ts";

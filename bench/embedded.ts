@@ -27,9 +27,9 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { FileBackend } from "../src/backends/file.ts";
-import { KvBackend } from "../src/backends/kv.ts";
-import { KvCatalog } from "../src/catalogs/kv.ts";
+import { FileBackend } from "../src/fs/backend.ts";
+import { KvBackend } from "../src/kv/backend.ts";
+import { KvCatalog } from "../src/kv/catalog.ts";
 import { newBlobName } from "../src/names.ts";
 import { Refs } from "../src/refs.ts";
 import { Store } from "../src/store.ts";

@@ -24,11 +24,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { SwiftBackend } from "../src/backends/swift.ts";
-import {
-  SwiftAuth,
-  type SwiftCredentials,
-} from "../src/backends/swift_auth.ts";
+import { SwiftBackend } from "../src/swift/backend.ts";
+import { SwiftAuth, type SwiftCredentials } from "../src/swift/auth.ts";
 import type { BenchCase, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
 import { rssCases } from "./rss.ts";

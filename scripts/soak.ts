@@ -48,7 +48,8 @@ import { parseArgs } from "node:util";
 import { createHandler } from "../src/http/handler.ts";
 import { MultipartBlobs } from "../src/http/multipart_blobs.ts";
 import { Refs } from "../src/refs.ts";
-import { openSeams, type Seams } from "../src/server/config.ts";
+import { openSeams } from "../src/server/config.ts";
+import type { Seams } from "../src/server/seams.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

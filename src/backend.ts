@@ -78,7 +78,7 @@ export interface BackendObject {
  * ```ts
  * import assert from "node:assert";
  * import type { Backend } from "./backend.ts";
- * import { MemoryBackend } from "./backends/memory.ts";
+ * import { MemoryBackend } from "./memory/backend.ts";
  *
  * const inner = new MemoryBackend();
  * let puts = 0;

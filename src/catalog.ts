@@ -95,7 +95,7 @@ export interface UploadRecord {
  * ```ts
  * import assert from "node:assert";
  * import type { Catalog } from "./catalog.ts";
- * import { MemoryCatalog } from "./catalogs/memory.ts";
+ * import { MemoryCatalog } from "./memory/catalog.ts";
  *
  * const catalog: Catalog = new MemoryCatalog();
  * assert(await catalog.getRef("0".repeat(96)) === undefined);

@@ -40,8 +40,8 @@ import { VerifyStream } from "./verify.ts";
  * ```ts
  * import assert from "node:assert";
  * import type { StoreOptions } from "./store.ts";
- * import { MemoryBackend } from "./backends/memory.ts";
- * import { MemoryCatalog } from "./catalogs/memory.ts";
+ * import { MemoryBackend } from "./memory/backend.ts";
+ * import { MemoryCatalog } from "./memory/catalog.ts";
  *
  * const options: StoreOptions = { catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 1024 };
  * assert(options.minPartSize === 1024);

@@ -28,8 +28,8 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import { MongoClient } from "mongodb";
-import { FileBackend } from "../src/backends/file.ts";
-import { KvBackend } from "../src/backends/kv.ts";
+import { FileBackend } from "../src/fs/backend.ts";
+import { KvBackend } from "../src/kv/backend.ts";
 import { createHandler } from "../src/http/handler.ts";
 import { Store } from "../src/store.ts";
 import { bytesOf, collect, hashOf, readAll } from "./helpers.ts";

@@ -25,8 +25,8 @@
 import assert from "node:assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { FileBackend } from "../src/backends/file.ts";
-import { KvCatalog } from "../src/catalogs/kv.ts";
+import { FileBackend } from "../src/fs/backend.ts";
+import { KvCatalog } from "../src/kv/catalog.ts";
 import { createHandler } from "../src/http/handler.ts";
 import { Store } from "../src/store.ts";
 import { concatBytes } from "./helpers.ts";

@@ -6,7 +6,7 @@
  */
 
 import type { MultipartBlobs } from "../http/multipart_blobs.ts";
-import type { Seams } from "../server/config.ts";
+import type { Seams } from "../server/seams.ts";
 import type { OptionSpecs, ParsedArgs } from "./args.ts";
 
 /**

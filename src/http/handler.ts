@@ -159,8 +159,8 @@ interface Route {
  * import assert from "node:assert";
  * import { createHandler } from "./handler.ts";
  * import { Store } from "../store.ts";
- * import { MemoryBackend } from "../backends/memory.ts";
- * import { MemoryCatalog } from "../catalogs/memory.ts";
+ * import { MemoryBackend } from "../memory/backend.ts";
+ * import { MemoryCatalog } from "../memory/catalog.ts";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
  * const handler = createHandler(store, { authorize: false });

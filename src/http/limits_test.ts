@@ -1,7 +1,7 @@
 import assert from "node:assert";
-import { MemoryBackend } from "../backends/memory.ts";
-import { KvCatalog } from "../catalogs/kv.ts";
-import { MemoryCatalog } from "../catalogs/memory.ts";
+import { MemoryBackend } from "../memory/backend.ts";
+import { KvCatalog } from "../kv/catalog.ts";
+import { MemoryCatalog } from "../memory/catalog.ts";
 import { sha384 } from "../digest.ts";
 import { Store } from "../store.ts";
 import { createHandler, type HandlerOptions } from "./handler.ts";

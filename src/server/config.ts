@@ -21,14 +21,11 @@
 
 import { join, resolve } from "node:path";
 import type { Backend } from "../backend.ts";
-import { MemoryBackend } from "../backends/memory.ts";
-import type { Catalog } from "../catalog.ts";
-import { MemoryCatalog } from "../catalogs/memory.ts";
-import {
-  MemoryMultipartRegistry,
-  type MultipartRegistry,
-} from "../http/registry.ts";
+import { MemoryBackend } from "../memory/backend.ts";
+import { MemoryCatalog } from "../memory/catalog.ts";
+import { MemoryMultipartRegistry } from "../http/registry.ts";
 import { Store } from "../store.ts";
+import { type CatalogSide, redact, type Seams } from "./seams.ts";
 
 /**
  * How to pick the seams.
@@ -49,34 +46,6 @@ export interface SeamOptions {
   env?: (name: string) => string | undefined;
   /** Keep everything in memory instead (nothing persists). */
   memory?: boolean;
-}
-
-/**
- * The seams picked, the store over them, and how to let go of them.
- *
- * @example
- * ```ts ignore
- * const seams = await openSeams({ data: "./data" });
- * console.log(seams.description.catalog, seams.description.backend);
- * await seams.close();
- * ```
- */
-export interface Seams {
-  /** The catalog of blob references and upload records. */
-  catalog: Catalog;
-  /** Where the bytes are. */
-  backend: Backend;
-  /** The map from multipart blob hash to upload id. */
-  registry: MultipartRegistry;
-  /** The store over `catalog` and `backend`. */
-  store: Store;
-  /**
-   * Where each seam keeps its data, for people; `dataDir` is set when the
-   * data directory holds any of it.
-   */
-  description: { catalog: string; backend: string; dataDir?: string };
-  /** Closes the databases and clients opened. */
-  close(): Promise<void>;
 }
 
 /**
@@ -138,26 +107,15 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
   }
 }
 
-/**
- * The seams a catalog choice brings: catalog, registry, and the backend
- * that goes with them unless Swift is configured.
- *
- * @example
- * ```ts ignore
- * const side: CatalogSide = { catalog, backend, registry, description };
- * ```
- */
-export type CatalogSide = Omit<Seams, "store" | "close">;
-
 async function openKv(
   data: string,
   closers: (() => Promise<void> | void)[],
 ): Promise<CatalogSide> {
   const [{ KvCatalog }, { FileBackend }, { KvMultipartRegistry }] =
     await Promise.all([
-      import("../../kv.ts"),
-      import("../../fs.ts"),
-      import("../http/registry_kv.ts"),
+      import("../kv/catalog.ts"),
+      import("../fs/backend.ts"),
+      import("../kv/registry.ts"),
     ]);
   await Deno.mkdir(data, { recursive: true });
   const kvPath = join(data, "catalog.kv");
@@ -207,7 +165,7 @@ async function openSwift(
       }; missing ${missing.join(", ")})`,
     );
   }
-  const { SwiftBackend } = await import("../../swift.ts");
+  const { SwiftBackend } = await import("../swift/backend.ts");
   const bucket = env("SWIFT_BUCKET")!;
   const authURL = env("SWIFT_AUTH_URL")!;
   return {
@@ -222,19 +180,4 @@ async function openSwift(
     }),
     description: `Swift container ${bucket} (auth ${redact(authURL)})`,
   };
-}
-
-/**
- * A URL without its credentials, fit to print.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { redact } from "./config.ts";
- *
- * assert(redact("mongodb://user:pw@host/db") === "mongodb://host/db");
- * ```
- */
-export function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//");
 }

@@ -8,9 +8,10 @@
  */
 
 import { MongoClient } from "mongodb";
-import { MongoBackend, MongoCatalog } from "../../mongo.ts";
-import { MongoMultipartRegistry } from "../http/registry_mongo.ts";
-import { type CatalogSide, redact } from "./config.ts";
+import { MongoBackend } from "../mongo/backend.ts";
+import { MongoCatalog } from "../mongo/catalog.ts";
+import { MongoMultipartRegistry } from "../mongo/registry.ts";
+import { type CatalogSide, redact } from "./seams.ts";
 
 /** The prefix of every collection the server uses. */
 const MONGO_PREFIX = "blobstore";

@@ -44,8 +44,8 @@ export async function openSeams(seams: Seams): Promise<{
 }> {
   if (seams.kind === "mongo+mongo") {
     const { MongoClient } = await import("mongodb");
-    const { MongoCatalog } = await import("../../src/catalogs/mongo.ts");
-    const { MongoBackend } = await import("../../src/backends/gridfs.ts");
+    const { MongoCatalog } = await import("../../src/mongo/catalog.ts");
+    const { MongoBackend } = await import("../../src/mongo/backend.ts");
     const client = await MongoClient.connect(seams.url, {
       serverSelectionTimeoutMS: 5000,
     });
@@ -56,18 +56,18 @@ export async function openSeams(seams: Seams): Promise<{
       close: () => client.close(),
     };
   }
-  const { KvCatalog } = await import("../../src/catalogs/kv.ts");
+  const { KvCatalog } = await import("../../src/kv/catalog.ts");
   const kv = await Deno.openKv(seams.kvPath);
   const catalog = new KvCatalog(kv);
   let backend: Backend;
   if (seams.kind === "kv+file") {
-    const { FileBackend } = await import("../../src/backends/file.ts");
+    const { FileBackend } = await import("../../src/fs/backend.ts");
     backend = new FileBackend(seams.dir);
   } else if (seams.kind === "kv+kv") {
-    const { KvBackend } = await import("../../src/backends/kv.ts");
+    const { KvBackend } = await import("../../src/kv/backend.ts");
     backend = new KvBackend(kv);
   } else {
-    const { SwiftBackend } = await import("../../src/backends/swift.ts");
+    const { SwiftBackend } = await import("../../src/swift/backend.ts");
     backend = new SwiftBackend({
       authURL: seams.authURL,
       tenant: "test",

@@ -8,10 +8,10 @@
  */
 
 import { type Db, MongoClient, type MongoClientOptions } from "mongodb";
-import { SwiftBackend } from "../../src/backends/swift.ts";
-import { SwiftAuth } from "../../src/backends/swift_auth.ts";
-import { MongoBackend } from "../../src/backends/gridfs.ts";
-import { MongoCatalog } from "../../src/catalogs/mongo.ts";
+import { SwiftBackend } from "../../src/swift/backend.ts";
+import { SwiftAuth } from "../../src/swift/auth.ts";
+import { MongoBackend } from "../../src/mongo/backend.ts";
+import { MongoCatalog } from "../../src/mongo/catalog.ts";
 import { Store } from "../../src/store.ts";
 import type { Rig } from "./workload.ts";
 import type { PrivateFerretDB, PrivateSwiftProxy } from "./servers.ts";

@@ -7,7 +7,7 @@
  */
 
 import { BadParamsError } from "../errors.ts";
-import { redact, SwiftError } from "./swift_error.ts";
+import { redact, SwiftError } from "./error.ts";
 import {
   Deadline,
   discard,
@@ -17,7 +17,7 @@ import {
   type RetryPolicy,
   send,
   sendIdempotent,
-} from "./swift_http.ts";
+} from "./http.ts";
 
 /**
  * Who to authenticate as, and where.
@@ -25,7 +25,7 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { SwiftCredentials } from "./swift_auth.ts";
+ * import type { SwiftCredentials } from "./auth.ts";
  *
  * const keystone: SwiftCredentials = {
  *   authURL: "http://127.0.0.1:5000/v3",
@@ -64,7 +64,7 @@ export interface SwiftCredentials {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { SwiftSession } from "./swift_auth.ts";
+ * import type { SwiftSession } from "./auth.ts";
  *
  * const session: SwiftSession = {
  *   token: "t",
@@ -96,7 +96,7 @@ const RENEW_MARGIN_FRACTION = 0.25;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { detectAuthVersion } from "./swift_auth.ts";
+ * import { detectAuthVersion } from "./auth.ts";
  *
  * assert(detectAuthVersion("http://127.0.0.1:5000/v3") === 3);
  * assert(detectAuthVersion("http://127.0.0.1:8080/auth/v1.0") === 1);
@@ -129,7 +129,7 @@ export function detectAuthVersion(authURL: string): 1 | 3 {
  *
  * @example
  * ```ts ignore
- * import { SwiftAuth } from "./swift_auth.ts";
+ * import { SwiftAuth } from "./auth.ts";
  *
  * const auth = new SwiftAuth({
  *   authURL: "http://127.0.0.1:8390/auth/v1.0",

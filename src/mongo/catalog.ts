@@ -38,7 +38,7 @@ import {
   type UpdateFilter,
 } from "mongodb";
 import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
-import { mongoStep, mongoSteps, MongoStoreError } from "../mongo_error.ts";
+import { mongoStep, mongoSteps, MongoStoreError } from "./error.ts";
 
 /** A blob reference as stored: the Go `blobRefDoc`. */
 interface BlobRefDoc {
@@ -122,7 +122,7 @@ const queues = new DocumentQueues();
  * @example
  * ```ts ignore
  * import { MongoClient } from "mongodb";
- * import { MongoCatalog } from "./mongo.ts";
+ * import { MongoCatalog } from "./catalog.ts";
  *
  * const client = await MongoClient.connect("mongodb://127.0.0.1:27017/");
  * const catalog = new MongoCatalog(client.db("charmstore"), "blobstore");

@@ -11,18 +11,14 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { join } from "node:path";
-import { FileBackend } from "../src/backends/file.ts";
-import { MemoryCatalog } from "../src/catalogs/memory.ts";
-import { sha384 } from "../src/digest.ts";
-import {
-  BadParamsError,
-  CorruptBlobError,
-  NotFoundError,
-} from "../src/errors.ts";
-import { newBlobName } from "../src/names.ts";
-import { Store } from "../src/store.ts";
-import { testBackendContract } from "./backend_contract.ts";
-import { testStoreContract } from "./store_contract.ts";
+import { FileBackend } from "./backend.ts";
+import { MemoryCatalog } from "../memory/catalog.ts";
+import { sha384 } from "../digest.ts";
+import { BadParamsError, CorruptBlobError, NotFoundError } from "../errors.ts";
+import { newBlobName } from "../names.ts";
+import { Store } from "../store.ts";
+import { testBackendContract } from "../../tests/backend_contract.ts";
+import { testStoreContract } from "../../tests/store_contract.ts";
 import {
   bytesOf,
   chunkedStream,
@@ -30,7 +26,7 @@ import {
   generatedStream,
   hashOf,
   readAll,
-} from "./helpers.ts";
+} from "../../tests/helpers.ts";
 
 async function tempRoot(): Promise<{ root: string; close(): Promise<void> }> {
   const root = await Deno.makeTempDir({ prefix: "blobstore-fs-" });
@@ -304,15 +300,15 @@ Deno.test("FileBackend: a put killed midway leaves nothing visible, and a sweep 
   try {
     const code = `
       const { FileBackend } = await import(${
-      JSON.stringify(new URL("../src/backends/file.ts", import.meta.url).href)
+      JSON.stringify(new URL("./backend.ts", import.meta.url).href)
     });
       const { MemoryCatalog } = await import(${
       JSON.stringify(
-        new URL("../src/catalogs/memory.ts", import.meta.url).href,
+        new URL("../memory/catalog.ts", import.meta.url).href,
       )
     });
       const { Store } = await import(${
-      JSON.stringify(new URL("../src/store.ts", import.meta.url).href)
+      JSON.stringify(new URL("../store.ts", import.meta.url).href)
     });
       const store = new Store({ catalog: new MemoryCatalog(), backend: new FileBackend(${
       JSON.stringify(root)

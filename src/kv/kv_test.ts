@@ -13,25 +13,31 @@
  */
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
-import { KvBackend } from "../src/backends/kv.ts";
-import { KvCatalog, PARTS_PER_PAGE } from "../src/catalogs/kv.ts";
-import { MemoryCatalog } from "../src/catalogs/memory.ts";
-import { FileBackend } from "../src/backends/file.ts";
-import type { Catalog, PartRecord, UploadRecord } from "../src/catalog.ts";
-import { NotFoundError } from "../src/errors.ts";
-import { newBlobName } from "../src/names.ts";
-import { Refs } from "../src/refs.ts";
-import { Store } from "../src/store.ts";
-import { testBackendContract } from "./backend_contract.ts";
-import { testCatalogContract } from "./catalog_contract.ts";
-import { testStoreContract } from "./store_contract.ts";
-import { bytesOf, chunkedStream, collect, hashOf, readAll } from "./helpers.ts";
+import { KvBackend } from "./backend.ts";
+import { KvCatalog, PARTS_PER_PAGE } from "./catalog.ts";
+import { MemoryCatalog } from "../memory/catalog.ts";
+import { FileBackend } from "../fs/backend.ts";
+import type { Catalog, PartRecord, UploadRecord } from "../catalog.ts";
+import { NotFoundError } from "../errors.ts";
+import { newBlobName } from "../names.ts";
+import { Refs } from "../refs.ts";
+import { Store } from "../store.ts";
+import { testBackendContract } from "../../tests/backend_contract.ts";
+import { testCatalogContract } from "../../tests/catalog_contract.ts";
+import { testStoreContract } from "../../tests/store_contract.ts";
+import {
+  bytesOf,
+  chunkedStream,
+  collect,
+  hashOf,
+  readAll,
+} from "../../tests/helpers.ts";
 
 const HOUR = 3600_000;
 
 if (typeof Deno.openKv !== "function") {
   throw new Error(
-    "tests/kv_test.ts needs Deno KV (expected --unstable-kv, as `deno task test` passes; got no Deno.openKv)",
+    "src/kv/kv_test.ts needs Deno KV (expected --unstable-kv, as `deno task test` passes; got no Deno.openKv)",
   );
 }
 
@@ -643,13 +649,13 @@ Deno.test("KvBackend: a sweep stops a put stalled past the grace period", async 
 async function crashingPut(path: string, size: number, exitAfter: number) {
   const code = `
     const { KvBackend } = await import(${
-    JSON.stringify(new URL("../src/backends/kv.ts", import.meta.url).href)
+    JSON.stringify(new URL("./backend.ts", import.meta.url).href)
   });
     const { KvCatalog } = await import(${
-    JSON.stringify(new URL("../src/catalogs/kv.ts", import.meta.url).href)
+    JSON.stringify(new URL("./catalog.ts", import.meta.url).href)
   });
     const { Store } = await import(${
-    JSON.stringify(new URL("../src/store.ts", import.meta.url).href)
+    JSON.stringify(new URL("../store.ts", import.meta.url).href)
   });
     const kv = await Deno.openKv(${JSON.stringify(path)});
     const store = new Store({ catalog: new KvCatalog(kv), backend: new KvBackend(kv) });

@@ -35,7 +35,7 @@ export const READS_IN_FLIGHT = 10;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { keySize } from "./kv_limits.ts";
+ * import { keySize } from "./limits.ts";
  *
  * assert.strictEqual(keySize(["ab", 1]), 4 + 9);
  * ```
@@ -65,7 +65,7 @@ export function keySize(key: Deno.KvKey): number {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { atomicBatches } from "./kv_limits.ts";
+ * import { atomicBatches } from "./limits.ts";
  *
  * const batches = [...atomicBatches(Array.from({ length: 250 }, (_, i) => i), () => 10)];
  * assert.deepStrictEqual(batches.map((b) => b.length), [100, 100, 50]);
@@ -98,7 +98,7 @@ export function* atomicBatches<T>(
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { getManyInGroups } from "./kv_limits.ts";
+ * import { getManyInGroups } from "./limits.ts";
  *
  * const kv = await Deno.openKv(":memory:");
  * await kv.set(["a", 3], "three");

@@ -34,7 +34,7 @@ interface StoredObject {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MemoryBackend } from "./memory.ts";
+ * import { MemoryBackend } from "./backend.ts";
  * import { sha384 } from "../digest.ts";
  *
  * const backend = new MemoryBackend();

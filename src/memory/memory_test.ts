@@ -1,8 +1,8 @@
-import { MemoryBackend } from "../src/backends/memory.ts";
-import { MemoryCatalog } from "../src/catalogs/memory.ts";
-import { testBackendContract } from "./backend_contract.ts";
-import { testCatalogContract } from "./catalog_contract.ts";
-import { testStoreContract } from "./store_contract.ts";
+import { MemoryBackend } from "./backend.ts";
+import { MemoryCatalog } from "./catalog.ts";
+import { testBackendContract } from "../../tests/backend_contract.ts";
+import { testCatalogContract } from "../../tests/catalog_contract.ts";
+import { testStoreContract } from "../../tests/store_contract.ts";
 
 const noop = () => Promise.resolve();
 

@@ -1,6 +1,6 @@
 import assert from "node:assert";
-import { SwiftError } from "./swift_error.ts";
-import { idleTimeout } from "./swift_http.ts";
+import { SwiftError } from "./error.ts";
+import { idleTimeout } from "./http.ts";
 
 /** A body that sends `first`, then fails as a connection cut mid-answer does. */
 function cutBody(

@@ -11,7 +11,7 @@
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { ListingEntry } from "./swift_segment_sets.ts";
+ * import type { ListingEntry } from "./segment_sets.ts";
  *
  * const entry: ListingEntry = { name: "x", bytes: 3, last_modified: "2024-01-02T03:04:05.678900" };
  * assert(entry.bytes === 3);
@@ -32,7 +32,7 @@ export interface ListingEntry {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { SegmentSet } from "./swift_segment_sets.ts";
+ * import type { SegmentSet } from "./segment_sets.ts";
  *
  * const set: SegmentSet = { name: "blob", count: 2, size: 10, modified: new Date() };
  * assert(set.count === 2);
@@ -57,7 +57,7 @@ export interface SegmentSet {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { segmentPrefix } from "./swift_segment_sets.ts";
+ * import { segmentPrefix } from "./segment_sets.ts";
  *
  * assert(segmentPrefix("blobs", "abc") === "blobs/abc/");
  * ```
@@ -74,7 +74,7 @@ export function segmentPrefix(bucket: string, name: string): string {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { segmentName } from "./swift_segment_sets.ts";
+ * import { segmentName } from "./segment_sets.ts";
  *
  * assert(segmentName("blobs", "abc", 12) === "blobs/abc/00000012");
  * ```
@@ -95,7 +95,7 @@ export function segmentName(
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { segmentSets } from "./swift_segment_sets.ts";
+ * import { segmentSets } from "./segment_sets.ts";
  *
  * async function* listing() {
  *   yield { name: "b/x/00000000", bytes: 4, last_modified: "2024-01-01T00:00:00" };

@@ -37,7 +37,7 @@ import type {
   OpenedBlob,
 } from "../backend.ts";
 import { CorruptBlobError, NotFoundError } from "../errors.ts";
-import { mongoStep, mongoSteps } from "../mongo_error.ts";
+import { mongoStep, mongoSteps } from "./error.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
@@ -69,7 +69,7 @@ const READ_AHEAD_CHUNKS = 4;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { MongoBackendOptions } from "./gridfs.ts";
+ * import type { MongoBackendOptions } from "./backend.ts";
  *
  * const options: MongoBackendOptions = { chunkSizeBytes: 1024 * 1024 };
  * assert.strictEqual(options.chunkSizeBytes, 1048576);
@@ -114,7 +114,7 @@ export interface MongoBackendOptions {
  * @example
  * ```ts ignore
  * import { MongoClient } from "mongodb";
- * import { MongoBackend } from "./gridfs.ts";
+ * import { MongoBackend } from "./backend.ts";
  * import { sha384 } from "../digest.ts";
  *
  * const client = await MongoClient.connect("mongodb://127.0.0.1:27017/");

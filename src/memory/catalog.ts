@@ -14,7 +14,7 @@ import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MemoryCatalog } from "./memory.ts";
+ * import { MemoryCatalog } from "./catalog.ts";
  *
  * const catalog = new MemoryCatalog();
  * const ref = { hash: "0".repeat(96), name: "n", putTime: new Date(0), size: 1 };

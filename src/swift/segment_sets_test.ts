@@ -1,9 +1,5 @@
 import { deepStrictEqual } from "node:assert";
-import {
-  type ListingEntry,
-  segmentName,
-  segmentSets,
-} from "./swift_segment_sets.ts";
+import { type ListingEntry, segmentName, segmentSets } from "./segment_sets.ts";
 
 async function* listing(
   entries: [string, number, string][],

@@ -31,8 +31,8 @@ import {
   CorruptBlobError,
   NotFoundError,
 } from "../errors.ts";
-import { commit, retryBusy } from "../kv_busy.ts";
-import { atomicBatches, getManyInGroups, keySize } from "../kv_limits.ts";
+import { commit, retryBusy } from "./busy.ts";
+import { atomicBatches, getManyInGroups, keySize } from "./limits.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
 
@@ -98,7 +98,7 @@ export interface KvBackendOptions {
  *
  * @example
  * ```ts
- * import { KvBackend } from "./kv.ts";
+ * import { KvBackend } from "./backend.ts";
  * import { sha384 } from "../digest.ts";
  *
  * const kv = await Deno.openKv(":memory:");
@@ -249,7 +249,7 @@ export class KvBackend implements Backend {
    *
    * @example
    * ```ts
-   * import { KvBackend } from "./kv.ts";
+   * import { KvBackend } from "./backend.ts";
    *
    * const kv = await Deno.openKv(":memory:");
    * console.assert(await new KvBackend(kv).sweep(0) === 0);

@@ -18,19 +18,19 @@ import {
   MongoServerError,
   ObjectId,
 } from "mongodb";
-import { MongoBackend, MongoCatalog, MongoStoreError } from "../mongo.ts";
+import { MongoBackend, MongoCatalog, MongoStoreError } from "../../mongo.ts";
 import {
   CorruptBlobError,
   HashMismatchError,
   NotFoundError,
   SizeMismatchError,
-} from "../src/errors.ts";
-import { newBlobName } from "../src/names.ts";
-import { Refs } from "../src/refs.ts";
-import { Store } from "../src/store.ts";
-import { testBackendContract } from "./backend_contract.ts";
-import { testCatalogContract } from "./catalog_contract.ts";
-import { testStoreContract } from "./store_contract.ts";
+} from "../errors.ts";
+import { newBlobName } from "../names.ts";
+import { Refs } from "../refs.ts";
+import { Store } from "../store.ts";
+import { testBackendContract } from "../../tests/backend_contract.ts";
+import { testCatalogContract } from "../../tests/catalog_contract.ts";
+import { testStoreContract } from "../../tests/store_contract.ts";
 import {
   bytesOf,
   chunkedStream,
@@ -38,10 +38,10 @@ import {
   failingStream,
   hashOf,
   readAll,
-} from "./helpers.ts";
-import { MongoMultipartRegistry } from "../src/http/registry_mongo.ts";
-import { seedBlobs, seededBytes } from "./mongo_seed.ts";
-import { MONGODB_URL, serviceAvailable } from "./services.ts";
+} from "../../tests/helpers.ts";
+import { MongoMultipartRegistry } from "./registry.ts";
+import { seedBlobs, seededBytes } from "../../tests/mongo_seed.ts";
+import { MONGODB_URL, serviceAvailable } from "../../tests/services.ts";
 
 const PREFIX = "blobstore";
 

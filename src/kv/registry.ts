@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { MultipartEntry, MultipartRegistry } from "./registry.ts";
+import type { MultipartEntry, MultipartRegistry } from "../http/registry.ts";
 
 /**
  * A {@linkcode MultipartRegistry} in Deno KV, one key per hash under
@@ -16,7 +16,7 @@ import type { MultipartEntry, MultipartRegistry } from "./registry.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { KvMultipartRegistry } from "./registry_kv.ts";
+ * import { KvMultipartRegistry } from "./registry.ts";
  *
  * const kv = await Deno.openKv(":memory:");
  * const registry = new KvMultipartRegistry(kv);

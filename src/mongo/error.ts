@@ -11,7 +11,7 @@
  * @module
  */
 
-import { BlobStoreError } from "./errors.ts";
+import { BlobStoreError } from "../errors.ts";
 
 /** How much of the driver's message a {@linkcode MongoStoreError} keeps. */
 const MAX_DETAIL = 500;
@@ -26,7 +26,7 @@ const MAX_DETAIL = 500;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MongoStoreError } from "./mongo_error.ts";
+ * import { MongoStoreError } from "./error.ts";
  *
  * const cause = new Error("connection closed");
  * const err = new MongoStoreError("MongoCatalog.insertRef", "x.blobref", cause);
@@ -65,8 +65,8 @@ export class MongoStoreError extends BlobStoreError {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MongoStoreError, toMongoStoreError } from "./mongo_error.ts";
- * import { NotFoundError } from "./errors.ts";
+ * import { MongoStoreError, toMongoStoreError } from "./error.ts";
+ * import { NotFoundError } from "../errors.ts";
  *
  * const notFound = new NotFoundError("GridFS file \"x\" not found");
  * assert.strictEqual(toMongoStoreError("MongoBackend.get", "b.files", notFound), notFound);
@@ -91,7 +91,7 @@ export function toMongoStoreError(
  * @example
  * ```ts
  * import { rejects } from "node:assert";
- * import { MongoStoreError, mongoStep } from "./mongo_error.ts";
+ * import { MongoStoreError, mongoStep } from "./error.ts";
  *
  * await rejects(
  *   mongoStep("MongoCatalog.getRef", "x.blobref", () => Promise.reject(new Error("down"))),
@@ -118,7 +118,7 @@ export async function mongoStep<T>(
  * @example
  * ```ts
  * import { rejects } from "node:assert";
- * import { MongoStoreError, mongoSteps } from "./mongo_error.ts";
+ * import { MongoStoreError, mongoSteps } from "./error.ts";
  *
  * async function* broken(): AsyncIterable<number> {
  *   yield 1;

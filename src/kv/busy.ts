@@ -18,7 +18,7 @@ const BUSY_TIMEOUT_MS = 30_000;
  *
  * @example
  * ```ts
- * import { isBusyError } from "./kv_busy.ts";
+ * import { isBusyError } from "./busy.ts";
  *
  * console.assert(isBusyError(new TypeError("database is locked")));
  * console.assert(!isBusyError(new TypeError("Too many checks (max 100)")));
@@ -35,7 +35,7 @@ export function isBusyError(err: unknown): boolean {
  *
  * @example
  * ```ts
- * import { retryBusy } from "./kv_busy.ts";
+ * import { retryBusy } from "./busy.ts";
  *
  * const kv = await Deno.openKv(":memory:");
  * const result = await retryBusy(() => kv.atomic().set(["k"], 1).commit());
@@ -61,7 +61,7 @@ export async function retryBusy<T>(call: () => Promise<T>): Promise<T> {
  *
  * @example
  * ```ts
- * import { commit } from "./kv_busy.ts";
+ * import { commit } from "./busy.ts";
  *
  * const kv = await Deno.openKv(":memory:");
  * const op = kv.atomic().check({ key: ["k"], versionstamp: null }).set(["k"], 1);

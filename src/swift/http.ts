@@ -7,7 +7,7 @@
 
 import { BlobStoreError } from "../errors.ts";
 import { retry, TimeoutError, withTimeout } from "../retry.ts";
-import { redact, SwiftError } from "./swift_error.ts";
+import { redact, SwiftError } from "./error.ts";
 
 /** The `fetch` the backend calls: the global one, or one injected for tests or Deno Deploy. */
 export type FetchFn = (
@@ -24,7 +24,7 @@ export type FetchFn = (
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { Deadline } from "./swift_http.ts";
+ * import { Deadline } from "./http.ts";
  *
  * const deadline = new Deadline(1000, "GET object \"x\"");
  * deadline.start();
@@ -90,7 +90,7 @@ export class Deadline {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { Deadline, send } from "./swift_http.ts";
+ * import { Deadline, send } from "./http.ts";
  *
  * const fakeFetch = () => Promise.resolve(new Response("ok"));
  * const res = await send(fakeFetch, "http://127.0.0.1:1/", {}, new Deadline(1000, "GET"), []);
@@ -129,7 +129,7 @@ export async function send(
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { errorFromResponse } from "./swift_http.ts";
+ * import { errorFromResponse } from "./http.ts";
  *
  * const err = await errorFromResponse("HEAD container \"c\"", new Response("nope", { status: 503 }), []);
  * assert(err.status === 503 && err.message.includes("nope"));
@@ -154,7 +154,7 @@ export async function errorFromResponse(
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { readText } from "./swift_http.ts";
+ * import { readText } from "./http.ts";
  *
  * assert(await readText(new Response("[]"), 1000, "list") === "[]");
  * ```
@@ -187,7 +187,7 @@ export async function readText(
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { idleTimeout } from "./swift_http.ts";
+ * import { idleTimeout } from "./http.ts";
  *
  * const body = idleTimeout(new Response("bytes").body!, 1000, "GET object");
  * assert(await new Response(body).text() === "bytes");
@@ -252,7 +252,7 @@ function bodyError(
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { RetryPolicy } from "./swift_http.ts";
+ * import type { RetryPolicy } from "./http.ts";
  *
  * const policy: RetryPolicy = { retries: 3, retryDelayMs: 200 };
  * assert(policy.retries === 3);
@@ -273,7 +273,7 @@ export interface RetryPolicy {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { isRetryableStatus } from "./swift_http.ts";
+ * import { isRetryableStatus } from "./http.ts";
  *
  * assert(isRetryableStatus(503) && !isRetryableStatus(501) && !isRetryableStatus(404));
  * ```
@@ -291,8 +291,8 @@ export function isRetryableStatus(status: number): boolean {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { isConnectionFailure } from "./swift_http.ts";
- * import { SwiftError } from "./swift_error.ts";
+ * import { isConnectionFailure } from "./http.ts";
+ * import { SwiftError } from "./error.ts";
  *
  * const refused = new SwiftError("GET", 0, "connection refused", { cause: new TypeError("refused") });
  * assert(isConnectionFailure(refused));
@@ -315,7 +315,7 @@ export function isConnectionFailure(err: unknown): boolean {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { sendIdempotent } from "./swift_http.ts";
+ * import { sendIdempotent } from "./http.ts";
  *
  * let calls = 0;
  * const res = await sendIdempotent(
@@ -358,7 +358,7 @@ class RetryableAnswer extends Error {
  *
  * @example
  * ```ts
- * import { discard } from "./swift_http.ts";
+ * import { discard } from "./http.ts";
  *
  * await discard(new Response("unused"));
  * ```

@@ -76,7 +76,7 @@ export interface FileBackendOptions {
  *
  * @example
  * ```ts
- * import { FileBackend } from "./file.ts";
+ * import { FileBackend } from "./backend.ts";
  * import { sha384 } from "../digest.ts";
  *
  * const root = await Deno.makeTempDir();
@@ -235,7 +235,7 @@ export class FileBackend implements Backend {
    *
    * @example
    * ```ts
-   * import { FileBackend } from "./file.ts";
+   * import { FileBackend } from "./backend.ts";
    *
    * const root = await Deno.makeTempDir();
    * console.assert(await new FileBackend(root).sweep(0) === 0);

@@ -18,25 +18,18 @@
  */
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
-import { SwiftBackend, type SwiftParams } from "../src/backends/swift.ts";
-import {
-  SwiftAuth,
-  type SwiftCredentials,
-} from "../src/backends/swift_auth.ts";
-import { SwiftError } from "../src/backends/swift_error.ts";
-import type { FetchFn } from "../src/backends/swift_http.ts";
-import { MemoryCatalog } from "../src/catalogs/memory.ts";
-import { MongoCatalog } from "../src/catalogs/mongo.ts";
+import { SwiftBackend, type SwiftParams } from "./backend.ts";
+import { SwiftAuth, type SwiftCredentials } from "./auth.ts";
+import { SwiftError } from "./error.ts";
+import type { FetchFn } from "./http.ts";
+import { MemoryCatalog } from "../memory/catalog.ts";
+import { MongoCatalog } from "../mongo/catalog.ts";
 import { MongoClient } from "mongodb";
-import {
-  BadParamsError,
-  HashMismatchError,
-  NotFoundError,
-} from "../src/errors.ts";
-import { newBlobName } from "../src/names.ts";
-import { Store } from "../src/store.ts";
-import { sweepOrphans } from "../src/sweep.ts";
-import { testBackendContract } from "./backend_contract.ts";
+import { BadParamsError, HashMismatchError, NotFoundError } from "../errors.ts";
+import { newBlobName } from "../names.ts";
+import { Store } from "../store.ts";
+import { sweepOrphans } from "../sweep.ts";
+import { testBackendContract } from "../../tests/backend_contract.ts";
 import {
   bytesOf,
   chunkedStream,
@@ -45,9 +38,9 @@ import {
   generatedStream,
   hashOf,
   readAll,
-} from "./helpers.ts";
-import { MONGODB_URL, serviceAvailable } from "./services.ts";
-import { testStoreContract } from "./store_contract.ts";
+} from "../../tests/helpers.ts";
+import { MONGODB_URL, serviceAvailable } from "../../tests/services.ts";
+import { testStoreContract } from "../../tests/store_contract.ts";
 
 const V1: SwiftCredentials = {
   authURL: Deno.env.get("SWIFT_AUTH_URL") ??

@@ -1,8 +1,8 @@
 import { ok, rejects, strictEqual } from "node:assert";
 import { sha384 } from "../digest.ts";
-import { SwiftBackend } from "./swift.ts";
-import { SwiftError } from "./swift_error.ts";
-import type { FetchFn } from "./swift_http.ts";
+import { SwiftBackend } from "./backend.ts";
+import { SwiftError } from "./error.ts";
+import type { FetchFn } from "./http.ts";
 
 /**
  * A fake Swift (v1 auth) whose answers a test scripts: `fail(method)`

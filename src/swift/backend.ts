@@ -13,8 +13,8 @@ import type {
 import { BadParamsError, NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
-import { SwiftAuth, type SwiftCredentials } from "./swift_auth.ts";
-import { redact, SwiftError } from "./swift_error.ts";
+import { SwiftAuth, type SwiftCredentials } from "./auth.ts";
+import { redact, SwiftError } from "./error.ts";
 import {
   Deadline,
   discard,
@@ -25,14 +25,14 @@ import {
   type RetryPolicy,
   send,
   sendIdempotent,
-} from "./swift_http.ts";
-import { SegmentReader } from "./swift_segments.ts";
+} from "./http.ts";
+import { SegmentReader } from "./segments.ts";
 import {
   type ListingEntry,
   segmentName,
   segmentPrefix,
   segmentSets,
-} from "./swift_segment_sets.ts";
+} from "./segment_sets.ts";
 
 /**
  * Swift's default object size limit (`max_file_size`, 5 GiB + 2 bytes),
@@ -57,7 +57,7 @@ const LISTING_PAGE = 10_000;
  * @example Keystone v3
  * ```ts
  * import assert from "node:assert";
- * import type { SwiftParams } from "./swift.ts";
+ * import type { SwiftParams } from "./backend.ts";
  *
  * const params: SwiftParams = {
  *   authURL: "https://keystone.example.com:5000/v3",
@@ -135,7 +135,7 @@ interface ManifestSegment {
  *
  * @example
  * ```ts ignore
- * import { SwiftBackend } from "./swift.ts";
+ * import { SwiftBackend } from "./backend.ts";
  * import { sha384 } from "../digest.ts";
  *
  * const backend = new SwiftBackend({

@@ -18,7 +18,7 @@ const MAX_TEXT = 500;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { SwiftError } from "./swift_error.ts";
+ * import { SwiftError } from "./error.ts";
  *
  * const err = new SwiftError("PUT object \"x\"", 503, "Service Unavailable");
  * assert(err.status === 503);
@@ -57,7 +57,7 @@ export class SwiftError extends BlobStoreError {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { redact } from "./swift_error.ts";
+ * import { redact } from "./error.ts";
  *
  * assert(redact("bad token AUTH_tk123", ["AUTH_tk123"]) === "bad token ***");
  * ```

@@ -24,13 +24,13 @@
 
 import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
 import { BadParamsError, ConflictError } from "../errors.ts";
-import { commit, retryBusy } from "../kv_busy.ts";
+import { commit, retryBusy } from "./busy.ts";
 import {
   atomicBatches,
   GET_MANY_LIMIT,
   getManyInGroups,
   keySize,
-} from "../kv_limits.ts";
+} from "./limits.ts";
 
 /**
  * How many part records share one KV value. A part record is at most about
@@ -86,7 +86,7 @@ const RETRY = Symbol("retry");
  *
  * @example
  * ```ts
- * import { KvCatalog } from "./kv.ts";
+ * import { KvCatalog } from "./catalog.ts";
  *
  * const kv = await Deno.openKv(":memory:");
  * const catalog = new KvCatalog(kv);

@@ -44,7 +44,7 @@ export interface SegmentEvents {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { SegmentReader } from "./swift_segments.ts";
+ * import { SegmentReader } from "./segments.ts";
  *
  * const source = new Blob(["abcdef"]).stream().getReader();
  * const segments = new SegmentReader(source);
