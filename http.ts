@@ -30,14 +30,11 @@
 
 export { createHandler, type HandlerOptions } from "./src/http/handler.ts";
 export { type Authorizer, bearerToken } from "./src/http/auth.ts";
-export {
-  MemoryMultipartRegistry,
-  type MultipartEntry,
-  type MultipartRegistry,
-} from "./src/http/registry.ts";
+export type { MultipartEntry, MultipartRegistry } from "./src/catalog.ts";
+export { MemoryMultipartRegistry } from "./src/memory/registry.ts";
 export { KvMultipartRegistry } from "./src/kv/registry.ts";
 export {
   type FoundBlob,
   MultipartBlobs,
   SERVICE_OWNER,
-} from "./src/http/multipart_blobs.ts";
+} from "./src/multipart_blobs.ts";

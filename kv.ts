@@ -44,3 +44,4 @@
 export { KvCatalog, MAX_KV_PARTS, PARTS_PER_PAGE } from "./src/kv/catalog.ts";
 export { KV_CHUNK_SIZE, KvBackend } from "./src/kv/backend.ts";
 export type { KvBackendOptions } from "./src/kv/backend.ts";
+export { KvMultipartRegistry } from "./src/kv/registry.ts";

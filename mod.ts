@@ -28,7 +28,12 @@
  */
 
 export { Store } from "./src/store.ts";
-export type { OpenOptions, PutResult, StoreOptions } from "./src/store.ts";
+export type {
+  BlobStat,
+  OpenOptions,
+  PutResult,
+  StoreOptions,
+} from "./src/store.ts";
 export type { BlobSource } from "./src/source.ts";
 export { toReadableStream } from "./src/source.ts";
 export { isValidHash, sha384, Sha384Stream } from "./src/digest.ts";
@@ -52,10 +57,18 @@ export type {
 export type {
   BlobRef,
   Catalog,
+  MultipartEntry,
+  MultipartRegistry,
   PartRecord,
   UploadRecord,
 } from "./src/catalog.ts";
 export { MemoryCatalog } from "./src/memory/catalog.ts";
+export { MemoryMultipartRegistry } from "./src/memory/registry.ts";
+export {
+  type FoundBlob,
+  MultipartBlobs,
+  SERVICE_OWNER,
+} from "./src/multipart_blobs.ts";
 export { MemoryBackend } from "./src/memory/backend.ts";
 export {
   BadParamsError,

@@ -71,3 +71,4 @@ export { MongoCatalog } from "./src/mongo/catalog.ts";
 export { MongoBackend } from "./src/mongo/backend.ts";
 export { MongoStoreError } from "./src/mongo/error.ts";
 export type { MongoBackendOptions } from "./src/mongo/backend.ts";
+export { MongoMultipartRegistry } from "./src/mongo/registry.ts";

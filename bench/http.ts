@@ -290,10 +290,7 @@ async function serve(kind: string, size: number, data: string): Promise<void> {
     await writeFileOf(`${data}/bare-download`, size);
   } else {
     const seams = await openSeams({ data, env: () => undefined });
-    handler = createHandler(seams.store, {
-      registry: seams.registry,
-      authorize: false,
-    });
+    handler = createHandler(seams.store, { authorize: false });
   }
   const server = Deno.serve({
     hostname: "127.0.0.1",

@@ -46,7 +46,7 @@
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import { createHandler } from "../src/http/handler.ts";
-import { MultipartBlobs } from "../src/http/multipart_blobs.ts";
+import { MultipartBlobs } from "../src/multipart_blobs.ts";
 import { Refs } from "../src/refs.ts";
 import { openSeams } from "../src/server/config.ts";
 import type { Seams } from "../src/server/seams.ts";
@@ -672,7 +672,6 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   seams.store.minPartSize = minPartSize;
   const recorder = new Recorder();
   const handler = createHandler(seams.store, {
-    registry: seams.registry,
     authorize: false,
     maxConcurrentUploads: 2, // each client sends one at a time: never a 429
     clientKey: (req) => req.headers.get("x-soak-client") ?? "unknown",
@@ -716,7 +715,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     );
   }, 10_000);
   let stopped = false;
-  const blobs = new MultipartBlobs(seams.store, seams.registry);
+  const blobs = new MultipartBlobs(seams.store);
   const collector = runCollector(
     seams,
     blobs,

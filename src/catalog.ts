@@ -85,6 +85,64 @@ export interface UploadRecord {
 }
 
 /**
+ * What the registry holds for one multipart blob.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { MultipartEntry } from "@blobstore/blobstore";
+ *
+ * const entry: MultipartEntry = { uploadId: "u1", finished: new Date() };
+ * assert(entry.uploadId === "u1");
+ * ```
+ */
+export interface MultipartEntry {
+  /** The finished upload whose record holds the blob's index. */
+  uploadId: string;
+  /** When the service registered it; `gc --before` spares newer ones. */
+  finished: Date;
+}
+
+/**
+ * A map from the SHA-384 of a multipart blob to the upload that serves it.
+ * Every change is one atomic compare-and-set on the upload id, so several
+ * service instances sharing a registry agree on one upload per hash.
+ *
+ * Every catalog has one, as {@linkcode Catalog.multipart}, kept beside its
+ * references and upload records: `MemoryMultipartRegistry` (lost with the
+ * process), `KvMultipartRegistry` (Deno KV) and `MongoMultipartRegistry`
+ * (the collection `<prefix>.multipart`), so that every process or isolate
+ * sharing a catalog finds the multipart blobs any of them finished.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { MemoryCatalog, type MultipartRegistry } from "@blobstore/blobstore";
+ *
+ * const registry: MultipartRegistry = new MemoryCatalog().multipart;
+ * const hash = "a".repeat(96);
+ * assert(await registry.compareAndSet(hash, undefined, { uploadId: "u1", finished: new Date() }));
+ * assert((await registry.get(hash))?.uploadId === "u1");
+ * ```
+ */
+export interface MultipartRegistry {
+  /** Returns the entry for `hash`, or `undefined`. */
+  get(hash: string): Promise<MultipartEntry | undefined>;
+  /**
+   * Sets the entry for `hash` to `entry` (`undefined`: removes it) only if
+   * its current upload id is `expected` (`undefined`: only if absent).
+   * Returns whether it was changed.
+   */
+  compareAndSet(
+    hash: string,
+    expected: string | undefined,
+    entry: MultipartEntry | undefined,
+  ): Promise<boolean>;
+  /** Yields every entry with its hash, in no particular order. */
+  entries(): AsyncIterable<MultipartEntry & { hash: string }>;
+}
+
+/**
  * Blob references and upload records. Implementations: `MemoryCatalog`
  * here, `MongoCatalog` and `KvCatalog` in their own subpath exports; the
  * contract suite in `tests/` checks any implementation.
@@ -173,4 +231,12 @@ export interface Catalog {
   removeUpload(id: string, owner: string | undefined): Promise<boolean>;
   /** Removes every upload record that expired before `now`; returns how many. */
   removeExpiredUploads(now: Date): Promise<number>;
+
+  /**
+   * Which finished upload serves each multipart blob, by the blob's whole
+   * hash (see `MultipartBlobs`). Kept with the catalog so that every
+   * process sharing the catalog finds the multipart blobs any of them
+   * finished.
+   */
+  readonly multipart: MultipartRegistry;
 }

@@ -1,5 +1,8 @@
 /**
- * Byte-range arithmetic shared by the backends and the store.
+ * Byte ranges, in one place: the `[start, end)` bounds the store and the
+ * backends read, and the `first-last`, `first-` and `-suffix` forms of RFC
+ * 9110 §14.1.1 that the HTTP service (in a `Range` header) and the command
+ * line (`get --range`) accept, resolved against a blob's size.
  *
  * @module
  */
@@ -37,4 +40,86 @@ export function resolveRange(
   }
   const clampedEnd = Math.min(end, size);
   return { start: Math.min(start, clampedEnd), end: clampedEnd };
+}
+
+/**
+ * A range as the client wrote it: `first` to `last` inclusive (`last`
+ * omitted: to the end), or the last `suffix` bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { RangeSpec } from "./range.ts";
+ *
+ * const spec: RangeSpec = { first: 0, last: 99 };
+ * assert(spec.first === 0);
+ * ```
+ */
+export type RangeSpec =
+  | { first: number; last?: number; suffix?: undefined }
+  | { suffix: number; first?: undefined; last?: undefined };
+
+/**
+ * Parses one range in the RFC 9110 form `first-last`, `first-` or
+ * `-suffix` (byte positions, `last` inclusive; spaces around the dash
+ * allowed). Returns `undefined` for anything else, or for `last < first`.
+ * A position too large to count exactly is read as the largest safe
+ * integer, which resolves like any position past the end.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { parseRangeSpec } from "./range.ts";
+ *
+ * assert(parseRangeSpec("10-19")?.last === 19);
+ * assert(parseRangeSpec("-5")?.suffix === 5);
+ * assert(parseRangeSpec("7-3") === undefined);
+ * ```
+ */
+export function parseRangeSpec(text: string): RangeSpec | undefined {
+  const match = text.trim().match(/^(\d*)\s*-\s*(\d*)$/);
+  if (!match) return undefined;
+  const [, first, last] = match;
+  if (first === "" && last === "") return undefined;
+  if (first === "") return { suffix: toInt(last) };
+  const spec = {
+    first: toInt(first),
+    last: last === "" ? undefined : toInt(last),
+  };
+  if (spec.last !== undefined && spec.last < spec.first) return undefined;
+  if (!Number.isSafeInteger(spec.first)) return undefined;
+  return spec;
+}
+
+/**
+ * Resolves a range against a blob of `size` bytes into `[start, end)`, or
+ * `undefined` when it is unsatisfiable (it starts at or past the end, or is
+ * an empty suffix): the caller answers 416.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { resolveRangeSpec } from "./range.ts";
+ *
+ * assert(resolveRangeSpec({ first: 5, last: 99 }, 10)?.end === 10);
+ * assert(resolveRangeSpec({ suffix: 3 }, 10)?.start === 7);
+ * assert(resolveRangeSpec({ first: 10 }, 10) === undefined);
+ * ```
+ */
+export function resolveRangeSpec(
+  spec: RangeSpec,
+  size: number,
+): { start: number; end: number } | undefined {
+  if (spec.suffix !== undefined) {
+    if (spec.suffix === 0 || size === 0) return undefined;
+    return { start: Math.max(size - spec.suffix, 0), end: size };
+  }
+  if (spec.first >= size) return undefined;
+  const end = spec.last === undefined ? size : Math.min(spec.last + 1, size);
+  return { start: spec.first, end };
+}
+
+function toInt(digits: string): number {
+  const value = Number(digits);
+  return Number.isSafeInteger(value) ? value : Number.MAX_SAFE_INTEGER;
 }

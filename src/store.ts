@@ -6,7 +6,13 @@
 
 import { createHash } from "node:crypto";
 import type { Backend, OpenedBlob } from "./backend.ts";
-import type { BlobRef, Catalog, PartRecord, UploadRecord } from "./catalog.ts";
+import type {
+  BlobRef,
+  Catalog,
+  MultipartRegistry,
+  PartRecord,
+  UploadRecord,
+} from "./catalog.ts";
 import { concatStreams } from "./concat.ts";
 import { isValidHash } from "./digest.ts";
 import {
@@ -23,6 +29,7 @@ import {
   checkPartPlacement,
   inferOffset,
   type MultipartIndex,
+  multipartIndex,
   type Part,
   type UploadInfo,
 } from "./multipart.ts";
@@ -79,6 +86,33 @@ export interface OpenOptions {
   start?: number;
   /** One past the last byte to read (default the blob's size). */
   end?: number;
+}
+
+/**
+ * What {@linkcode Store.stat} knows of a blob without reading it: its size,
+ * whether it was put whole or finished from parts, and for the latter the
+ * index to open it with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { type BlobStat, MemoryBackend, MemoryCatalog, sha384, Store } from "@blobstore/blobstore";
+ *
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+ * const bytes = new TextEncoder().encode("hello");
+ * const hash = await sha384(bytes);
+ * await store.put(bytes, hash, bytes.length);
+ * const stat: BlobStat = await store.stat(hash);
+ * assert(stat.size === 5 && stat.kind === "single" && stat.index === undefined);
+ * ```
+ */
+export interface BlobStat {
+  /** The blob's size in bytes. */
+  size: number;
+  /** `"single"` for a blob put whole, `"multipart"` for one finished from parts. */
+  kind: "single" | "multipart";
+  /** For a multipart blob, the index to open it with. */
+  index?: MultipartIndex;
 }
 
 /**
@@ -250,6 +284,32 @@ export class Store {
       );
     }
     return opened;
+  }
+
+  /**
+   * Tells the size and kind of the blob `hash` from the catalog alone,
+   * without touching the backend: a blob put whole, else a multipart blob
+   * published by hash in `registry` (default the catalog's own,
+   * `catalog.multipart`; see `MultipartBlobs`) whose finished upload record
+   * is still there. Throws `NotFoundError` when there is neither.
+   */
+  async stat(
+    hash: string,
+    options: { registry?: MultipartRegistry } = {},
+  ): Promise<BlobStat> {
+    checkHash(hash);
+    const ref = await this.catalog.getRef(hash);
+    if (ref) return { size: ref.size, kind: "single" };
+    const registry = options.registry ?? this.catalog.multipart;
+    const entry = await registry.get(hash);
+    const upload = entry && await this.catalog.getUpload(entry.uploadId);
+    const index = upload?.hash === hash ? multipartIndex(upload) : undefined;
+    if (!index) throw new NotFoundError(`blob ${hash} not found`);
+    return {
+      size: index.sizes.reduce((sum, n) => sum + n, 0),
+      kind: "multipart",
+      index,
+    };
   }
 
   async #openMultipart(

@@ -266,6 +266,60 @@ export async function testCatalogContract(
       strictEqual(results.filter(Boolean).length, 1);
     },
   );
+  await step(
+    "multipart: the registry of multipart blobs is one compare-and-set per change",
+    async (c) => {
+      const registry = c.multipart;
+      const hash = h("whole");
+      const finished = new Date(1000);
+      strictEqual(await registry.get(hash), undefined);
+      ok(
+        await registry.compareAndSet(hash, undefined, {
+          uploadId: "u1",
+          finished,
+        }),
+      );
+      ok(
+        !await registry.compareAndSet(hash, undefined, {
+          uploadId: "u2",
+          finished,
+        }),
+      );
+      ok(
+        !await registry.compareAndSet(hash, "u2", { uploadId: "u3", finished }),
+      );
+      deepStrictEqual(await registry.get(hash), { uploadId: "u1", finished });
+      ok(
+        await registry.compareAndSet(hash, "u1", { uploadId: "u2", finished }),
+      );
+      ok(
+        await registry.compareAndSet(h("other"), undefined, {
+          uploadId: "u9",
+          finished,
+        }),
+      );
+      const entries = [];
+      for await (const entry of registry.entries()) entries.push(entry);
+      entries.sort((a, b) => a.hash.localeCompare(b.hash));
+      deepStrictEqual(
+        entries,
+        [
+          { hash, uploadId: "u2", finished },
+          { hash: h("other"), uploadId: "u9", finished },
+        ].sort((a, b) => a.hash.localeCompare(b.hash)),
+      );
+      ok(!await registry.compareAndSet(hash, "u1", undefined));
+      ok(await registry.compareAndSet(hash, "u2", undefined));
+      strictEqual(await registry.get(hash), undefined);
+      const racing = await Promise.all(
+        ["a", "b", "c", "d"].map((id) =>
+          registry.compareAndSet(hash, undefined, { uploadId: id, finished })
+        ),
+      );
+      strictEqual(racing.filter(Boolean).length, 1, "exactly one registers");
+    },
+  );
+
   // The optional batch removal GC uses; skipped for a catalog without it.
   const probe = await open();
   const noBatch = typeof probe.catalog.removeRefs !== "function";

@@ -19,13 +19,8 @@ import {
   Store,
 } from "../mod.ts";
 import { FileBackend } from "../fs.ts";
-import {
-  bearerToken,
-  createHandler,
-  type HandlerOptions,
-  KvMultipartRegistry,
-  MemoryMultipartRegistry,
-} from "../http.ts";
+import { bearerToken, createHandler, type HandlerOptions } from "../http.ts";
+import { KvCatalog } from "../kv.ts";
 import { errorResponse } from "../src/http/errors.ts";
 import { openSeams } from "../src/server/config.ts";
 import { type RawRequest, rawRequest } from "./raw_http.ts";
@@ -1474,7 +1469,7 @@ Deno.test("http: a 256 MiB blob streams up and down with flat memory", async () 
   const seams = await openSeams({ data, env: () => undefined });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    createHandler(seams.store, { registry: seams.registry, authorize: false }),
+    createHandler(seams.store, { authorize: false }),
   );
   const port = server.addr.port;
   const size = 256 * MiB;
@@ -1533,66 +1528,60 @@ async function waitFor(condition: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
-Deno.test("multipart registries: memory and Deno KV behave alike", async (t) => {
-  const kv = await Deno.openKv(":memory:");
-  const registries = {
-    memory: new MemoryMultipartRegistry(),
-    kv: new KvMultipartRegistry(kv),
-  };
+Deno.test("http: a multipart blob finished by one process is served by hash from another sharing the catalog, with default options", async () => {
+  // Two handlers with default options, each with its own KvCatalog over
+  // one KV file (as two processes or two Deploy isolates would have), and
+  // one file backend: the hash -> upload registry lives in the catalog.
+  const dir = await Deno.makeTempDir({ prefix: "blobstore-http-kv-" });
+  const kvs = [
+    await Deno.openKv(`${dir}/catalog.kv`),
+    await Deno.openKv(`${dir}/catalog.kv`),
+  ];
+  const [a, b] = kvs.map((kv) =>
+    startServer({}, {
+      catalog: new KvCatalog(kv),
+      backend: new FileBackend(`${dir}/blobs`),
+    })
+  );
   try {
-    for (const [name, registry] of Object.entries(registries)) {
-      await t.step(name, async () => {
-        const hash = "a".repeat(96);
-        const finished = new Date(1000);
-        assert.strictEqual(await registry.get(hash), undefined);
-        assert(
-          await registry.compareAndSet(hash, undefined, {
-            uploadId: "u1",
-            finished,
-          }),
-        );
-        assert(
-          !(await registry.compareAndSet(hash, undefined, {
-            uploadId: "u2",
-            finished,
-          })),
-        );
-        assert(
-          !(await registry.compareAndSet(hash, "u2", {
-            uploadId: "u3",
-            finished,
-          })),
-        );
-        assert.deepStrictEqual(await registry.get(hash), {
-          uploadId: "u1",
-          finished,
-        });
-        assert(
-          await registry.compareAndSet(hash, "u1", {
-            uploadId: "u2",
-            finished,
-          }),
-        );
-        assert(
-          await registry.compareAndSet("b".repeat(96), undefined, {
-            uploadId: "u9",
-            finished,
-          }),
-        );
-        const entries = [];
-        for await (const entry of registry.entries()) entries.push(entry);
-        entries.sort((a, b) => a.hash.localeCompare(b.hash));
-        assert.deepStrictEqual(entries, [
-          { hash, uploadId: "u2", finished },
-          { hash: "b".repeat(96), uploadId: "u9", finished },
-        ]);
-        assert(!(await registry.compareAndSet(hash, "u1", undefined)));
-        assert(await registry.compareAndSet(hash, "u2", undefined));
-        assert.strictEqual(await registry.get(hash), undefined);
-      });
+    const parts = [bytesOf(1024, 1), bytesOf(100, 2)];
+    const hashes = await Promise.all(parts.map((p) => sha384(p)));
+    const { id } = await (await fetch(`${a.base}/uploads`, { method: "POST" }))
+      .json();
+    for (let i = 0; i < parts.length; i++) {
+      const res = await fetch(
+        `${b.base}/uploads/${id}/parts/${i}?hash=${hashes[i]}`,
+        { method: "PUT", body: parts[i] },
+      );
+      assert.strictEqual(res.status, 200, await res.text());
     }
+    const finish = await fetch(`${a.base}/uploads/${id}/finish`, {
+      method: "POST",
+      body: JSON.stringify({ parts: hashes.map((hash) => ({ hash })) }),
+    });
+    assert.strictEqual(finish.status, 200);
+    const { hash } = await finish.json();
+    const whole = new Uint8Array([...parts[0], ...parts[1]]);
+    const got = await fetch(`${b.base}/blobs/${hash}`);
+    assert.strictEqual(got.status, 200);
+    assert.deepStrictEqual(new Uint8Array(await got.arrayBuffer()), whole);
+    const head = await fetch(`${b.base}/blobs/${hash}`, { method: "HEAD" });
+    assert.strictEqual(
+      head.headers.get("content-length"),
+      String(whole.length),
+    );
+    const tail = await fetch(`${b.base}/blobs/${hash}`, {
+      headers: { range: "bytes=-150" },
+    });
+    assert.strictEqual(tail.status, 206);
+    assert.deepStrictEqual(
+      new Uint8Array(await tail.arrayBuffer()),
+      whole.slice(-150),
+    );
   } finally {
-    kv.close();
+    await Promise.all([a.close(), b.close()]);
+    kvs.forEach((kv) => kv.close());
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

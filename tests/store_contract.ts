@@ -19,6 +19,7 @@ import {
   SizeMismatchError,
 } from "../src/errors.ts";
 import { multipartIndex } from "../src/multipart.ts";
+import { MultipartBlobs } from "../src/multipart_blobs.ts";
 import { Refs } from "../src/refs.ts";
 import { newBlobName } from "../src/names.ts";
 import { Store } from "../src/store.ts";
@@ -79,6 +80,19 @@ export async function testStoreContract(
       }
     });
 
+  const parts3 = () => {
+    const parts = [
+      bytesOf(MIN_PART, 40),
+      bytesOf(MIN_PART + 7, 41),
+      bytesOf(13, 42),
+    ];
+    return {
+      parts,
+      hashes: parts.map((p) => hashOf(p)),
+      whole: concatBytes(parts),
+    };
+  };
+
   // ---- put and open ----
 
   await step("put then open returns the bytes", async (s) => {
@@ -103,6 +117,40 @@ export async function testStoreContract(
       await s.put(chunkedStream(bytes, 333), hash, bytes.length);
       await s.put(chunks(), hash, bytes.length);
       deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    },
+  );
+
+  await step(
+    "stat tells size and kind from the catalog, never the backend",
+    async (s, f) => {
+      const bytes = bytesOf(3000, 15);
+      const hash = hashOf(bytes);
+      await s.put(bytes, hash, bytes.length);
+      const { parts, hashes, whole } = parts3();
+      const id = await uploadParts(s, parts, hashes);
+      const blobs = new MultipartBlobs(s);
+      const finished = await blobs.finish(id, hashes.map((hash) => ({ hash })));
+      // A store whose backend fails every call: stat must not need it.
+      const blind = new Store({
+        catalog: f.catalog,
+        backend: withMethod(f.backend, "get", () => {
+          throw new Error("stat touched the backend");
+        }),
+      });
+      deepStrictEqual(await blind.stat(hash), {
+        size: bytes.length,
+        kind: "single",
+      });
+      deepStrictEqual(await blind.stat(finished.hash), {
+        size: whole.length,
+        kind: "multipart",
+        index: finished.index,
+      });
+      await rejects(blind.stat(hashOf("absent")), NotFoundError);
+      await rejects(blind.stat("nope"), BadParamsError);
+      // Once its upload record is gone, the multipart blob is gone too.
+      await s.removeUpload(id);
+      await rejects(blind.stat(finished.hash), NotFoundError);
     },
   );
 
@@ -479,19 +527,6 @@ export async function testStoreContract(
   );
 
   // ---- multipart uploads ----
-
-  const parts3 = () => {
-    const parts = [
-      bytesOf(MIN_PART, 40),
-      bytesOf(MIN_PART + 7, 41),
-      bytesOf(13, 42),
-    ];
-    return {
-      parts,
-      hashes: parts.map((p) => hashOf(p)),
-      whole: concatBytes(parts),
-    };
-  };
 
   await step(
     "multipart: upload, finish, open whole and ranges across parts",

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { MultipartBlobs } from "../http/multipart_blobs.ts";
+import type { MultipartBlobs } from "../multipart_blobs.ts";
 import type { Seams } from "../server/seams.ts";
 import type { OptionSpecs, ParsedArgs } from "./args.ts";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { MultipartBlobs } from "../http/multipart_blobs.ts";
+import { MultipartBlobs } from "../multipart_blobs.ts";
 import { openSeams } from "../server/config.ts";
 import { type OptionSpecs, parseArgs, UsageError } from "./args.ts";
 import type { Command, CommandContext } from "./command.ts";
@@ -105,7 +105,7 @@ export async function main(args: string[]): Promise<number> {
     if (command.opensSeams) return await command.run(context, parsed);
     const seams = await openSeams({ data: context.data });
     try {
-      const blobs = new MultipartBlobs(seams.store, seams.registry);
+      const blobs = new MultipartBlobs(seams.store);
       return await command.run({ ...context, seams, blobs }, parsed);
     } finally {
       await seams.close();

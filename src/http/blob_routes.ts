@@ -9,8 +9,9 @@ import { isValidHash } from "../digest.ts";
 import { BadParamsError, NotFoundError } from "../errors.ts";
 import { bodyStream, declaredSize } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import type { FoundBlob, MultipartBlobs } from "./multipart_blobs.ts";
-import { parseRangeHeader, type RangeSpec, resolveRangeSpec } from "./range.ts";
+import type { FoundBlob, MultipartBlobs } from "../multipart_blobs.ts";
+import { type RangeSpec, resolveRangeSpec } from "../range.ts";
+import { parseRangeHeader } from "./range.ts";
 
 /**
  * What the blob routes need to know about their mount.
@@ -62,7 +63,7 @@ export async function getBlob(
   const headers = blobHeaders(hash, options.cacheControl);
   const ifMatch = req.headers.get("if-match");
   if (ifMatch !== null && !matchesStrongly(ifMatch, hash)) {
-    await probe(blobs, hash); // 404 if absent
+    await blobs.stat(hash); // 404 if absent
     throw new HttpError(
       412,
       "precondition_failed",
@@ -72,16 +73,18 @@ export async function getBlob(
     );
   }
   if (matchesWeakly(req.headers.get("if-none-match"), hash)) {
-    await probe(blobs, hash); // 404 if absent
+    await blobs.stat(hash); // 404 if absent
     return new Response(null, { status: 304, headers });
   }
-  const isHead = req.method === "HEAD";
-  const spec = isHead ? undefined : requestedRange(req, hash);
+  if (req.method === "HEAD") {
+    headers.set("content-length", String((await blobs.stat(hash)).size));
+    return new Response(null, { status: 200, headers });
+  }
+  const spec = requestedRange(req, hash);
   if (!spec) {
-    const found = await blobs.open(hash, isHead ? { start: 0, end: 0 } : {});
+    const found = await blobs.open(hash);
     headers.set("content-length", String(found.size));
-    if (isHead) release(found);
-    return new Response(isHead ? null : found.body, { status: 200, headers });
+    return new Response(found.body, { status: 200, headers });
   }
   const { found, start, end } = await openRange(blobs, hash, spec, req);
   headers.set("content-length", String(end - start));
@@ -186,7 +189,8 @@ function requestedRange(req: Request, hash: string): RangeSpec | undefined {
 /**
  * Opens the bytes of a range. A `first-last` range is read in one open (the
  * store clamps it, and the size that comes back says whether it was
- * satisfiable); a suffix range needs the size first.
+ * satisfiable); a suffix range needs the size first, which the catalog
+ * tells (`stat`) without touching the backend.
  */
 async function openRange(
   blobs: MultipartBlobs,
@@ -194,35 +198,37 @@ async function openRange(
   spec: RangeSpec,
   req: Request,
 ): Promise<{ found: FoundBlob; start: number; end: number }> {
-  const direct = spec.suffix === undefined;
-  let found = await blobs.open(
-    hash,
-    direct
-      ? {
-        start: spec.first,
-        end: spec.last === undefined
-          ? undefined
-          : Math.min(spec.last + 1, Number.MAX_SAFE_INTEGER),
-      }
-      : { start: 0, end: 0 },
-  );
+  if (spec.suffix !== undefined) {
+    const { size } = await blobs.stat(hash);
+    const range = satisfiable(resolveRangeSpec(spec, size), size, req);
+    return { found: await blobs.open(hash, range), ...range };
+  }
+  const found = await blobs.open(hash, {
+    start: spec.first,
+    end: spec.last === undefined
+      ? undefined
+      : Math.min(spec.last + 1, Number.MAX_SAFE_INTEGER),
+  });
   const range = resolveRangeSpec(spec, found.size);
-  if (!range) {
-    release(found);
-    throw new HttpError(
-      416,
-      "range_not_satisfiable",
-      `range ${
-        JSON.stringify(req.headers.get("range"))
-      } not satisfiable (blob is ${found.size} bytes)`,
-      { "content-range": `bytes */${found.size}` },
-    );
-  }
-  if (!direct) {
-    release(found);
-    found = await blobs.open(hash, range);
-  }
-  return { found, ...range };
+  if (!range) release(found);
+  return { found, ...satisfiable(range, found.size, req) };
+}
+
+/** `range`, or the 416 for a range that resolved to nothing. */
+function satisfiable(
+  range: { start: number; end: number } | undefined,
+  size: number,
+  req: Request,
+): { start: number; end: number } {
+  if (range) return range;
+  throw new HttpError(
+    416,
+    "range_not_satisfiable",
+    `range ${
+      JSON.stringify(req.headers.get("range"))
+    } not satisfiable (blob is ${size} bytes)`,
+    { "content-range": `bytes */${size}` },
+  );
 }
 
 /**
@@ -263,14 +269,9 @@ function alreadyExists(hash: string): HttpError {
   );
 }
 
-/** Throws `NotFoundError` unless the blob, single or multipart, exists. */
-async function probe(blobs: MultipartBlobs, hash: string): Promise<void> {
-  release(await blobs.open(hash, { start: 0, end: 0 }));
-}
-
 async function exists(blobs: MultipartBlobs, hash: string): Promise<boolean> {
   try {
-    await probe(blobs, hash);
+    await blobs.stat(hash);
     return true;
   } catch (err) {
     if (err instanceof NotFoundError) return false;

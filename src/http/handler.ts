@@ -16,8 +16,8 @@ import {
   jsonResponse,
 } from "./errors.ts";
 import { ConcurrencyLimiter, remoteAddressKey } from "./limits.ts";
-import { MultipartBlobs, SERVICE_OWNER } from "./multipart_blobs.ts";
-import { MemoryMultipartRegistry, type MultipartRegistry } from "./registry.ts";
+import { MultipartBlobs, SERVICE_OWNER } from "../multipart_blobs.ts";
+import type { MultipartRegistry } from "../catalog.ts";
 import {
   createUpload,
   deleteUpload,
@@ -46,8 +46,9 @@ export interface HandlerOptions {
   prefix?: string;
   /**
    * Where the service remembers which upload serves each multipart blob
-   * (default: a `MemoryMultipartRegistry`, lost with the process; the
-   * server uses `KvMultipartRegistry`).
+   * (default: the store's catalog's own, `Catalog.multipart`, so every
+   * process or isolate sharing the catalog finds the multipart blobs any
+   * of them finished).
    */
   registry?: MultipartRegistry;
   /**
@@ -183,7 +184,7 @@ export function createHandler(
   const serviceOwner = options.owner ?? SERVICE_OWNER;
   const blobs = new MultipartBlobs(
     store,
-    options.registry ?? new MemoryMultipartRegistry(),
+    options.registry ?? store.catalog.multipart,
     serviceOwner,
   );
   const blobPath = (hash: string) => `${prefix}/blobs/${hash}`;

@@ -12,7 +12,7 @@ import type { Part, UploadInfo } from "../multipart.ts";
 import type { Store } from "../store.ts";
 import { bodyStream, declaredSize, readSmallJson } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
-import type { MultipartBlobs } from "./multipart_blobs.ts";
+import type { MultipartBlobs } from "../multipart_blobs.ts";
 
 /** The largest JSON document the upload routes read. */
 const MAX_JSON_BYTES = 1 << 20;

@@ -22,7 +22,13 @@
  * @module
  */
 
-import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
+import type {
+  BlobRef,
+  Catalog,
+  MultipartRegistry,
+  PartRecord,
+  UploadRecord,
+} from "../catalog.ts";
 import { BadParamsError, ConflictError } from "../errors.ts";
 import { commit, retryBusy } from "./busy.ts";
 import {
@@ -31,6 +37,7 @@ import {
   getManyInGroups,
   keySize,
 } from "./limits.ts";
+import { KvMultipartRegistry } from "./registry.ts";
 
 /**
  * How many part records share one KV value. A part record is at most about
@@ -101,12 +108,19 @@ export class KvCatalog implements Catalog {
   #prefix: string;
 
   /**
+   * See {@linkcode Catalog.multipart}: in the same KV, under
+   * `[prefix, "multipart", hash]`.
+   */
+  readonly multipart: MultipartRegistry;
+
+  /**
    * Uses `kv` under keys starting with `prefix`, so one KV can hold several
    * catalogs (and a `KvBackend`'s bytes) side by side.
    */
   constructor(kv: Deno.Kv, prefix = "blobstore") {
     this.#kv = kv;
     this.#prefix = prefix;
+    this.multipart = new KvMultipartRegistry(kv, [prefix, "multipart"]);
   }
 
   // --- references -------------------------------------------------------

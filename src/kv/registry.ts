@@ -5,18 +5,19 @@
  * @module
  */
 
-import type { MultipartEntry, MultipartRegistry } from "../http/registry.ts";
+import type { MultipartEntry, MultipartRegistry } from "../catalog.ts";
 
 /**
  * A {@linkcode MultipartRegistry} in Deno KV, one key per hash under
- * `[...prefix, hash]`. Compare-and-set is a KV atomic operation checked
+ * `[...prefix, hash]`; `KvCatalog` keeps one under `[prefix, "multipart"]`
+ * as its `multipart`. Compare-and-set is a KV atomic operation checked
  * against the entry's versionstamp, so processes sharing the database (a
  * server and the CLI on one data directory, Deno Deploy isolates) agree.
  *
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { KvMultipartRegistry } from "./registry.ts";
+ * import { KvMultipartRegistry } from "@blobstore/blobstore/kv";
  *
  * const kv = await Deno.openKv(":memory:");
  * const registry = new KvMultipartRegistry(kv);

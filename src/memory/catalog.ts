@@ -4,7 +4,14 @@
  * @module
  */
 
-import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
+import type {
+  BlobRef,
+  Catalog,
+  MultipartRegistry,
+  PartRecord,
+  UploadRecord,
+} from "../catalog.ts";
+import { MemoryMultipartRegistry } from "./registry.ts";
 
 /**
  * A {@linkcode Catalog} in a process's memory. Each method runs to
@@ -25,6 +32,9 @@ import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
 export class MemoryCatalog implements Catalog {
   #refs = new Map<string, BlobRef>();
   #uploads = new Map<string, UploadRecord>();
+
+  /** See {@linkcode Catalog.multipart}: in memory too. */
+  readonly multipart: MultipartRegistry = new MemoryMultipartRegistry();
 
   /** See {@linkcode Catalog.getRef}. */
   getRef(hash: string): Promise<BlobRef | undefined> {

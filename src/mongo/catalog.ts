@@ -37,8 +37,15 @@ import {
   MongoServerError,
   type UpdateFilter,
 } from "mongodb";
-import type { BlobRef, Catalog, PartRecord, UploadRecord } from "../catalog.ts";
+import type {
+  BlobRef,
+  Catalog,
+  MultipartRegistry,
+  PartRecord,
+  UploadRecord,
+} from "../catalog.ts";
 import { mongoStep, mongoSteps, MongoStoreError } from "./error.ts";
+import { MongoMultipartRegistry } from "./registry.ts";
 
 /** A blob reference as stored: the Go `blobRefDoc`. */
 interface BlobRefDoc {
@@ -137,12 +144,21 @@ export class MongoCatalog implements Catalog {
   #indexes?: Promise<void>;
 
   /**
-   * Uses collections `<prefix>.blobref` and `<prefix>.upload` of `db`.
-   * Nothing is sent to the server until the first call.
+   * See {@linkcode Catalog.multipart}: the collection `<prefix>.multipart`
+   * (`{ _id: hash, uploadId, finished }`), beside the Go shapes of
+   * `<prefix>.blobref` and `<prefix>.upload`, which it leaves untouched.
+   */
+  readonly multipart: MultipartRegistry;
+
+  /**
+   * Uses collections `<prefix>.blobref`, `<prefix>.upload` and
+   * `<prefix>.multipart` of `db`. Nothing is sent to the server until the
+   * first call.
    */
   constructor(db: Db, prefix: string) {
     this.#refs = db.collection<BlobRefDoc>(`${prefix}.blobref`);
     this.#uploads = db.collection<UploadDoc>(`${prefix}.upload`);
+    this.multipart = new MongoMultipartRegistry(db, prefix);
   }
 
   /** Runs driver calls on references as `MongoCatalog.<method>`. */

@@ -8,7 +8,7 @@
 
 import type { Collection, Db } from "mongodb";
 import { mongoStep, mongoSteps, toMongoStoreError } from "./error.ts";
-import type { MultipartEntry, MultipartRegistry } from "../http/registry.ts";
+import type { MultipartEntry, MultipartRegistry } from "../catalog.ts";
 
 interface EntryDocument {
   _id: string;
@@ -26,7 +26,7 @@ const DUPLICATE_KEY = 11000;
  * @example
  * ```ts ignore
  * import { MongoClient } from "mongodb";
- * import { MongoMultipartRegistry } from "./registry.ts";
+ * import { MongoMultipartRegistry } from "@blobstore/blobstore/mongo";
  *
  * const client = await new MongoClient("mongodb://127.0.0.1:27017/").connect();
  * const registry = new MongoMultipartRegistry(client.db("blobstore"), "blobstore");

@@ -1,12 +1,13 @@
 /**
- * Which catalog, backend and multipart registry the server and the CLI
- * use, picked from options and the environment:
+ * Which catalog and backend the server and the CLI use, picked from
+ * options and the environment (each catalog keeps its own multipart
+ * registry, `Catalog.multipart`):
  *
  * - the embedded default: a `KvCatalog` in `<data>/catalog.kv` (Deno KV on
- *   SQLite, shared safely by a server and CLI processes), a `FileBackend`
- *   under `<data>/blobs`, and a `KvMultipartRegistry` in the same KV;
- * - `MONGODB_URL`: the MongoDB catalog and GridFS backend (and a MongoDB
- *   registry), in the URL's database or `blobstore`;
+ *   SQLite, shared safely by a server and CLI processes) and a
+ *   `FileBackend` under `<data>/blobs`;
+ * - `MONGODB_URL`: the MongoDB catalog and GridFS backend, in the URL's
+ *   database or `blobstore`;
  * - `SWIFT_AUTH_URL` (with `SWIFT_USERNAME`, `SWIFT_SECRET`, `SWIFT_BUCKET`
  *   and optionally `SWIFT_TENANT`, `SWIFT_REGION`, `SWIFT_ENDPOINT_URL`):
  *   the Swift backend, beside the MongoDB catalog when `MONGODB_URL` is set
@@ -23,7 +24,6 @@ import { join, resolve } from "node:path";
 import type { Backend } from "../backend.ts";
 import { MemoryBackend } from "../memory/backend.ts";
 import { MemoryCatalog } from "../memory/catalog.ts";
-import { MemoryMultipartRegistry } from "../http/registry.ts";
 import { Store } from "../store.ts";
 import { type CatalogSide, redact, type Seams } from "./seams.ts";
 
@@ -76,7 +76,6 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
       seams = {
         catalog: new MemoryCatalog(),
         backend: new MemoryBackend(),
-        registry: new MemoryMultipartRegistry(),
         description: { catalog: "memory", backend: "memory" },
       };
     } else {
@@ -87,7 +86,6 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
       const swift = env("SWIFT_AUTH_URL") ? await openSwift(env) : undefined;
       seams = {
         catalog: catalogSide.catalog,
-        registry: catalogSide.registry,
         backend: swift?.backend ?? catalogSide.backend,
         description: {
           catalog: catalogSide.description.catalog,
@@ -111,12 +109,10 @@ async function openKv(
   data: string,
   closers: (() => Promise<void> | void)[],
 ): Promise<CatalogSide> {
-  const [{ KvCatalog }, { FileBackend }, { KvMultipartRegistry }] =
-    await Promise.all([
-      import("../kv/catalog.ts"),
-      import("../fs/backend.ts"),
-      import("../kv/registry.ts"),
-    ]);
+  const [{ KvCatalog }, { FileBackend }] = await Promise.all([
+    import("../kv/catalog.ts"),
+    import("../fs/backend.ts"),
+  ]);
   await Deno.mkdir(data, { recursive: true });
   const kvPath = join(data, "catalog.kv");
   const kv = await Deno.openKv(kvPath);
@@ -125,7 +121,6 @@ async function openKv(
   return {
     catalog: new KvCatalog(kv),
     backend: new FileBackend(blobs),
-    registry: new KvMultipartRegistry(kv),
     description: {
       catalog: `Deno KV in ${kvPath}`,
       backend: `files under ${blobs}`,

@@ -10,7 +10,6 @@
 import { MongoClient } from "mongodb";
 import { MongoBackend } from "../mongo/backend.ts";
 import { MongoCatalog } from "../mongo/catalog.ts";
-import { MongoMultipartRegistry } from "../mongo/registry.ts";
 import { type CatalogSide, redact } from "./seams.ts";
 
 /** The prefix of every collection the server uses. */
@@ -39,7 +38,6 @@ export async function openMongo(
   return {
     catalog: new MongoCatalog(db, MONGO_PREFIX),
     backend: new MongoBackend(db, MONGO_PREFIX),
-    registry: new MongoMultipartRegistry(db, MONGO_PREFIX),
     description: {
       catalog: `${where} (collections ${MONGO_PREFIX}.*)`,
       backend: `GridFS in ${where}`,

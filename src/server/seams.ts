@@ -8,7 +8,6 @@
 
 import type { Backend } from "../backend.ts";
 import type { Catalog } from "../catalog.ts";
-import type { MultipartRegistry } from "../http/registry.ts";
 import type { Store } from "../store.ts";
 
 /**
@@ -26,8 +25,6 @@ export interface Seams {
   catalog: Catalog;
   /** Where the bytes are. */
   backend: Backend;
-  /** The map from multipart blob hash to upload id. */
-  registry: MultipartRegistry;
   /** The store over `catalog` and `backend`. */
   store: Store;
   /**
@@ -40,12 +37,12 @@ export interface Seams {
 }
 
 /**
- * The seams a catalog choice brings: catalog, registry, and the backend
+ * The seams a catalog choice brings: the catalog, and the backend
  * that goes with them unless Swift is configured.
  *
  * @example
  * ```ts ignore
- * const side: CatalogSide = { catalog, backend, registry, description };
+ * const side: CatalogSide = { catalog, backend, description };
  * ```
  */
 export type CatalogSide = Omit<Seams, "store" | "close">;

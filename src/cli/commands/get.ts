@@ -6,8 +6,8 @@
  */
 
 import { dirname, join } from "node:path";
-import type { MultipartBlobs } from "../../http/multipart_blobs.ts";
-import { parseRangeHeader, resolveRangeSpec } from "../../http/range.ts";
+import type { MultipartBlobs } from "../../multipart_blobs.ts";
+import { parseRangeSpec, resolveRangeSpec } from "../../range.ts";
 import { hashArgument, UsageError } from "../args.ts";
 import type { StoreCommand } from "../command.ts";
 import { Progress } from "../progress.ts";
@@ -58,7 +58,7 @@ async function openRange(
     const { size, body } = await blobs.open(hash);
     return { body, length: size };
   }
-  const spec = parseRangeHeader(`bytes=${range}`);
+  const spec = parseRangeSpec(range);
   if (!spec) {
     throw new UsageError(
       `invalid range ${
@@ -66,13 +66,10 @@ async function openRange(
       } (expected a-b, a- or -n, in bytes, b inclusive)`,
     );
   }
-  const probe = await blobs.open(hash, { start: 0, end: 0 });
-  await probe.body.cancel();
-  const resolved = resolveRangeSpec(spec, probe.size);
+  const { size } = await blobs.stat(hash);
+  const resolved = resolveRangeSpec(spec, size);
   if (!resolved) {
-    throw new Error(
-      `range ${range} not satisfiable (blob is ${probe.size} bytes)`,
-    );
+    throw new Error(`range ${range} not satisfiable (blob is ${size} bytes)`);
   }
   const { body } = await blobs.open(hash, resolved);
   return { body, length: resolved.end - resolved.start };

@@ -28,8 +28,7 @@ export const statCommand: StoreCommand = {
   options: { json: { type: "boolean" } },
   async run(context, { positionals, options }) {
     const hash = hashArgument("stat", positionals);
-    const found = await context.blobs.open(hash, { start: 0, end: 0 });
-    await found.body.cancel();
+    const found = await context.blobs.stat(hash);
     const parts = found.index?.sizes.length;
     if (options.json) {
       context.print(

@@ -3,9 +3,12 @@
  *
  * The store reads a blob made of parts only when given its index, which
  * lives in the upload record, and GC keeps parts only while an upload
- * record names them. So when the service finishes an upload it
+ * record names them. So when {@linkcode MultipartBlobs.finish} finishes an
+ * upload it
  *
- * 1. registers `hash → upload id` in a {@linkcode MultipartRegistry}, and
+ * 1. registers `hash → upload id` in a {@linkcode MultipartRegistry} (by
+ *    default the catalog's own, `Catalog.multipart`, so every process
+ *    sharing the catalog finds it), and
  * 2. makes itself the upload's owner with an expiry far in the future, so
  *    `removeExpiredUploads` never reaps the record, the parts it names stay
  *    out of GC's reach, and no client can take the upload over.
@@ -18,15 +21,11 @@
  * @module
  */
 
-import type { OpenedBlob } from "../backend.ts";
-import { NotFoundError } from "../errors.ts";
-import {
-  type MultipartIndex,
-  multipartIndex,
-  type Part,
-} from "../multipart.ts";
-import type { Store } from "../store.ts";
-import type { MultipartRegistry } from "./registry.ts";
+import type { OpenedBlob } from "./backend.ts";
+import { NotFoundError } from "./errors.ts";
+import { type MultipartIndex, multipartIndex, type Part } from "./multipart.ts";
+import type { BlobStat, Store } from "./store.ts";
+import type { MultipartRegistry } from "./catalog.ts";
 
 /**
  * The owner the service sets on the uploads it finishes.
@@ -34,7 +33,7 @@ import type { MultipartRegistry } from "./registry.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { SERVICE_OWNER } from "./multipart_blobs.ts";
+ * import { SERVICE_OWNER } from "@blobstore/blobstore";
  *
  * assert(SERVICE_OWNER === "blobstore-http");
  * ```
@@ -54,7 +53,7 @@ const REGISTER_ATTEMPTS = 8;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { FoundBlob } from "./multipart_blobs.ts";
+ * import type { FoundBlob } from "@blobstore/blobstore";
  *
  * const found: FoundBlob = { size: 0, body: new Blob([]).stream() };
  * assert(found.index === undefined);
@@ -69,14 +68,23 @@ export interface FoundBlob extends OpenedBlob {
  * Finishes uploads so that their blobs stay readable by hash, and opens
  * blobs by hash whether they were put whole or in parts.
  *
- * @example
- * ```ts ignore
- * import { MultipartBlobs } from "./multipart_blobs.ts";
- * import { MemoryMultipartRegistry } from "./registry.ts";
+ * @example Finish an upload, then read its blob by hash alone
+ * ```ts
+ * import assert from "node:assert";
+ * import { MemoryBackend, MemoryCatalog, MultipartBlobs, sha384, Store } from "@blobstore/blobstore";
  *
- * const blobs = new MultipartBlobs(store, new MemoryMultipartRegistry());
- * const { hash } = await blobs.finish(uploadId, parts);
- * const { size, body } = await blobs.open(hash, { start: 0, end: 100 });
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 5 });
+ * const parts = [new TextEncoder().encode("hello, "), new TextEncoder().encode("world")];
+ * const hashes = await Promise.all(parts.map((part) => sha384(part)));
+ * const id = await store.newUpload(new Date(Date.now() + 3600_000));
+ * await store.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]);
+ * await store.putPart(id, 1, parts[1], parts[1].length, 0, hashes[1]);
+ *
+ * const blobs = new MultipartBlobs(store);
+ * const { hash } = await blobs.finish(id, hashes.map((hash) => ({ hash })));
+ * assert((await blobs.stat(hash)).kind === "multipart");
+ * const { body } = await blobs.open(hash, { start: 7 });
+ * assert(await new Response(body).text() === "world");
  * ```
  */
 export class MultipartBlobs {
@@ -87,10 +95,13 @@ export class MultipartBlobs {
   /** The owner set on finished uploads. */
   readonly owner: string;
 
-  /** Serves the blobs of `store`, registering multipart ones in `registry`. */
+  /**
+   * Serves the blobs of `store`, registering multipart ones in `registry`
+   * (default the catalog's own, `store.catalog.multipart`).
+   */
   constructor(
     store: Store,
-    registry: MultipartRegistry,
+    registry: MultipartRegistry = store.catalog.multipart,
     owner: string = SERVICE_OWNER,
   ) {
     this.store = store;
@@ -151,6 +162,15 @@ export class MultipartBlobs {
       if (!index) throw err;
       return { ...(await this.store.open(hash, { ...range, index })), index };
     }
+  }
+
+  /**
+   * The size and kind of the blob `hash`, single or multipart, from the
+   * catalog and the registry alone (`Store.stat`). Throws `NotFoundError`
+   * when neither exists.
+   */
+  stat(hash: string): Promise<BlobStat> {
+    return this.store.stat(hash, { registry: this.registry });
   }
 
   /**
