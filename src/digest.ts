@@ -8,6 +8,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
+import { BadParamsError } from "./errors.ts";
 import { type BlobSource, toReadableStream } from "./source.ts";
 
 const HASH_PATTERN = /^[0-9a-f]{96}$/;
@@ -27,6 +28,29 @@ const HASH_PATTERN = /^[0-9a-f]{96}$/;
  */
 export function isValidHash(hash: unknown): hash is string {
   return typeof hash === "string" && HASH_PATTERN.test(hash);
+}
+
+/**
+ * Throws `BadParamsError` unless `hash` is a plausible SHA-384 hash (96
+ * lowercase hex characters), saying what was got (cut short when long).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { checkHash } from "./digest.ts";
+ *
+ * checkHash("0".repeat(96));
+ * assert.throws(() => checkHash("abc"), /expected 96 lowercase hex characters, got "abc"/);
+ * ```
+ */
+export function checkHash(hash: string, what = "hash"): void {
+  if (isValidHash(hash)) return;
+  const text = String(hash);
+  throw new BadParamsError(
+    `invalid ${what} (expected 96 lowercase hex characters, got ${
+      JSON.stringify(text.length > 120 ? `${text.slice(0, 120)}…` : text)
+    })`,
+  );
 }
 
 /**

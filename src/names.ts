@@ -4,7 +4,18 @@
  * @module
  */
 
-function randomHex(bytes: number): string {
+/**
+ * Returns `bytes` random bytes as lowercase hex (twice as many characters).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { randomHex } from "./names.ts";
+ *
+ * assert(/^[0-9a-f]{16}$/.test(randomHex(8)));
+ * ```
+ */
+export function randomHex(bytes: number): string {
   const buf = crypto.getRandomValues(new Uint8Array(bytes));
   return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -64,3 +64,18 @@ function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
     },
   });
 }
+
+/**
+ * A stream that ends at once: the body of an empty range.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { emptyStream } from "./source.ts";
+ *
+ * assert((await new Response(emptyStream()).arrayBuffer()).byteLength === 0);
+ * ```
+ */
+export function emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (controller) => controller.close() });
+}

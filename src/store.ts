@@ -14,7 +14,7 @@ import type {
   UploadRecord,
 } from "./catalog.ts";
 import { concatStreams } from "./concat.ts";
-import { isValidHash } from "./digest.ts";
+import { checkHash } from "./digest.ts";
 import {
   BadParamsError,
   ConflictError,
@@ -597,16 +597,6 @@ export class Store {
   }
 }
 
-function checkHash(hash: string): void {
-  if (!isValidHash(hash)) {
-    throw new BadParamsError(
-      `implausible hash ${
-        JSON.stringify(hash)
-      } (expected 96 lowercase hex characters)`,
-    );
-  }
-}
-
 function checkSize(size: number): void {
   if (!Number.isSafeInteger(size) || size < 0) {
     throw new BadParamsError(
@@ -631,7 +621,7 @@ function checkIndex(index: MultipartIndex): void {
       `invalid multipart index (expected as many sizes as hashes, got ${sizes?.length} and ${hashes?.length})`,
     );
   }
-  hashes.forEach(checkHash);
+  hashes.forEach((hash) => checkHash(hash));
   sizes.forEach(checkSize);
 }
 

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { isValidHash } from "../digest.ts";
-import { BadParamsError, NotFoundError } from "../errors.ts";
+import { checkHash } from "../digest.ts";
+import { NotFoundError } from "../errors.ts";
 import { bodyStream, declaredSize } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import type { FoundBlob, MultipartBlobs } from "../multipart_blobs.ts";
@@ -59,7 +59,7 @@ export async function getBlob(
   hash: string,
   options: BlobRouteOptions,
 ): Promise<Response> {
-  checkHash(hash);
+  checkHash(hash, "blob hash");
   const headers = blobHeaders(hash, options.cacheControl);
   const ifMatch = req.headers.get("if-match");
   if (ifMatch !== null && !matchesStrongly(ifMatch, hash)) {
@@ -111,7 +111,7 @@ export async function putBlob(
   hash: string,
   options: BlobRouteOptions,
 ): Promise<Response> {
-  checkHash(hash);
+  checkHash(hash, "blob hash");
   const size = declaredSize(req, options.maxBodySize);
   const createOnly = matchesWeakly(req.headers.get("if-none-match"), hash);
   if (createOnly && await exists(blobs, hash)) {
@@ -126,27 +126,6 @@ export async function putBlob(
     location: options.blobPath(hash),
     etag: `"${hash}"`,
   });
-}
-
-/**
- * Throws `BadParamsError` unless `hash` is a plausible SHA-384 hash.
- *
- * @example
- * ```ts
- * import { checkHash } from "./blob_routes.ts";
- *
- * checkHash("0".repeat(96));
- * ```
- */
-export function checkHash(hash: string): void {
-  const text: string = hash;
-  if (!isValidHash(text)) {
-    throw new BadParamsError(
-      `invalid blob hash (expected 96 lowercase hex characters, got ${
-        JSON.stringify(hash.length > 120 ? `${hash.slice(0, 120)}…` : hash)
-      })`,
-    );
-  }
 }
 
 /**

@@ -34,7 +34,6 @@ import {
   type Db,
   type Filter,
   Long,
-  MongoServerError,
   type UpdateFilter,
 } from "mongodb";
 import type {
@@ -44,7 +43,12 @@ import type {
   PartRecord,
   UploadRecord,
 } from "../catalog.ts";
-import { mongoStep, mongoSteps, MongoStoreError } from "./error.ts";
+import {
+  isDuplicateKey,
+  mongoStep,
+  mongoSteps,
+  MongoStoreError,
+} from "./error.ts";
 import { MongoMultipartRegistry } from "./registry.ts";
 
 /** A blob reference as stored: the Go `blobRefDoc`. */
@@ -71,9 +75,6 @@ interface UploadDoc {
   parts: (PartDoc | null)[];
   owner?: string;
 }
-
-/** The server's error code for a duplicate key on insert. */
-const DUPLICATE_KEY = 11000;
 
 /**
  * Runs operations one after another per key, within this process. Keys are
@@ -232,9 +233,7 @@ export class MongoCatalog implements Catalog {
       return true;
     } catch (err) {
       // The unique _id is the arbiter between concurrent puts.
-      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) {
-        return false;
-      }
+      if (isDuplicateKey(err)) return false;
       throw new MongoStoreError(
         "MongoCatalog.insertRef",
         this.#refs.collectionName,

@@ -58,6 +58,23 @@ export class MongoStoreError extends BlobStoreError {
 }
 
 /**
+ * Whether `err` is the server's duplicate-key error (code 11000): a
+ * unique `_id` is how concurrent inserts of one key learn that another
+ * was first, which callers handle on purpose rather than as a failure.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { isDuplicateKey } from "./error.ts";
+ *
+ * assert(isDuplicateKey({ code: 11000 }) && !isDuplicateKey(new Error("x")));
+ * ```
+ */
+export function isDuplicateKey(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 11000;
+}
+
+/**
  * Returns `err` itself when it is one of the store's own errors (a
  * `BlobStoreError`), else a {@linkcode MongoStoreError} for `operation` on
  * `collection` that keeps it as `cause`.

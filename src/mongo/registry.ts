@@ -7,7 +7,12 @@
  */
 
 import type { Collection, Db } from "mongodb";
-import { mongoStep, mongoSteps, toMongoStoreError } from "./error.ts";
+import {
+  isDuplicateKey,
+  mongoStep,
+  mongoSteps,
+  toMongoStoreError,
+} from "./error.ts";
 import type { MultipartEntry, MultipartRegistry } from "../catalog.ts";
 
 interface EntryDocument {
@@ -15,8 +20,6 @@ interface EntryDocument {
   uploadId: string;
   finished: Date;
 }
-
-const DUPLICATE_KEY = 11000;
 
 /**
  * A {@linkcode MultipartRegistry} in the collection `<prefix>.multipart`,
@@ -72,7 +75,7 @@ export class MongoMultipartRegistry implements MultipartRegistry {
         await this.#entries.insertOne({ _id: hash, ...entry });
         return true;
       } catch (err) {
-        if ((err as { code?: number }).code === DUPLICATE_KEY) return false;
+        if (isDuplicateKey(err)) return false;
         throw toMongoStoreError(
           "MongoMultipartRegistry.compareAndSet",
           this.#entries.collectionName,
