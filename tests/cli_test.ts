@@ -13,7 +13,7 @@ import { parseArgs } from "../src/cli/args.ts";
 import type { StoreContext } from "../src/cli/command.ts";
 import { gcCommand } from "../src/cli/commands/gc.ts";
 import { FileBackend } from "../fs.ts";
-import { MultipartBlobs } from "../src/http/multipart_blobs.ts";
+import { MultipartBlobs } from "../src/multipart_blobs.ts";
 import { openSeams } from "../src/server/config.ts";
 import { Store } from "../src/store.ts";
 
@@ -535,7 +535,7 @@ Deno.test("cli: gc beside concurrent puts reports exactly the blobs it removed",
         print: (line) => lines.push(line),
         warn: (line) => lines.push(line),
         seams: { ...seams, catalog, store },
-        blobs: new MultipartBlobs(store, seams.registry),
+        blobs: new MultipartBlobs(store),
       };
       const run = (...args: string[]) =>
         gcCommand.run(context, parseArgs(args, gcCommand.options));

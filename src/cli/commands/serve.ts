@@ -54,7 +54,7 @@ export const serveCommand: SelfOpeningCommand = {
     const hostname = (options.hostname as string | undefined) ?? "127.0.0.1";
     const memory = options.memory === true;
     const seams = await openSeams({ data: context.data, memory });
-    const handler = createHandler(seams.store, { registry: seams.registry });
+    const handler = createHandler(seams.store);
     const server = Deno.serve({
       hostname,
       port,
