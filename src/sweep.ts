@@ -4,10 +4,46 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend, BackendObject } from "./backend.ts";
 import type { Catalog } from "./catalog.ts";
 import { BadParamsError } from "./errors.ts";
 import { hashOfBlobName } from "./names.ts";
+
+/**
+ * The grace period, in milliseconds, of everything that clears what a put
+ * may still be writing: one hour, far longer than any put takes. The orphan
+ * sweep of `collect` spares backend objects younger than this, and
+ * the backends' own `sweep` (and their `graceMs` option) default to it for
+ * the leftovers of puts killed midway.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { DEFAULT_GRACE_MS } from "./sweep.ts";
+ *
+ * assert(DEFAULT_GRACE_MS === 60 * 60 * 1000);
+ * ```
+ */
+export const DEFAULT_GRACE_MS = 60 * 60 * 1000;
+
+/**
+ * Options of {@linkcode sweepOrphans} beyond its grace period.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { SweepOptions } from "./sweep.ts";
+ *
+ * const options: SweepOptions = { dryRun: true };
+ * assert(options.dryRun);
+ * ```
+ */
+export interface SweepOptions {
+  /** Counts the orphans as if removed, removing nothing. */
+  dryRun?: boolean;
+  /** Called with each orphan removed (in a dry run, each one that would be). */
+  onRemove?: (object: BackendObject) => void;
+}
 
 /**
  * What an orphan sweep did.
@@ -41,12 +77,17 @@ export interface SweepStats {
  * to record it, so it is left alone; pick a period far longer than any put
  * takes (an hour is a good default). Objects whose name the store did not
  * make (`<hash>-<random>`) are never touched.
+ *
+ * `dryRun` counts (and reports to `onRemove`) what would go and removes
+ * nothing. `collect` runs this after GC, with a grace period of
+ * at least {@linkcode DEFAULT_GRACE_MS}.
  */
 export async function sweepOrphans(
   catalog: Catalog,
   backend: Backend,
   olderThan: number,
-  now = new Date(),
+  now: Date = new Date(),
+  options: SweepOptions = {},
 ): Promise<SweepStats> {
   if (!Number.isFinite(olderThan) || olderThan < 0) {
     throw new BadParamsError(
@@ -63,7 +104,8 @@ export async function sweepOrphans(
     const hash = hashOfBlobName(object.name);
     if (hash === undefined || object.modified.getTime() > cutoff) continue;
     if ((await catalog.getRef(hash))?.name === object.name) continue;
-    await backend.remove(object.name);
+    if (!options.dryRun) await backend.remove(object.name);
+    options.onRemove?.(object);
     stats.removed++;
     stats.removedBytes += object.size;
   }
