@@ -120,10 +120,22 @@ export interface Backend {
   removeMany?(names: readonly string[]): Promise<void>;
   /**
    * Lists every complete object the backend holds, in no particular order,
-   * for the orphan sweep and for tests. A backend may also list what a put
-   * killed midway left behind, under the name it was being put as, when
-   * `remove` of that name clears it (SwiftBackend does this for segments
-   * without a manifest). Optional for third-party backends.
+   * for the orphan sweep and for tests; listing changes nothing. A backend
+   * may also list what a put killed midway left behind, under the name it
+   * was being put as, when `remove` of that name clears it (SwiftBackend
+   * does this for segments without a manifest). Optional for third-party
+   * backends.
    */
   list?(): AsyncIterable<BackendObject>;
+  /**
+   * Optional, for backends with debris that no `list` shows: clears what
+   * puts killed midway (or removals cut short) left behind, such as
+   * temporary files or chunks that no object owns, once older than
+   * `graceMs` milliseconds (default: the backend's own grace period,
+   * usually `DEFAULT_GRACE_MS`, an hour). A put still running is younger
+   * than that and is left alone, so pick a period longer than any put
+   * takes. Never touches a complete object. Returns how many leftovers
+   * (one per put or removal) it cleared. GC's `collect` calls it.
+   */
+  sweep?(graceMs?: number): Promise<number>;
 }

@@ -186,6 +186,20 @@ export async function testBackendContract(
     }
   });
 
+  await step(
+    "sweep, where there is one, leaves complete objects alone",
+    async (b) => {
+      // Optional: only backends with debris that no list shows have one.
+      if (!b.sweep) return;
+      const bytes = bytesOf(5_000, 4);
+      const name = await putBytes(b, bytes, 1_000);
+      strictEqual(await b.sweep(), 0);
+      strictEqual(await b.sweep(0), 0);
+      deepStrictEqual(await readAll((await b.get(name)).body), bytes);
+      deepStrictEqual((await collect(b.list!())).map((o) => o.name), [name]);
+    },
+  );
+
   await step("cancelling a body mid-read releases it", async (b) => {
     const bytes = bytesOf(1_000_000, 9);
     const name = await putBytes(b, bytes, 64 * 1024);

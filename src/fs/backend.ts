@@ -7,8 +7,8 @@
  * `.tmp-<name>-<random>` beside its final place and renames it there once
  * the content is synced and verified: a crash or a mismatch never leaves a
  * visible partial object, only a temporary file that
- * {@linkcode FileBackend.sweep} (and {@linkcode FileBackend.list}) deletes
- * once it is older than a grace period.
+ * {@linkcode FileBackend.sweep} deletes once it is older than a grace
+ * period (`collect` calls it; listing never deletes anything).
  *
  * @module
  */
@@ -21,7 +21,9 @@ import type {
   OpenedBlob,
 } from "../backend.ts";
 import { BadParamsError, CorruptBlobError, NotFoundError } from "../errors.ts";
+import { randomHex } from "../names.ts";
 import { resolveRange } from "../range.ts";
+import { DEFAULT_GRACE_MS } from "../sweep.ts";
 import { VerifyStream } from "../verify.ts";
 
 /** The prefix of temporary files; names may not start with a dot. */
@@ -52,14 +54,12 @@ const READ_SIZE = 1024 * 1024;
  */
 const REMOVES_IN_FLIGHT = 16;
 
-/** How long a temporary file may go unmodified before a sweep deletes it. */
-const DEFAULT_GRACE_MS = 60 * 60 * 1000;
-
 /** Options for a {@linkcode FileBackend}. */
 export interface FileBackendOptions {
   /**
    * How long (ms) a temporary file may go unmodified before a sweep treats
-   * its put as crashed and deletes it. Default: one hour.
+   * its put as crashed and deletes it. Default: `DEFAULT_GRACE_MS` (one
+   * hour).
    */
   graceMs?: number;
 }
@@ -133,7 +133,7 @@ export class FileBackend implements Backend {
     const path = this.#path(name);
     const dir = this.#dir(name);
     await Deno.mkdir(dir, { recursive: true });
-    const temp = join(dir, `${TEMP_PREFIX}${name}-${randomHex()}`);
+    const temp = join(dir, `${TEMP_PREFIX}${name}-${randomHex(8)}`);
     const file = await Deno.open(temp, { write: true, createNew: true });
     let open = true;
     // One write in flight while the next chunk is read and hashed: the
@@ -201,17 +201,11 @@ export class FileBackend implements Backend {
   }
 
   /**
-   * Lists every complete object, deleting on the way the temporary files
-   * older than the grace period given at construction. See
-   * {@linkcode Backend.list}.
+   * Lists every complete object; temporary files are skipped, and left to
+   * {@linkcode FileBackend.sweep}. See {@linkcode Backend.list}.
    */
   async *list(): AsyncIterable<BackendObject> {
-    const cutoff = Date.now() - this.#graceMs;
     for await (const file of this.#files()) {
-      if (file.name.startsWith(TEMP_PREFIX)) {
-        await removeIfStale(file.path, cutoff);
-        continue;
-      }
       if (!NAME_PATTERN.test(file.name) || file.name.includes("..")) continue;
       let info: Deno.FileInfo;
       try {
@@ -231,7 +225,8 @@ export class FileBackend implements Backend {
   /**
    * Deletes the temporary files not modified for `graceMs` (by default the
    * grace period given at construction): puts that crashed, or are so
-   * stalled that their rename will fail. Returns how many it deleted.
+   * stalled that their rename will fail. Returns how many it deleted. See
+   * {@linkcode Backend.sweep}.
    *
    * @example
    * ```ts
@@ -408,9 +403,4 @@ async function* readDirIfExists(path: string): AsyncGenerator<Deno.DirEntry> {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-}
-
-function randomHex(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -242,7 +242,7 @@ Deno.test("FileBackend: a failed put leaves no temporary file", async () => {
   }
 });
 
-Deno.test("FileBackend: list and sweep delete only stale temporary files", async () => {
+Deno.test("FileBackend: list deletes nothing; sweep deletes only stale temporary files", async () => {
   const { root, close } = await tempRoot();
   try {
     const backend = new FileBackend(root, { graceMs: 60_000 });
@@ -258,6 +258,8 @@ Deno.test("FileBackend: list and sweep delete only stale temporary files", async
     await Deno.utime(stale, old, old);
 
     deepStrictEqual((await collect(backend.list())).map((o) => o.name), [name]);
+    ok(await Deno.stat(stale), "listing deletes nothing");
+    strictEqual(await backend.sweep(), 1);
     await rejects(Deno.stat(stale), Deno.errors.NotFound);
     ok(await Deno.stat(fresh));
     strictEqual(await backend.sweep(), 0);

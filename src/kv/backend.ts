@@ -34,6 +34,7 @@ import {
 import { commit, retryBusy } from "./busy.ts";
 import { atomicBatches, getManyInGroups, keySize } from "./limits.ts";
 import { resolveRange } from "../range.ts";
+import { DEFAULT_GRACE_MS } from "../sweep.ts";
 import { VerifyStream } from "../verify.ts";
 
 /** The bytes held by one chunk: KV's value limit (64 KiB). */
@@ -54,9 +55,6 @@ const DELETES_PER_BATCH = 500;
  * a local KV.
  */
 const CHUNKS_PER_READ = 16;
-
-/** How long a put may stay idle before its marker counts as abandoned. */
-const DEFAULT_GRACE_MS = 60 * 60 * 1000;
 
 interface ObjectHeader {
   size: number;
@@ -80,7 +78,8 @@ interface PendingMarker {
 export interface KvBackendOptions {
   /**
    * How long (ms) a put may go without writing a batch before a sweep may
-   * treat it as crashed and delete its chunks. Default: one hour.
+   * treat it as crashed and delete its chunks. Default: `DEFAULT_GRACE_MS`
+   * (one hour).
    */
   graceMs?: number;
 }
@@ -93,8 +92,8 @@ export interface KvBackendOptions {
  *
  * Chunks not (or no longer) owned by a header carry a pending marker, so a
  * put that crashed midway, or a removal cut short, is cleaned up by the
- * next {@linkcode KvBackend.sweep} (which {@linkcode KvBackend.list}, and so
- * the store's GC, runs first).
+ * next {@linkcode KvBackend.sweep} (which `collect` runs; listing never
+ * deletes anything).
  *
  * @example
  * ```ts
@@ -224,11 +223,10 @@ export class KvBackend implements Backend {
   }
 
   /**
-   * Lists every complete object, after a sweep of abandoned chunks (with
-   * the grace period given at construction). See {@linkcode Backend.list}.
+   * Lists every complete object (the headers); chunks no header owns are
+   * left to {@linkcode KvBackend.sweep}. See {@linkcode Backend.list}.
    */
   async *list(): AsyncIterable<BackendObject> {
-    await this.sweep();
     const headers = this.#kv.list<ObjectHeader>({
       prefix: [this.#prefix, "object"],
     });
@@ -245,7 +243,8 @@ export class KvBackend implements Backend {
    * Deletes the chunks of removed objects whose deletion was cut short,
    * and of puts that wrote nothing for `graceMs` (by default the grace
    * period given at construction): those crashed, or are so stalled that
-   * their next batch will fail. Returns how many writes it cleaned up.
+   * their next batch will fail. Returns how many writes it cleaned up. See
+   * {@linkcode Backend.sweep}.
    *
    * @example
    * ```ts

@@ -693,6 +693,12 @@ Deno.test("KvBackend: a put killed midway leaves nothing visible, and a sweep cl
     // Nothing of it is visible.
     await rejects(store.open(hashOf("whatever")), NotFoundError);
     deepStrictEqual(await collect(backend.list()), []);
+    // Listing deletes nothing, even past the grace period.
+    deepStrictEqual(
+      await collect(new KvBackend(kv, "blobstore", { graceMs: 0 }).list()),
+      [],
+    );
+    strictEqual((await keysUnder(kv, "blobstore", "objectPending")).length, 1);
     await store.gc(new Refs(), new Date());
     // A fresh put is within its grace period; past it, the sweep cleans.
     strictEqual(await backend.sweep(), 0);

@@ -39,16 +39,12 @@ import type {
 import { CorruptBlobError, NotFoundError } from "../errors.ts";
 import { mongoStep, mongoSteps } from "./error.ts";
 import { resolveRange } from "../range.ts";
+import { emptyStream } from "../source.ts";
+import { DEFAULT_GRACE_MS } from "../sweep.ts";
 import { VerifyStream } from "../verify.ts";
 
 /** GridFS's customary chunk size, and the driver's and Go mgo's default. */
 const DEFAULT_CHUNK_SIZE = 255 * 1024;
-
-/**
- * How old the chunks of a put must be, in milliseconds, before a sweep
- * takes them for debris (default one hour): see {@linkcode MongoBackend.sweep}.
- */
-const DEFAULT_GRACE_MS = 3600_000;
 
 /** How many files ids a sweep looks up per query. */
 const SWEEP_BATCH = 1000;
@@ -89,8 +85,8 @@ export interface MongoBackendOptions {
   readBatchBytes?: number;
   /**
    * How long a put may run, in milliseconds, before a sweep takes the
-   * chunks of an upload without a files document for debris (default one
-   * hour). See {@linkcode MongoBackend.sweep}.
+   * chunks of an upload without a files document for debris (default
+   * `DEFAULT_GRACE_MS`, one hour). See {@linkcode MongoBackend.sweep}.
    */
   graceMs?: number;
 }
@@ -259,7 +255,8 @@ export class MongoBackend implements Backend {
    * and so no orphan sweep could find. A put still running has a files id
    * younger than the grace period (the id is an ObjectId made when the
    * upload starts, so it carries its start time), and is left alone: pick a
-   * grace period longer than any put takes. `list()` sweeps first.
+   * grace period longer than any put takes. See {@linkcode Backend.sweep};
+   * `collect` calls it, and `list()` deletes nothing.
    */
   async sweep(graceMs: number = this.#graceMs): Promise<number> {
     const cutoff = Date.now() - graceMs;
@@ -292,9 +289,11 @@ export class MongoBackend implements Backend {
     return cleared;
   }
 
-  /** See {@linkcode Backend.list}; sweeps debris first (see `sweep`). */
+  /**
+   * See {@linkcode Backend.list}: the files documents only; chunks without
+   * one are left to {@linkcode MongoBackend.sweep}.
+   */
   async *list(): AsyncIterable<BackendObject> {
-    await this.sweep();
     const files = mongoSteps(
       "MongoBackend.list",
       this.#files.collectionName,
@@ -434,8 +433,4 @@ function readAhead(bytes: number): TransformStream<Uint8Array, Uint8Array> {
     {},
     new ByteLengthQueuingStrategy({ highWaterMark: bytes }),
   );
-}
-
-function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream({ start: (controller) => controller.close() });
 }

@@ -676,6 +676,12 @@ mongoTest(
       })));
     }
     deepStrictEqual((await collect(backend.list())).map((o) => o.name), [name]);
+    strictEqual(
+      (await chunks.distinct("files_id")).length,
+      3,
+      "listing deletes nothing",
+    );
+    strictEqual(await backend.sweep(), 1);
     deepStrictEqual(
       (await chunks.distinct("files_id")).map(String).sort(),
       [
@@ -801,8 +807,8 @@ Deno.test(
         ],
         ["MongoBackend.sweep", "x.chunks", () => backend.sweep()],
         [
-          "MongoBackend.sweep", // list sweeps first
-          "x.chunks",
+          "MongoBackend.list",
+          "x.files",
           () => Array.fromAsync(backend.list()),
         ],
       ];
