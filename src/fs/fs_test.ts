@@ -12,6 +12,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { join } from "node:path";
 import { FileBackend } from "./backend.ts";
+import { collect as runCollect } from "../collect.ts";
 import { MemoryCatalog } from "../memory/catalog.ts";
 import { sha384 } from "../digest.ts";
 import { BadParamsError, CorruptBlobError, NotFoundError } from "../errors.ts";
@@ -268,6 +269,43 @@ Deno.test("FileBackend: list deletes nothing; sweep deletes only stale temporary
       await filesUnder(root),
       [`${name.slice(0, 2)}/${name.slice(2, 4)}/${name}`],
     );
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("FileBackend: collect clears stale temporary files and orphans, never in a dry run", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(root);
+    const store = new Store({ catalog: new MemoryCatalog(), backend });
+    // An orphan (bytes no reference names) and a killed put's temporary
+    // file, both two hours old; a temporary file of a put still running.
+    const bytes = bytesOf(10);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(name, chunkedStream(bytes, 10), 10, hashOf(bytes));
+    const dir = join(root, name.slice(0, 2), name.slice(2, 4));
+    const stale = join(dir, `.tmp-${name}-0000000000000001`);
+    const fresh = join(dir, `.tmp-${name}-0000000000000002`);
+    await Deno.writeFile(stale, bytes);
+    await Deno.writeFile(fresh, bytes);
+    const old = new Date(Date.now() - 2 * 3600_000);
+    for (const path of [stale, join(dir, name)]) {
+      await Deno.utime(path, old, old);
+    }
+    const files = await filesUnder(root);
+
+    const dry = await runCollect(store, { dryRun: true });
+    strictEqual(dry.debris, undefined);
+    strictEqual(dry.swept?.removed, 1);
+    deepStrictEqual(await filesUnder(root), files);
+
+    const real = await runCollect(store);
+    strictEqual(real.debris, 1);
+    strictEqual(real.swept?.removed, 1);
+    deepStrictEqual(await filesUnder(root), [
+      `${name.slice(0, 2)}/${name.slice(2, 4)}/${fresh.split("/").at(-1)}`,
+    ]);
   } finally {
     await close();
   }
