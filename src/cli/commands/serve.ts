@@ -4,6 +4,7 @@
  * @module
  */
 
+import { collect } from "../../collect.ts";
 import { createHandler } from "../../http/handler.ts";
 import { openSeams } from "../../server/config.ts";
 import { UsageError } from "../args.ts";
@@ -16,8 +17,10 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * The `serve` command: listens on 127.0.0.1:8000 by default (`--port` or
  * `PORT`, `--hostname`), with the seams of `--data` / `BLOBSTORE_DATA` or
  * the environment's MongoDB and Swift settings; prints where it listens and
- * where the data lives; removes expired uploads every hour; stops cleanly
- * on SIGINT or SIGTERM.
+ * where the data lives; removes expired uploads every hour (through the
+ * core's `collect`, collecting no blob: what to keep is the `gc` command's
+ * to say, and the sweeps, which walk the whole backend, are left to it
+ * too); stops cleanly on SIGINT or SIGTERM.
  *
  * @example
  * ```ts
@@ -79,7 +82,7 @@ export const serveCommand: SelfOpeningCommand = {
       },
     }, handler);
     const reaper = setInterval(() => {
-      seams.store.removeExpiredUploads().catch((err) =>
+      collect(seams.store, { sweep: false }).catch((err) =>
         context.warn(`blobstore: removing expired uploads failed: ${err}`)
       );
     }, REAP_INTERVAL_MS);
