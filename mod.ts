@@ -46,7 +46,14 @@ export type {
   UploadInfo,
 } from "./src/multipart.ts";
 export type { BlobStats } from "./src/gc.ts";
-export type { SweepStats } from "./src/sweep.ts";
+export { DEFAULT_GRACE_MS } from "./src/sweep.ts";
+export type { SweepOptions, SweepStats } from "./src/sweep.ts";
+export { collect } from "./src/collect.ts";
+export type {
+  CollectOptions,
+  CollectResult,
+  MultipartReleaser,
+} from "./src/collect.ts";
 export { Refs } from "./src/refs.ts";
 export type {
   Backend,

@@ -21,7 +21,7 @@ import { DEFAULT_GRACE_MS, sweepOrphans, type SweepStats } from "./sweep.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { MultipartReleaser } from "./collect.ts";
+ * import type { MultipartReleaser } from "@blobstore/blobstore";
  *
  * const none: MultipartReleaser = {
  *   async *entries() {},
@@ -47,8 +47,7 @@ export interface MultipartReleaser {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { Refs } from "./refs.ts";
- * import type { CollectOptions } from "./collect.ts";
+ * import { type CollectOptions, Refs } from "@blobstore/blobstore";
  *
  * const options: CollectOptions = {
  *   keep: new Refs(),
@@ -112,7 +111,7 @@ export interface CollectOptions {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { CollectResult } from "./collect.ts";
+ * import type { CollectResult } from "@blobstore/blobstore";
  *
  * const result: CollectResult = {
  *   dryRun: false,
@@ -178,8 +177,7 @@ export interface CollectResult {
  * @example Collect what is not kept, after a dry run
  * ```ts
  * import assert from "node:assert";
- * import { MemoryBackend, MemoryCatalog, Refs, sha384, Store } from "@blobstore/blobstore";
- * import { collect } from "./collect.ts";
+ * import { collect, MemoryBackend, MemoryCatalog, Refs, sha384, Store } from "@blobstore/blobstore";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
  * const keep = new Refs();

@@ -25,7 +25,7 @@ import type { OpenedBlob } from "./backend.ts";
 import { NotFoundError } from "./errors.ts";
 import { type MultipartIndex, multipartIndex, type Part } from "./multipart.ts";
 import type { BlobStat, Store } from "./store.ts";
-import type { MultipartRegistry } from "./catalog.ts";
+import type { MultipartEntry, MultipartRegistry } from "./catalog.ts";
 
 /**
  * The owner the service sets on the uploads it finishes.
@@ -190,6 +190,11 @@ export class MultipartBlobs {
       return undefined;
     }
     return info.hash === hash ? multipartIndex(info) : undefined;
+  }
+
+  /** Yields every registered multipart blob (for `collect`). */
+  entries(): AsyncIterable<MultipartEntry & { hash: string }> {
+    return this.registry.entries();
   }
 
   /**

@@ -450,6 +450,9 @@ async function audit(
   // put has returned (a hung one fails the run), so a set of segments
   // without a manifest now is debris, never a put still writing.
   const unfinished = await rig.unfinishedSegmentSets?.() ?? [];
+  // Debris no listing shows (a GridFS put's chunks without a files document)
+  // first, then the objects no reference names.
+  await store.backend.sweep?.(0);
   report.sweptOrphans = (await store.sweepOrphans({ olderThan: 0 })).removed;
   if (report.segmented) {
     const still = new Set(await rig.unfinishedSegmentSets?.() ?? []);

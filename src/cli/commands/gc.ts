@@ -66,7 +66,7 @@ export const gcCommand: StoreCommand = {
       before,
       now,
       dryRun,
-      multipart: multipartOf(context),
+      multipart: context.blobs,
       onRemove: dryRun
         ? (ref) => context.print(`${ref.hash}\t${ref.size}`)
         : undefined,
@@ -91,15 +91,6 @@ export const gcCommand: StoreCommand = {
     return 0;
   },
 };
-
-/** The service's multipart blobs, as `collect` releases them. */
-function multipartOf(context: StoreContext) {
-  return {
-    entries: () => context.blobs.registry.entries(),
-    release: (hash: string, uploadId: string) =>
-      context.blobs.release(hash, uploadId),
-  };
-}
 
 async function readKeepFile(path: string): Promise<Refs> {
   const text = path === "-"
