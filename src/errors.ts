@@ -180,3 +180,34 @@ export class CorruptBlobError extends BlobStoreError {}
  * ```
  */
 export class RetryableError extends BlobStoreError {}
+
+/**
+ * A request to a storage service over HTTP (Swift, S3) failed: the service
+ * answered with an unexpected status, or no answer came (a network error,
+ * a timeout). `status` tells which: the HTTP status, or 0 when no answer
+ * came. Each service throws its own subclass (`SwiftError` for Swift), so
+ * callers may catch the failures of one service or of all; the message
+ * never contains a password or a token.
+ *
+ * @example Telling a refused request from an unreachable service
+ * ```ts
+ * import assert from "node:assert";
+ * import { BlobStoreError, ServiceError } from "@blobstore/blobstore";
+ * import { SwiftError } from "@blobstore/blobstore/swift";
+ *
+ * const refused: unknown = new SwiftError("GET object \"x\"", 403, "Forbidden");
+ * assert(refused instanceof ServiceError && refused.status === 403);
+ * const unreachable = new ServiceError("s3: GET object \"x\" failed: connection refused", 0);
+ * assert(unreachable instanceof BlobStoreError && unreachable.status === 0);
+ * ```
+ */
+export class ServiceError extends BlobStoreError {
+  /** The HTTP status the service answered with, or 0 when no answer came. */
+  readonly status: number;
+
+  /** Creates the error with its `message` and the `status` got (0 for none). */
+  constructor(message: string, status: number, options?: ErrorOptions) {
+    super(message, options);
+    this.status = status;
+  }
+}
