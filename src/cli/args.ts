@@ -11,14 +11,6 @@ import { isValidHash } from "../digest.ts";
 /**
  * A mistake in how the command was called: unknown option, missing value,
  * wrong number of arguments.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { UsageError } from "./args.ts";
- *
- * assert(new UsageError("missing FILE").name === "UsageError");
- * ```
  */
 export class UsageError extends Error {
   /** Creates the error; the message is shown to the user as is. */
@@ -30,15 +22,6 @@ export class UsageError extends Error {
 
 /**
  * The options a command accepts, by long name.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import type { OptionSpecs } from "./args.ts";
- *
- * const specs: OptionSpecs = { output: { type: "string", short: "o" }, "dry-run": { type: "boolean" } };
- * assert(specs.output.short === "o");
- * ```
  */
 export type OptionSpecs = Record<
   string,
@@ -47,15 +30,6 @@ export type OptionSpecs = Record<
 
 /**
  * The parsed command line: positionals in order, options by long name.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import type { ParsedArgs } from "./args.ts";
- *
- * const parsed: ParsedArgs = { positionals: ["a.txt"], options: { verbose: true } };
- * assert(parsed.options.verbose === true);
- * ```
  */
 export interface ParsedArgs {
   /** The arguments that are not options. */

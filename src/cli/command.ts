@@ -11,15 +11,6 @@ import type { OptionSpecs, ParsedArgs } from "./args.ts";
 
 /**
  * What every command runs with.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import type { CommandContext } from "./command.ts";
- *
- * const context: CommandContext = { data: "./data", print: console.log, warn: console.error };
- * assert(context.data === "./data");
- * ```
  */
 export interface CommandContext {
   /** The data directory (`--data`, `BLOBSTORE_DATA`, default `./data`). */
@@ -33,11 +24,6 @@ export interface CommandContext {
 /**
  * What a command that works on the store runs with: the seams of the data
  * directory, opened for it and closed after it.
- *
- * @example
- * ```ts ignore
- * const context: StoreContext = { data, print, warn, seams, blobs };
- * ```
  */
 export interface StoreContext extends CommandContext {
   /** The catalog, backend, registry and store of the data directory. */
@@ -49,21 +35,6 @@ export interface StoreContext extends CommandContext {
 /**
  * A CLI command: one that works on the store (given its seams), or one
  * that opens them itself (`serve`, which keeps them for its lifetime).
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import type { Command } from "./command.ts";
- *
- * const hello: Command = {
- *   name: "hello",
- *   usage: "hello",
- *   summary: "says hello",
- *   options: {},
- *   run: (context) => (context.print("hello"), Promise.resolve(0)),
- * };
- * assert(hello.name === "hello");
- * ```
  */
 export type Command = StoreCommand | SelfOpeningCommand;
 
@@ -80,11 +51,6 @@ interface CommandBase {
 
 /**
  * A command run on the store of the data directory.
- *
- * @example
- * ```ts ignore
- * const command: StoreCommand = { name, usage, summary, options, run: (context, args) => … };
- * ```
  */
 export interface StoreCommand extends CommandBase {
   /** Not set: the CLI opens the seams for it. */
@@ -95,11 +61,6 @@ export interface StoreCommand extends CommandBase {
 
 /**
  * A command that opens the seams itself.
- *
- * @example
- * ```ts ignore
- * const command: SelfOpeningCommand = { name, usage, summary, options, opensSeams: true, run };
- * ```
  */
 export interface SelfOpeningCommand extends CommandBase {
   /** Set: the CLI gives it no seams. */

@@ -65,11 +65,6 @@ export function usage(): string {
 
 /**
  * Runs the command line `args` and resolves to its exit code.
- *
- * @example
- * ```ts ignore
- * Deno.exit(await main(["stat", hash]));
- * ```
  */
 export async function main(args: string[]): Promise<number> {
   const context: CommandContext = {

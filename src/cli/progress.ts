@@ -17,16 +17,6 @@ const BAR_WIDTH = 24;
 
 /**
  * Where the bar is drawn: standard error by default.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import type { ProgressSink } from "./progress.ts";
- *
- * const lines: string[] = [];
- * const sink: ProgressSink = { isTerminal: () => true, write: (text) => void lines.push(text) };
- * assert(sink.isTerminal());
- * ```
  */
 export interface ProgressSink {
   /** Whether the sink is a terminal that can redraw a line. */

@@ -29,15 +29,6 @@ import { type CatalogSide, redact, type Seams } from "./seams.ts";
 
 /**
  * How to pick the seams.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import type { SeamOptions } from "./config.ts";
- *
- * const options: SeamOptions = { data: "./data", env: () => undefined };
- * assert(options.data === "./data");
- * ```
  */
 export interface SeamOptions {
   /** The data directory of the embedded default. */

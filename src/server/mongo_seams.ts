@@ -18,12 +18,6 @@ const MONGO_PREFIX = "blobstore";
 /**
  * Connects to `url` and opens the seams in the URL's database (default
  * `blobstore`), pushing the client's close onto `closers`.
- *
- * @example
- * ```ts ignore
- * const closers: (() => Promise<void>)[] = [];
- * const side = await openMongo("mongodb://127.0.0.1:27017/blobs", closers);
- * ```
  */
 export async function openMongo(
   url: string,

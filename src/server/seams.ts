@@ -12,13 +12,6 @@ import type { Store } from "../store.ts";
 
 /**
  * The seams picked, the store over them, and how to let go of them.
- *
- * @example
- * ```ts ignore
- * const seams = await openSeams({ data: "./data" });
- * console.log(seams.description.catalog, seams.description.backend);
- * await seams.close();
- * ```
  */
 export interface Seams {
   /** The catalog of blob references and upload records. */
@@ -39,11 +32,6 @@ export interface Seams {
 /**
  * The seams a catalog choice brings: the catalog, and the backend
  * that goes with them unless Swift is configured.
- *
- * @example
- * ```ts ignore
- * const side: CatalogSide = { catalog, backend, description };
- * ```
  */
 export type CatalogSide = Omit<Seams, "store" | "close">;
 

@@ -23,14 +23,6 @@ import { formatBytes, parseDuration } from "../format.ts";
  * orphan sweep deletes backend objects no reference names that are older
  * than `--before` and at least an hour. `--dry-run` lists the blobs that
  * would go (hash and size, one per line) and changes nothing.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { gcCommand } from "./gc.ts";
- *
- * assert(gcCommand.options["dry-run"].type === "boolean");
- * ```
  */
 export const gcCommand: StoreCommand = {
   name: "gc",

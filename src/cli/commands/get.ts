@@ -17,14 +17,6 @@ import { Progress } from "../progress.ts";
  * (inclusive), `a-` or `-n` (the last n bytes). With `-o` the blob is
  * written to a temporary file beside FILE and renamed onto it once
  * complete, so FILE is never left half written.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { getCommand } from "./get.ts";
- *
- * assert(getCommand.options.output.short === "o");
- * ```
  */
 export const getCommand: StoreCommand = {
   name: "get",

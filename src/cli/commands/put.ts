@@ -17,14 +17,6 @@ import { Progress } from "../progress.ts";
  * stream) and once to store it. One hash per line is printed, in the order
  * of the arguments; a file that fails is reported and the others still go,
  * with exit code 1 at the end.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { putCommand } from "./put.ts";
- *
- * assert(putCommand.name === "put");
- * ```
  */
 export const putCommand: StoreCommand = {
   name: "put",

@@ -21,14 +21,6 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * core's `collect`, collecting no blob: what to keep is the `gc` command's
  * to say, and the sweeps, which walk the whole backend, are left to it
  * too); stops cleanly on SIGINT or SIGTERM.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { serveCommand } from "./serve.ts";
- *
- * assert(serveCommand.opensSeams === true);
- * ```
  */
 export const serveCommand: SelfOpeningCommand = {
   name: "serve",

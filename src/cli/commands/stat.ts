@@ -12,14 +12,6 @@ import { formatBytes } from "../format.ts";
  * The `stat` command: prints `hash`, `size` and `kind` lines (or one JSON
  * object with `--json`); exit code 1 with a message when the blob does not
  * exist.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { statCommand } from "./stat.ts";
- *
- * assert(statCommand.options.json.type === "boolean");
- * ```
  */
 export const statCommand: StoreCommand = {
   name: "stat",

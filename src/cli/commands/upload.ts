@@ -38,14 +38,6 @@ interface UploadState {
  * default) is a usage error, found before anything is started. Once finished,
  * the blob is registered like one finished over HTTP (readable by its
  * hash), its hash printed, and the state forgotten.
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { uploadCommand } from "./upload.ts";
- *
- * assert(uploadCommand.options["part-size"].type === "string");
- * ```
  */
 export const uploadCommand: StoreCommand = {
   name: "upload",
