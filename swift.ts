@@ -60,4 +60,4 @@ export {
 } from "./src/swift/backend.ts";
 export type { SwiftCredentials } from "./src/swift/auth.ts";
 export { SwiftError } from "./src/swift/error.ts";
-export type { FetchFn } from "./src/swift/http.ts";
+export type { FetchFn } from "./src/request.ts";

@@ -7,17 +7,8 @@
  */
 
 import { BadParamsError } from "../errors.ts";
-import { redact, SwiftError } from "./error.ts";
-import {
-  Deadline,
-  discard,
-  errorFromResponse,
-  type FetchFn,
-  readText,
-  type RetryPolicy,
-  send,
-  sendIdempotent,
-} from "./http.ts";
+import { discard, type FetchFn, HttpClient } from "../request.ts";
+import { SWIFT, SwiftError } from "./error.ts";
 
 /**
  * Who to authenticate as, and where.
@@ -25,7 +16,7 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { SwiftCredentials } from "./auth.ts";
+ * import type { SwiftCredentials } from "@blobstore/blobstore/swift";
  *
  * const keystone: SwiftCredentials = {
  *   authURL: "http://127.0.0.1:5000/v3",
@@ -127,26 +118,37 @@ export function detectAuthVersion(authURL: string): 1 | 3 {
  * {@linkcode SwiftAuth.invalidate} drops a token Swift refused (401), so the
  * next call authenticates again.
  *
- * @example
- * ```ts ignore
+ * @example With a stand-in for Swift's v1 auth
+ * ```ts
+ * import assert from "node:assert";
  * import { SwiftAuth } from "./auth.ts";
  *
+ * let calls = 0;
  * const auth = new SwiftAuth({
- *   authURL: "http://127.0.0.1:8390/auth/v1.0",
+ *   authURL: "http://127.0.0.1:1/auth/v1.0",
  *   tenant: "test",
  *   username: "tester",
  *   secret: "testing",
+ * }, {
+ *   fetch: () => {
+ *     calls++;
+ *     return Promise.resolve(new Response(null, {
+ *       headers: { "X-Auth-Token": "AUTH_tk1", "X-Storage-Url": "http://127.0.0.1:1/v1/AUTH_test" },
+ *     }));
+ *   },
  * });
- * const { token, storageURL } = await auth.session();
- * const res = await fetch(storageURL, { headers: { "X-Auth-Token": token } });
+ * const [a, b] = await Promise.all([auth.session(), auth.session()]);
+ * assert(a.token === "AUTH_tk1" && b === a);
+ * assert.strictEqual(calls, 1); // one authentication for both
+ * auth.invalidate("AUTH_tk1"); // Swift refused it: the next call authenticates again
+ * await auth.session();
+ * assert.strictEqual(calls, 2);
  * ```
  */
 export class SwiftAuth {
   readonly #credentials: SwiftCredentials;
   readonly #version: 1 | 3;
-  readonly #fetch: FetchFn;
-  readonly #timeoutMs: number;
-  readonly #retry: RetryPolicy;
+  readonly #http: HttpClient<SwiftError>;
   #session: SwiftSession | undefined;
   #renewAt = 0;
   #pending: Promise<SwiftSession> | undefined;
@@ -176,12 +178,10 @@ export class SwiftAuth {
         `unsupported Swift authVersion (expected 1 or 3, got ${this.#version})`,
       );
     }
-    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
-    this.#timeoutMs = options.timeoutMs ?? 60_000;
-    this.#retry = {
-      retries: options.retries ?? 3,
-      retryDelayMs: options.retryDelayMs ?? 200,
-    };
+    this.#http = new HttpClient(SWIFT, {
+      ...options,
+      secrets: () => this.secrets,
+    });
   }
 
   /** The auth version in use (1 or 3). */
@@ -233,28 +233,17 @@ export class SwiftAuth {
     return session;
   }
 
-  #error(operation: string, res: Response): Promise<SwiftError> {
-    return errorFromResponse(operation, res, this.secrets, this.#timeoutMs);
-  }
-
   async #authenticateV1(): Promise<SwiftSession> {
     const { authURL, tenant, username, secret } = this.#credentials;
     const operation = "v1 authentication";
     // A token fetch changes nothing that a second one would harm: retried.
-    const res = await sendIdempotent(() =>
-      send(
-        this.#fetch,
-        authURL,
-        {
-          headers: {
-            "X-Auth-User": tenant ? `${tenant}:${username}` : username,
-            "X-Auth-Key": secret,
-          },
-        },
-        new Deadline(this.#timeoutMs, operation),
-        this.secrets,
-      ), this.#retry);
-    if (!res.ok) throw await this.#error(operation, res);
+    const res = await this.#http.request(operation, authURL, {
+      headers: {
+        "X-Auth-User": tenant ? `${tenant}:${username}` : username,
+        "X-Auth-Key": secret,
+      },
+    }, { idempotent: true });
+    if (!res.ok) throw await this.#http.errorFrom(operation, res);
     await discard(res);
     const token = res.headers.get("X-Auth-Token") ??
       res.headers.get("X-Storage-Token");
@@ -288,22 +277,15 @@ export class SwiftAuth {
       },
     };
     // A POST, but one that only issues a token: safe to send again.
-    const res = await sendIdempotent(() =>
-      send(
-        this.#fetch,
-        tokensURL(authURL),
-        {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify(body),
-        },
-        new Deadline(this.#timeoutMs, operation),
-        this.secrets,
-      ), this.#retry);
-    if (!res.ok) throw await this.#error(operation, res);
+    const res = await this.#http.request(operation, tokensURL(authURL), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }, { idempotent: true });
+    if (!res.ok) throw await this.#http.errorFrom(operation, res);
     const token = res.headers.get("X-Subject-Token");
     const document = parseJson(
-      await readText(res, this.#timeoutMs, operation),
+      await this.#http.readText(res, operation),
     ) as KeystoneTokenDocument | undefined;
     if (!token || !document?.token) {
       throw new SwiftError(
@@ -326,7 +308,7 @@ export class SwiftAuth {
     }
     return {
       token,
-      storageURL: trimSlash(redact(storageURL, [])),
+      storageURL: trimSlash(storageURL),
       expiresAt: Number.isFinite(expiresAt) ? expiresAt : Infinity,
     };
   }

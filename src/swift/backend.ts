@@ -13,19 +13,9 @@ import type {
 import { BadParamsError, NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
+import { discard, type FetchFn, HttpClient } from "../request.ts";
 import { SwiftAuth, type SwiftCredentials } from "./auth.ts";
-import { redact, SwiftError } from "./error.ts";
-import {
-  Deadline,
-  discard,
-  errorFromResponse,
-  type FetchFn,
-  idleTimeout,
-  readText,
-  type RetryPolicy,
-  send,
-  sendIdempotent,
-} from "./http.ts";
+import { SWIFT, SwiftError } from "./error.ts";
 import { SegmentReader } from "./segments.ts";
 import {
   type ListingEntry,
@@ -43,9 +33,6 @@ export const DEFAULT_SEGMENT_SIZE = 5 * 1024 ** 3;
 
 /** Swift's default `max_manifest_segments`: segments per SLO manifest. */
 const MAX_SEGMENTS = 1000;
-
-/** The methods whose requests may be retried (RFC 9110's idempotent ones we use). */
-const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "DELETE"]);
 
 /** Objects per listing page (Swift's default `container_listing_limit`). */
 const LISTING_PAGE = 10_000;
@@ -153,9 +140,7 @@ interface ManifestSegment {
  */
 export class SwiftBackend implements Backend {
   readonly #auth: SwiftAuth;
-  readonly #fetch: FetchFn;
-  readonly #timeoutMs: number;
-  readonly #retry: RetryPolicy;
+  readonly #http: HttpClient<SwiftError>;
   readonly #container: string;
   readonly #segmentContainer: string;
   readonly #segmentSize: number;
@@ -184,13 +169,8 @@ export class SwiftBackend implements Backend {
         `invalid segmentSize (expected a positive integer, got ${params.segmentSize})`,
       );
     }
-    this.#fetch = params.fetch ?? ((input, init) => fetch(input, init));
-    this.#timeoutMs = params.timeoutMs ?? 60_000;
-    this.#retry = {
-      retries: params.retries ?? 3,
-      retryDelayMs: params.retryDelayMs ?? 200,
-    };
-    if (!Number.isSafeInteger(this.#retry.retries) || this.#retry.retries < 0) {
+    const retries = params.retries ?? 3;
+    if (!Number.isSafeInteger(retries) || retries < 0) {
       throw new BadParamsError(
         `invalid retries (expected a non-negative integer, got ${params.retries})`,
       );
@@ -204,10 +184,16 @@ export class SwiftBackend implements Backend {
         );
       }
     }
-    this.#auth = new SwiftAuth(params, {
-      fetch: this.#fetch,
-      timeoutMs: this.#timeoutMs,
-      ...this.#retry,
+    const options = {
+      fetch: params.fetch,
+      timeoutMs: params.timeoutMs,
+      retries: params.retries,
+      retryDelayMs: params.retryDelayMs,
+    };
+    this.#auth = new SwiftAuth(params, options);
+    this.#http = new HttpClient(SWIFT, {
+      ...options,
+      secrets: () => this.#auth.secrets,
     });
   }
 
@@ -309,7 +295,7 @@ export class SwiftBackend implements Backend {
       }
       if (!res.ok) throw await this.#error(operation, res);
       const result = parseJson(
-        await readText(res, this.#timeoutMs, operation),
+        await this.#http.readText(res, operation),
       ) as BulkDeleteResult | undefined;
       const status = parseInt(result?.["Response Status"] ?? "", 10);
       if (status >= 200 && status < 300 || status === 404) {
@@ -329,10 +315,10 @@ export class SwiftBackend implements Backend {
         this.#auth.invalidate(this.#tokens.get(res) ?? "");
         continue;
       }
-      throw new SwiftError(
+      throw this.#http.error(
         operation,
         status || res.status,
-        redact(JSON.stringify(errors), this.#auth.secrets),
+        JSON.stringify(errors),
       );
     }
   }
@@ -422,7 +408,7 @@ export class SwiftBackend implements Backend {
       if (res.status === 404) return await discard(res); // not created yet
       if (!res.ok) throw await this.#error(operation, res);
       const page = JSON.parse(
-        await readText(res, this.#timeoutMs, operation),
+        await this.#http.readText(res, operation),
       ) as ListingEntry[];
       // a page may be shorter than asked (a proxy's own limit): only an
       // empty page ends the listing
@@ -511,7 +497,8 @@ export class SwiftBackend implements Backend {
   ): Promise<string | null> {
     const operation = `PUT object "${name}"`;
     const session = await this.#auth.session();
-    const deadline = new Deadline(this.#timeoutMs, operation);
+    const timeoutMs = this.#http.timeoutMs;
+    const deadline = this.#http.deadline(operation);
     let failure: unknown;
     let sent = false;
     const body = segments.segment(length, last, {
@@ -523,20 +510,19 @@ export class SwiftBackend implements Backend {
         failure ??= err;
         deadline.abort(err);
       },
-      stallMs: this.#timeoutMs,
+      stallMs: timeoutMs,
       onStall: () =>
         deadline.abort(
           new SwiftError(
             operation,
             0,
-            `Swift took no bytes of the body for ${this.#timeoutMs} ms (timeoutMs)`,
+            `Swift took no bytes of the body for ${timeoutMs} ms (timeoutMs)`,
           ),
         ),
     });
     let res: Response;
     try {
-      res = await send(
-        this.#fetch,
+      res = await this.#http.upload(
         `${session.storageURL}${this.#path(name, container)}`,
         {
           method: "PUT",
@@ -548,8 +534,6 @@ export class SwiftBackend implements Backend {
           duplex: "half",
         } as RequestInit,
         deadline,
-        this.#auth.secrets,
-        false,
       );
     } catch (err) {
       // sent in full but no answer: the object may exist; it must not
@@ -665,27 +649,20 @@ export class SwiftBackend implements Backend {
     path: string,
     init: { headers?: Record<string, string>; body?: string },
   ): Promise<Response> {
-    // Only requests that can be sent twice to the same effect are retried
-    // on connection errors and 5xx answers: a PUT's answer may be lost after
-    // it took effect, and a streamed body cannot be sent again.
-    const idempotent = IDEMPOTENT_METHODS.has(method);
+    // Only requests that can be sent twice to the same effect (GET, HEAD,
+    // DELETE) are retried on connection errors and 5xx answers: a PUT's
+    // answer may be lost after it took effect (see HttpClient.request).
     for (let attempt = 0;; attempt++) {
       const session = await this.#auth.session();
-      const once = () =>
-        send(
-          this.#fetch,
-          `${session.storageURL}${path}`,
-          {
-            method,
-            headers: { ...init.headers, "X-Auth-Token": session.token },
-            body: init.body,
-          },
-          new Deadline(this.#timeoutMs, operation),
-          this.#auth.secrets,
-        );
-      const res = idempotent
-        ? await sendIdempotent(once, this.#retry)
-        : await once();
+      const res = await this.#http.request(
+        operation,
+        `${session.storageURL}${path}`,
+        {
+          method,
+          headers: { ...init.headers, "X-Auth-Token": session.token },
+          body: init.body,
+        },
+      );
       this.#tokens.set(res, session.token);
       if (res.status !== 401) {
         this.#acceptedToken = session.token;
@@ -725,12 +702,7 @@ export class SwiftBackend implements Backend {
 
   /** The {@linkcode SwiftError} for a failed answer, secrets redacted. */
   #error(operation: string, res: Response): Promise<SwiftError> {
-    return errorFromResponse(
-      operation,
-      res,
-      this.#auth.secrets,
-      this.#timeoutMs,
-    );
+    return this.#http.errorFrom(operation, res);
   }
 
   /**
@@ -738,9 +710,7 @@ export class SwiftBackend implements Backend {
    * (a server that stalls mid-body must not hold the reader forever).
    */
   #watched(res: Response, operation: string): ReadableStream<Uint8Array> {
-    return res.body
-      ? idleTimeout(res.body, this.#timeoutMs, operation)
-      : emptyStream();
+    return this.#http.watch(res, operation);
   }
 
   /** The URL path of object `name` in `container`, each part encoded. */

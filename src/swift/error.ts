@@ -1,11 +1,12 @@
 /**
- * The error a Swift or Keystone request fails with, and the redaction that
- * keeps credentials out of it.
+ * The error a Swift or Keystone request fails with, and the hook that has
+ * the request layer throw it.
  *
  * @module
  */
 
-import { BlobStoreError } from "../errors.ts";
+import { ServiceError } from "../errors.ts";
+import type { ServiceHook } from "../request.ts";
 
 /** How much of a response's text an error keeps: enough to diagnose. */
 const MAX_TEXT = 500;
@@ -13,22 +14,20 @@ const MAX_TEXT = 500;
 /**
  * A request to Swift or Keystone failed: an unexpected HTTP status (with
  * the server's response text), a network error or a timeout. Its message
- * never contains a password or a token.
+ * never contains a password or a token. A {@linkcode ServiceError}, so
+ * `status` is the HTTP status, or 0 when no answer came.
  *
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { SwiftError } from "./error.ts";
+ * import { SwiftError } from "@blobstore/blobstore/swift";
  *
  * const err = new SwiftError("PUT object \"x\"", 503, "Service Unavailable");
  * assert(err.status === 503);
- * assert(err.message.includes("503") && err.message.includes("Service Unavailable"));
+ * assert(err.message === "swift: PUT object \"x\" failed (expected success, got HTTP 503): Service Unavailable");
  * ```
  */
-export class SwiftError extends BlobStoreError {
-  /** The HTTP status Swift answered with, or 0 when no answer came. */
-  readonly status: number;
-
+export class SwiftError extends ServiceError {
   /**
    * Creates the error for `operation` (what was attempted, e.g. `GET object
    * "x"`), the `status` got (0 for none) and the server's `text`.
@@ -43,33 +42,27 @@ export class SwiftError extends BlobStoreError {
     const got = status === 0 ? "" : ` (expected success, got HTTP ${status})`;
     super(
       `swift: ${operation} failed${got}${detail ? `: ${detail}` : ""}`,
+      status,
       options,
     );
-    this.status = status;
   }
 }
 
 /**
- * Returns `text` with every occurrence of each secret (password, token)
- * replaced by `***`, so that an echoing server or a URL in a network error
- * cannot leak one into a message or a log.
+ * Swift's hook into the request layer: its failures are
+ * {@linkcode SwiftError}s.
  *
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { redact } from "./error.ts";
+ * import { SWIFT } from "./error.ts";
+ * import { SwiftError } from "@blobstore/blobstore/swift";
  *
- * assert(redact("bad token AUTH_tk123", ["AUTH_tk123"]) === "bad token ***");
+ * assert(SWIFT.error("HEAD container \"c\"", 404, "") instanceof SwiftError);
  * ```
  */
-export function redact(
-  text: string,
-  secrets: Iterable<string | undefined>,
-): string {
-  let result = text;
-  for (const secret of secrets) {
-    // very short "secrets" would redact ordinary words; real ones are longer
-    if (secret && secret.length >= 4) result = result.replaceAll(secret, "***");
-  }
-  return result;
-}
+export const SWIFT: ServiceHook<SwiftError> = {
+  name: "Swift",
+  error: (operation, status, text, options) =>
+    new SwiftError(operation, status, text, options),
+};

@@ -2,7 +2,7 @@ import { ok, rejects, strictEqual } from "node:assert";
 import { sha384 } from "../digest.ts";
 import { SwiftBackend } from "./backend.ts";
 import { SwiftError } from "./error.ts";
-import type { FetchFn } from "./http.ts";
+import type { FetchFn } from "../request.ts";
 
 /**
  * A fake Swift (v1 auth) whose answers a test scripts: `fail(method)`

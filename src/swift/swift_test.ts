@@ -21,7 +21,7 @@ import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { SwiftBackend, type SwiftParams } from "./backend.ts";
 import { SwiftAuth, type SwiftCredentials } from "./auth.ts";
 import { SwiftError } from "./error.ts";
-import type { FetchFn } from "./http.ts";
+import type { FetchFn } from "../request.ts";
 import { MemoryCatalog } from "../memory/catalog.ts";
 import { MongoCatalog } from "../mongo/catalog.ts";
 import { MongoClient } from "mongodb";
