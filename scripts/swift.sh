@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local OpenStack Swift + Keystone for the SwiftBackend tests, on 127.0.0.1.
 #
-#   bash scripts/swift.sh start   # install what is missing, start, wait until both answer
+#   bash scripts/swift.sh start   # install what is missing, start, wait until all answer
 #   bash scripts/swift.sh stop    # stop exactly the processes `start` started
 #
 # One node, one replica, all data under .state/swift/ (git-ignored):
@@ -11,11 +11,17 @@
 #   Keystone (v3, SQLite)   http://127.0.0.1:8392/v3          user tester, password testing,
 #                                                             project test, domain Default
 #   proxy, Keystone auth    http://127.0.0.1:8391/v1/AUTH_<project id> (from the catalog)
+#   proxy, S3 API + TempURL http://127.0.0.1:8395/BUCKET/KEY  (s3api, path-style; SigV4
+#                                                             access key test:tester, secret
+#                                                             testing, region us-east-1;
+#                                                             tempurl; tempauth's /auth/v1.0)
 #
-# `start` when both already answer says so and exits 0 without taking
-# ownership. The servers `start` launched belong to the processes that use
-# them: the caller of that `start` (this script's parent, e.g. `deno task
-# test`), plus the caller of any later `start` that found them answering.
+# `start` when all already answer says so and exits 0 without taking
+# ownership; when only the S3 proxy is missing from servers it started
+# (an older start), it adds that one. The servers `start` launched belong
+# to the processes that use them: the caller of that `start` (this script's
+# parent, e.g. `deno task test`), plus the caller of any later `start` that
+# found them answering.
 # `stop` releases its caller; the servers stop when no user is left alive
 # (so one test run never pulls Swift from under another), or at once with
 # SWIFT_STOP_FORCE=1. Servers this script did not start are never stopped.
@@ -38,7 +44,9 @@ ACCOUNT_PORT=6312
 PROXY_PORT=8390
 KS_PROXY_PORT=8391
 KEYSTONE_PORT=8392
+S3_PORT=8395
 V1_AUTH_URL=http://127.0.0.1:$PROXY_PORT/auth/v1.0
+S3_URL=http://127.0.0.1:$S3_PORT
 KEYSTONE_URL=http://127.0.0.1:$KEYSTONE_PORT
 # Test-only credentials of a throwaway local service.
 ADMIN_PASSWORD=adminpass
@@ -81,6 +89,12 @@ keystone_answers() {
 
 both_answer() { v1_answers && keystone_answers; }
 
+# The S3/TempURL proxy: its health check answers "OK" (the pipeline, s3api
+# included, loaded).
+s3_answers() {
+  [ "$(curl -sf -m 3 "$S3_URL/healthcheck" 2>/dev/null)" = OK ]
+}
+
 # --- processes ----------------------------------------------------------------
 
 # start_bg NAME CMD...: runs CMD in the background, logging to log/NAME.log,
@@ -110,19 +124,23 @@ alive() {
   [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
 }
 
+# stop_one PIDFILE: stops its process if it is still ours, then drops the file.
+stop_one() {
+  local f=$1 pid name
+  [ -f "$f" ] || return 0
+  name=$(basename "$f" .pid) pid=$(sed -n 1p "$f")
+  if pid_is_ours "$f"; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do pid_is_ours "$f" || break; sleep 0.1; done
+    if pid_is_ours "$f"; then kill -9 "$pid" 2>/dev/null || true; fi
+    log "stopped $name ($pid)"
+  fi
+  rm -f "$f"
+}
+
 stop_started() {
-  local f pid name
-  for f in "$PIDS"/*.pid; do
-    [ -f "$f" ] || continue
-    name=$(basename "$f" .pid) pid=$(sed -n 1p "$f")
-    if pid_is_ours "$f"; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do pid_is_ours "$f" || break; sleep 0.1; done
-      if pid_is_ours "$f"; then kill -9 "$pid" 2>/dev/null || true; fi
-      log "stopped $name ($pid)"
-    fi
-    rm -f "$f"
-  done
+  local f
+  for f in "$PIDS"/*.pid; do stop_one "$f"; done
   rm -f "$USERS"
 }
 
@@ -157,7 +175,8 @@ install_missing() {
   if command -v swift-proxy-server >/dev/null && command -v memcached >/dev/null &&
     command -v keystone-manage >/dev/null && command -v uwsgi >/dev/null &&
     command -v curl >/dev/null &&
-    $PY -c 'import keystonemiddleware.auth_token' 2>/dev/null; then
+    $PY -c 'import keystonemiddleware.auth_token' 2>/dev/null &&
+    $PY -c 'import swift.common.middleware.s3api, swift.common.middleware.tempurl' 2>/dev/null; then
     return
   fi
   local t
@@ -165,6 +184,7 @@ install_missing() {
   log "installing Swift, Keystone and memcached (Debian packages)..."
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >"$LOGS/apt.log" 2>&1
+  # swift brings python3-swift: its s3api and tempurl middlewares too
   if ! apt-get install -y -q --no-install-recommends \
     swift swift-proxy swift-account swift-container swift-object memcached \
     keystone python3-keystonemiddleware curl >>"$LOGS/apt.log" 2>&1; then
@@ -181,14 +201,14 @@ render() { # template destination
     -e "s#@MEMCACHED_PORT@#$MEMCACHED_PORT#g" -e "s#@OBJECT_PORT@#$OBJECT_PORT#g" \
     -e "s#@CONTAINER_PORT@#$CONTAINER_PORT#g" -e "s#@ACCOUNT_PORT@#$ACCOUNT_PORT#g" \
     -e "s#@PROXY_PORT@#$PROXY_PORT#g" -e "s#@KS_PROXY_PORT@#$KS_PROXY_PORT#g" \
-    -e "s#@KEYSTONE_PORT@#$KEYSTONE_PORT#g" "$1" >"$2"
+    -e "s#@KEYSTONE_PORT@#$KEYSTONE_PORT#g" -e "s#@S3_PORT@#$S3_PORT#g" "$1" >"$2"
 }
 
 configure_swift() {
   mkdir -p "$STATE/etc" "$STATE/srv/d1"
   local f
   for f in swift.conf account-server.conf container-server.conf \
-    object-server.conf proxy-tempauth.conf proxy-keystone.conf; do
+    object-server.conf proxy-tempauth.conf proxy-keystone.conf proxy-s3api.conf; do
     render "$CONF/$f" "$STATE/etc/$f"
   done
   if [ ! -f "$STATE/etc/object.ring.gz" ]; then
@@ -277,15 +297,60 @@ keystone_up() {
   log "keystone answering $(ms_since "$t") ms after start (first start: $fresh)"
 }
 
+# --- the S3 proxy ---------------------------------------------------------------
+
+# Starts the S3/TempURL proxy on the running storage servers and memcached,
+# unless something else already answers on its port (then says so: its
+# users' probes tell whether it serves).
+start_s3_proxy() {
+  if s3_answers; then
+    log "warning: something this script did not start answers at $S3_URL; the S3 proxy is not started here"
+    return 0
+  fi
+  start_bg proxy-s3api swift-proxy-server "$STATE/etc/proxy-s3api.conf" -v
+}
+
+# wait_s3 DEADLINE: waits (until $SECONDS reaches DEADLINE) for the S3 proxy
+# start_s3_proxy started, if it started one, to answer; 1 if it exits first.
+wait_s3() {
+  [ -f "$PIDS/proxy-s3api.pid" ] || return 0
+  local pid
+  pid=$(sed -n 1p "$PIDS/proxy-s3api.pid")
+  until s3_answers; do
+    if ! alive "$pid" || [ $SECONDS -ge "$1" ]; then return 1; fi
+    sleep 0.2
+  done
+}
+
+# Adds the S3 proxy to servers of ours that an older start left without it.
+# On failure it stops only that proxy: the rest has users.
+add_s3_proxy() {
+  local t0
+  t0=$(date +%s%N)
+  install_missing
+  stop_one "$PIDS/proxy-s3api.pid" # a leftover that no longer answers
+  render "$CONF/proxy-s3api.conf" "$STATE/etc/proxy-s3api.conf"
+  start_s3_proxy
+  if ! wait_s3 $((SECONDS + START_TIMEOUT_S)); then
+    echo "swift.sh: the S3 proxy did not answer at $S3_URL" >&2
+    tail -n 15 "$LOGS/proxy-s3api.log" >&2 || true
+    stop_one "$PIDS/proxy-s3api.pid"
+    return 1
+  fi
+  log "S3 proxy added, answering $(ms_since "$t0") ms after start ($S3_URL)"
+}
+
 # --- commands -------------------------------------------------------------------
 
 start() {
   if both_answer 2>/dev/null; then
     if ours_running; then
+      if ! s3_answers; then add_s3_proxy || return 1; fi
       echo "$PPID" >>"$USERS"
-      log "Swift ($V1_AUTH_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here (this caller now shares them)"
+      log "Swift ($V1_AUTH_URL, $S3_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here (this caller now shares them)"
     else
       log "Swift ($V1_AUTH_URL) and Keystone ($KEYSTONE_URL/v3) already answer; not started here, left to whoever started them"
+      s3_answers || log "warning: no S3 proxy answers at $S3_URL"
     fi
     return 0
   fi
@@ -306,18 +371,21 @@ start() {
   done
   start_bg proxy-tempauth swift-proxy-server "$STATE/etc/proxy-tempauth.conf" -v
   start_bg proxy-keystone swift-proxy-server "$STATE/etc/proxy-keystone.conf" -v
+  start_s3_proxy
   local deadline=$((SECONDS + START_TIMEOUT_S))
   until v1_answers 2>/dev/null; do
     if [ $SECONDS -ge $deadline ]; then fail "tempauth proxy did not answer within ${START_TIMEOUT_S} s"; fi
     sleep 0.2
   done
   log "Swift (tempauth) answering $(ms_since "$t0") ms after start"
+  if ! wait_s3 "$deadline"; then fail "S3 proxy did not answer at $S3_URL/healthcheck"; fi
+  log "Swift (S3 API) answering $(ms_since "$t0") ms after start"
   if ! wait "$keystone_job"; then fail "Keystone did not come up"; fi
   until keystone_answers 2>/dev/null; do
     if [ $SECONDS -ge $deadline ]; then fail "Keystone-auth proxy did not answer within ${START_TIMEOUT_S} s"; fi
     sleep 0.2
   done
-  log "Swift and Keystone answering $(ms_since "$t0") ms after start ($V1_AUTH_URL, $KEYSTONE_URL/v3)"
+  log "Swift and Keystone answering $(ms_since "$t0") ms after start ($V1_AUTH_URL, $S3_URL, $KEYSTONE_URL/v3)"
 }
 
 fail() {
