@@ -6,6 +6,10 @@
  * this process's use, and a server goes only when its last user is gone:
  * parallel runs never pull one from under another.
  *
+ * Each script waits itself until its servers answer (swift.sh: the
+ * tempauth, Keystone and S3/TempURL proxies), so a `start` that succeeded
+ * means ready.
+ *
  * @module
  */
 
