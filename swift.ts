@@ -53,11 +53,8 @@
  * @module
  */
 
-export {
-  DEFAULT_SEGMENT_SIZE,
-  SwiftBackend,
-  type SwiftParams,
-} from "./src/swift/backend.ts";
+export { SwiftBackend } from "./src/swift/backend.ts";
+export { DEFAULT_SEGMENT_SIZE, type SwiftParams } from "./src/swift/params.ts";
 export type { SwiftCredentials } from "./src/swift/auth.ts";
 export { SwiftError } from "./src/swift/error.ts";
 export type { FetchFn } from "./src/request.ts";

@@ -1,5 +1,7 @@
 /**
- * A backend on OpenStack Swift, over nothing but `fetch`.
+ * A backend on OpenStack Swift, over nothing but `fetch`: blobs as objects,
+ * large ones as Static Large Objects. The requests themselves (auth,
+ * deadlines, retries) are the client's business (./client.ts).
  *
  * @module
  */
@@ -12,94 +14,30 @@ import type {
 } from "../backend.ts";
 import { BadParamsError, NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
+import { discard } from "../request.ts";
 import { VerifyStream } from "../verify.ts";
-import { discard, type FetchFn, HttpClient } from "../request.ts";
-import { SwiftAuth, type SwiftCredentials } from "./auth.ts";
-import { SWIFT, SwiftError } from "./error.ts";
+import { objectPath, SwiftClient } from "./client.ts";
+import { SwiftError } from "./error.ts";
+import { checkParams, type SwiftParams } from "./params.ts";
+import { emptyStream, sliceStream, totalFromContentRange } from "./ranges.ts";
 import { SegmentReader } from "./segments.ts";
-import {
-  type ListingEntry,
-  segmentName,
-  segmentPrefix,
-  segmentSets,
-} from "./segment_sets.ts";
-
-/**
- * Swift's default object size limit (`max_file_size`, 5 GiB + 2 bytes),
- * rounded down: the default segment size, above which a blob becomes a
- * Static Large Object.
- */
-export const DEFAULT_SEGMENT_SIZE = 5 * 1024 ** 3;
+import { segmentName, segmentPrefix, segmentSets } from "./segment_sets.ts";
 
 /** Swift's default `max_manifest_segments`: segments per SLO manifest. */
 const MAX_SEGMENTS = 1000;
-
-/** Objects per listing page (Swift's default `container_listing_limit`). */
-const LISTING_PAGE = 10_000;
-
-/**
- * How to reach Swift and where to keep the blobs. The first seven fields are
- * those of the Go charmstore's Swift configuration.
- *
- * @example Keystone v3
- * ```ts
- * import assert from "node:assert";
- * import type { SwiftParams } from "./backend.ts";
- *
- * const params: SwiftParams = {
- *   authURL: "https://keystone.example.com:5000/v3",
- *   username: "blobstore",
- *   secret: "password",
- *   tenant: "blobstore-project",
- *   region: "RegionOne",
- *   bucket: "blobs",
- * };
- * assert(params.bucket === "blobs");
- * ```
- */
-export interface SwiftParams extends SwiftCredentials {
-  /** The container the blobs live in; created on first use if missing. */
-  bucket: string;
-  /** The `fetch` to call (default: the global one), e.g. a wrapped one in tests. */
-  fetch?: FetchFn;
-  /**
-   * How long to wait for Swift or Keystone, in ms (default 60 000): for an
-   * answer once a request is fully sent, for the next bytes of an answer's
-   * body, and for Swift to take the next bytes of a put's body. Bodies
-   * otherwise stream without a limit, at the pace of their producer or
-   * consumer: only time spent waiting on the server counts.
-   */
-  timeoutMs?: number;
-  /**
-   * How many times an idempotent request (GET, HEAD, DELETE, and the token
-   * fetch) is retried after a connection error or a 5xx answer (default 3;
-   * 0 never retries). Puts are never retried: their body is a one-shot
-   * stream, and the caller decides whether to send it again.
-   */
-  retries?: number;
-  /**
-   * The backoff before the first retry in ms, doubled for each next one up
-   * to 16 times it, with random jitter (default 200).
-   */
-  retryDelayMs?: number;
-  /**
-   * Blobs larger than this are written as segments of at most this size
-   * plus a Static Large Object manifest (default {@linkcode DEFAULT_SEGMENT_SIZE};
-   * at most 1000 segments per blob).
-   */
-  segmentSize?: number;
-  /**
-   * The container for SLO segments (default `<bucket>_segments`). Segment
-   * names start with `<bucket>/`, so several buckets may share one.
-   */
-  segmentContainer?: string;
-}
 
 /** One segment of a Static Large Object manifest. */
 interface ManifestSegment {
   path: string;
   etag: string | null;
   size_bytes: number;
+}
+
+/** The JSON answer of a bulk or SLO delete. */
+interface BulkDeleteResult {
+  "Response Status"?: string;
+  "Number Deleted"?: number;
+  Errors?: [string, string][];
 }
 
 /**
@@ -120,10 +58,10 @@ interface ManifestSegment {
  *   Errors are {@linkcode SwiftError}s (with the HTTP status and Swift's
  *   text; never a secret or a token) or `NotFoundError`.
  *
- * @example
+ * @example Against a Swift with v1 auth
  * ```ts ignore
- * import { SwiftBackend } from "./backend.ts";
- * import { sha384 } from "../digest.ts";
+ * import { SwiftBackend } from "@blobstore/blobstore/swift";
+ * import { sha384 } from "@blobstore/blobstore";
  *
  * const backend = new SwiftBackend({
  *   authURL: "http://127.0.0.1:8390/auth/v1.0",
@@ -137,63 +75,45 @@ interface ManifestSegment {
  * const { body } = await backend.get("greeting", { start: 1 });
  * console.log(await new Response(body).text()); // "ello"
  * ```
+ *
+ * @example With an injected fetch (here a stand-in for an empty Swift)
+ * ```ts
+ * import assert from "node:assert";
+ * import { NotFoundError } from "@blobstore/blobstore";
+ * import { SwiftBackend } from "@blobstore/blobstore/swift";
+ *
+ * const backend = new SwiftBackend({
+ *   authURL: "http://127.0.0.1:1/auth/v1.0",
+ *   username: "tester",
+ *   secret: "testing",
+ *   bucket: "blobs",
+ *   fetch: (input) => Promise.resolve(
+ *     String(input).endsWith("/auth/v1.0")
+ *       ? new Response(null, { headers: { "X-Auth-Token": "AUTH_tk1", "X-Storage-Url": "http://127.0.0.1:1/v1/AUTH_t" } })
+ *       : new Response(null, { status: 404 }),
+ *   ),
+ * });
+ * await assert.rejects(backend.get("missing"), NotFoundError);
+ * for await (const _ of backend.list()) assert.fail("expected no blobs");
+ * ```
  */
 export class SwiftBackend implements Backend {
-  readonly #auth: SwiftAuth;
-  readonly #http: HttpClient<SwiftError>;
+  readonly #client: SwiftClient;
   readonly #container: string;
   readonly #segmentContainer: string;
   readonly #segmentSize: number;
-  /** Containers known to exist (created on first put), one PUT each. */
-  readonly #containers = new Map<string, Promise<void>>();
-  /** The token each response of #request was got with. */
-  readonly #tokens = new WeakMap<Response, string>();
-  /** The last token Swift accepted (see #ensureAcceptedToken). */
-  #acceptedToken: string | undefined;
 
   /** Creates the backend; nothing is sent until the first call. */
   constructor(params: SwiftParams) {
-    this.#container = checkContainer("bucket", params.bucket);
-    this.#segmentContainer = checkContainer(
-      "segmentContainer",
-      params.segmentContainer ?? `${params.bucket}_segments`,
-    );
-    if (this.#segmentContainer === this.#container) {
-      throw new BadParamsError(
-        `segmentContainer must differ from bucket (got "${this.#container}" for both)`,
-      );
-    }
-    this.#segmentSize = params.segmentSize ?? DEFAULT_SEGMENT_SIZE;
-    if (!Number.isSafeInteger(this.#segmentSize) || this.#segmentSize < 1) {
-      throw new BadParamsError(
-        `invalid segmentSize (expected a positive integer, got ${params.segmentSize})`,
-      );
-    }
-    const retries = params.retries ?? 3;
-    if (!Number.isSafeInteger(retries) || retries < 0) {
-      throw new BadParamsError(
-        `invalid retries (expected a non-negative integer, got ${params.retries})`,
-      );
-    }
-    for (const field of ["authURL", "username", "secret"] as const) {
-      if (!params[field]) {
-        throw new BadParamsError(
-          `missing Swift ${field} (expected a non-empty string, got ${
-            JSON.stringify(field === "secret" ? "" : params[field])
-          })`,
-        );
-      }
-    }
-    const options = {
+    const { container, segmentContainer, segmentSize } = checkParams(params);
+    this.#container = container;
+    this.#segmentContainer = segmentContainer;
+    this.#segmentSize = segmentSize;
+    this.#client = new SwiftClient(params, {
       fetch: params.fetch,
       timeoutMs: params.timeoutMs,
       retries: params.retries,
       retryDelayMs: params.retryDelayMs,
-    };
-    this.#auth = new SwiftAuth(params, options);
-    this.#http = new HttpClient(SWIFT, {
-      ...options,
-      secrets: () => this.#auth.secrets,
     });
   }
 
@@ -210,7 +130,7 @@ export class SwiftBackend implements Backend {
       headers.Range = `bytes=${start}-${openEnded ? "" : end - 1}`;
     }
     const operation = `GET object "${name}"`;
-    const res = await this.#request(operation, "GET", this.#path(name), {
+    const res = await this.#client.request(operation, "GET", this.#path(name), {
       headers,
     });
     if (res.status === 404) {
@@ -227,7 +147,7 @@ export class SwiftBackend implements Backend {
     }
     if (res.status === 206) {
       const size = totalFromContentRange(res, operation);
-      return { size, body: this.#watched(res, operation) };
+      return { size, body: this.#client.watch(res, operation) };
     }
     if (res.status === 200) {
       const size = Number(res.headers.get("Content-Length"));
@@ -235,13 +155,13 @@ export class SwiftBackend implements Backend {
         await discard(res);
         throw new SwiftError(operation, 200, "expected a Content-Length");
       }
-      const body = this.#watched(res, operation);
+      const body = this.#client.watch(res, operation);
       // a server that ignored the Range header: cut the range out ourselves
       return headers.Range
         ? { size, body: body.pipeThrough(sliceStream(start, end)) }
         : { size, body };
     }
-    throw await this.#error(operation, res);
+    throw await this.#client.errorFrom(operation, res);
   }
 
   /** See {@linkcode Backend.put}. */
@@ -260,8 +180,8 @@ export class SwiftBackend implements Backend {
       }
       const segments = new SegmentReader(source);
       if (size <= this.#segmentSize) {
-        await this.#ensureContainer(this.#container);
-        await this.#ensureAcceptedToken();
+        await this.#client.ensureContainer(this.#container);
+        await this.#client.ensureAcceptedToken(this.#container);
         await this.#putObject(this.#container, name, segments, size, true);
       } else {
         await this.#putLarge(name, segments, size);
@@ -283,7 +203,7 @@ export class SwiftBackend implements Backend {
     // plain DELETE then removes. Newer Swifts delete plain objects at once.
     const operation = `DELETE object "${name}"`;
     for (let attempt = 0;; attempt++) {
-      const res = await this.#request(
+      const res = await this.#client.request(
         operation,
         "DELETE",
         `${this.#path(name)}?multipart-manifest=delete`,
@@ -293,9 +213,9 @@ export class SwiftBackend implements Backend {
         await discard(res);
         return await this.#removeSegments(name);
       }
-      if (!res.ok) throw await this.#error(operation, res);
+      if (!res.ok) throw await this.#client.errorFrom(operation, res);
       const result = parseJson(
-        await this.#http.readText(res, operation),
+        await this.#client.readText(res, operation),
       ) as BulkDeleteResult | undefined;
       const status = parseInt(result?.["Response Status"] ?? "", 10);
       if (status >= 200 && status < 300 || status === 404) {
@@ -312,10 +232,10 @@ export class SwiftBackend implements Backend {
       }
       // the SLO middleware answers 200 and reports a refused token inside
       if (attempt === 0 && errors.some(([, why]) => why.startsWith("401"))) {
-        this.#auth.invalidate(this.#tokens.get(res) ?? "");
+        this.#client.refused(res);
         continue;
       }
-      throw this.#http.error(
+      throw this.#client.error(
         operation,
         status || res.status,
         JSON.stringify(errors),
@@ -333,7 +253,7 @@ export class SwiftBackend implements Backend {
    * protecting puts still running (see `#unfinishedSets`).
    */
   async *list(): AsyncIterable<BackendObject> {
-    for await (const entry of this.#listing(this.#container)) {
+    for await (const entry of this.#client.listing(this.#container)) {
       yield {
         name: entry.name,
         size: entry.bytes,
@@ -362,7 +282,7 @@ export class SwiftBackend implements Backend {
    * would leave a blob missing segments.
    */
   async *#unfinishedSets() {
-    const listing = this.#listing(
+    const listing = this.#client.listing(
       this.#segmentContainer,
       `${this.#container}/`,
     );
@@ -376,45 +296,9 @@ export class SwiftBackend implements Backend {
   /** Deletes every segment of blob `name` (absent ones are not an error). */
   async #removeSegments(name: string): Promise<void> {
     const prefix = segmentPrefix(this.#container, name);
-    const listing = this.#listing(this.#segmentContainer, prefix);
+    const listing = this.#client.listing(this.#segmentContainer, prefix);
     for await (const entry of listing) {
       await this.#deletePlain(this.#segmentContainer, entry.name);
-    }
-  }
-
-  /**
-   * The entries of `container` whose names start with `prefix`, in name
-   * order, page by page; nothing when the container does not exist yet.
-   */
-  async *#listing(
-    container: string,
-    prefix = "",
-  ): AsyncIterable<ListingEntry> {
-    const operation = `list container "${container}"`;
-    let marker = "";
-    for (;;) {
-      const query = new URLSearchParams({
-        format: "json",
-        limit: String(LISTING_PAGE),
-        marker,
-        prefix,
-      });
-      const res = await this.#request(
-        operation,
-        "GET",
-        `/${encodeURIComponent(container)}?${query}`,
-        {},
-      );
-      if (res.status === 404) return await discard(res); // not created yet
-      if (!res.ok) throw await this.#error(operation, res);
-      const page = JSON.parse(
-        await this.#http.readText(res, operation),
-      ) as ListingEntry[];
-      // a page may be shorter than asked (a proxy's own limit): only an
-      // empty page ends the listing
-      if (page.length === 0) return;
-      yield* page;
-      marker = page[page.length - 1].name;
     }
   }
 
@@ -430,9 +314,9 @@ export class SwiftBackend implements Backend {
         `blob too large for segmentSize ${this.#segmentSize} (expected at most ${MAX_SEGMENTS} segments, got ${count})`,
       );
     }
-    await this.#ensureContainer(this.#container);
-    await this.#ensureContainer(this.#segmentContainer);
-    await this.#ensureAcceptedToken();
+    await this.#client.ensureContainer(this.#container);
+    await this.#client.ensureContainer(this.#segmentContainer);
+    await this.#client.ensureAcceptedToken(this.#container);
     const manifest: ManifestSegment[] = [];
     let manifestSent = false;
     try {
@@ -472,7 +356,7 @@ export class SwiftBackend implements Backend {
   }
 
   #putManifest(name: string, manifest: ManifestSegment[]): Promise<void> {
-    return this.#requestOk(
+    return this.#client.requestOk(
       `PUT manifest "${name}"`,
       "PUT",
       `${this.#path(name)}?multipart-manifest=put`,
@@ -496,44 +380,35 @@ export class SwiftBackend implements Backend {
     last: boolean,
   ): Promise<string | null> {
     const operation = `PUT object "${name}"`;
-    const session = await this.#auth.session();
-    const timeoutMs = this.#http.timeoutMs;
-    const deadline = this.#http.deadline(operation);
+    const timeoutMs = this.#client.timeoutMs;
     let failure: unknown;
     let sent = false;
-    const body = segments.segment(length, last, {
-      onEnd: () => {
-        sent = true;
-        deadline.start();
-      },
-      onError: (err) => {
-        failure ??= err;
-        deadline.abort(err);
-      },
-      stallMs: timeoutMs,
-      onStall: () =>
-        deadline.abort(
-          new SwiftError(
-            operation,
-            0,
-            `Swift took no bytes of the body for ${timeoutMs} ms (timeoutMs)`,
-          ),
-        ),
-    });
     let res: Response;
     try {
-      res = await this.#http.upload(
-        `${session.storageURL}${this.#path(name, container)}`,
-        {
-          method: "PUT",
-          headers: {
-            "X-Auth-Token": session.token,
-            "Content-Type": "application/octet-stream",
-          },
-          body,
-          duplex: "half",
-        } as RequestInit,
-        deadline,
+      res = await this.#client.upload(
+        operation,
+        container,
+        name,
+        (deadline) =>
+          segments.segment(length, last, {
+            onEnd: () => {
+              sent = true;
+              deadline.start();
+            },
+            onError: (err) => {
+              failure ??= err;
+              deadline.abort(err);
+            },
+            stallMs: timeoutMs,
+            onStall: () =>
+              deadline.abort(
+                new SwiftError(
+                  operation,
+                  0,
+                  `Swift took no bytes of the body for ${timeoutMs} ms (timeoutMs)`,
+                ),
+              ),
+          }),
       );
     } catch (err) {
       // sent in full but no answer: the object may exist; it must not
@@ -548,26 +423,15 @@ export class SwiftBackend implements Backend {
       await discard(res);
       throw failure;
     }
-    if (res.status === 401) {
-      // The body is a one-shot stream, already consumed: it cannot be sent
-      // again without buffering it. Re-authenticate for the next call.
-      this.#auth.invalidate(session.token);
-      throw await this.#error(
-        `${operation} (token refused mid-upload; re-authenticated, retry the put)`,
-        res,
-      );
-    }
     if (!res.ok) {
-      if (res.status === 404) this.#containers.delete(container);
-      throw await this.#error(operation, res);
+      throw await this.#client.uploadError(operation, container, res);
     }
-    this.#acceptedToken = session.token;
     await discard(res);
     return res.headers.get("Etag");
   }
 
   #deletePlain(container: string, name: string): Promise<void> {
-    return this.#requestOk(
+    return this.#client.requestOk(
       `DELETE object "${name}"`,
       "DELETE",
       this.#path(name, container),
@@ -590,166 +454,17 @@ export class SwiftBackend implements Backend {
   /** The headers of object `name`, or `undefined` when it does not exist. */
   async #head(name: string): Promise<Headers | undefined> {
     const operation = `HEAD object "${name}"`;
-    const res = await this.#request(operation, "HEAD", this.#path(name), {});
+    const res = await this.#client.request(operation, "HEAD", this.#path(name));
     await discard(res);
     if (res.status === 404) return undefined;
     if (!res.ok) throw new SwiftError(operation, res.status, "");
     return res.headers;
   }
 
-  /** Creates `container` once per backend (PUT is idempotent: 201 or 202). */
-  #ensureContainer(container: string): Promise<void> {
-    let ready = this.#containers.get(container);
-    if (!ready) {
-      ready = this.#createContainer(container);
-      this.#containers.set(container, ready);
-      // a failure is not cached: the next put tries again
-      ready.catch(() => this.#containers.delete(container));
-    }
-    return ready;
-  }
-
-  #createContainer(container: string): Promise<void> {
-    return this.#requestOk(
-      `PUT container "${container}"`,
-      "PUT",
-      `/${encodeURIComponent(container)}`,
-      {},
-    );
-  }
-
-  /**
-   * Makes sure Swift has accepted the current token before a put streams a
-   * body, which could not be sent again after a 401. A cheap HEAD (with its
-   * own re-authentication and retry) does it, once per token.
-   */
-  async #ensureAcceptedToken(): Promise<void> {
-    const { token } = await this.#auth.session();
-    if (token === this.#acceptedToken) return;
-    const operation = `HEAD container "${this.#container}"`;
-    const res = await this.#request(
-      operation,
-      "HEAD",
-      `/${encodeURIComponent(this.#container)}`,
-      {},
-    );
-    await discard(res);
-    if (!res.ok && res.status !== 404) {
-      throw new SwiftError(operation, res.status, "");
-    }
-  }
-
-  /**
-   * Sends a request with a body that can be sent again (none, or a string)
-   * with the current token; on a 401, re-authenticates once and retries.
-   */
-  async #request(
-    operation: string,
-    method: string,
-    path: string,
-    init: { headers?: Record<string, string>; body?: string },
-  ): Promise<Response> {
-    // Only requests that can be sent twice to the same effect (GET, HEAD,
-    // DELETE) are retried on connection errors and 5xx answers: a PUT's
-    // answer may be lost after it took effect (see HttpClient.request).
-    for (let attempt = 0;; attempt++) {
-      const session = await this.#auth.session();
-      const res = await this.#http.request(
-        operation,
-        `${session.storageURL}${path}`,
-        {
-          method,
-          headers: { ...init.headers, "X-Auth-Token": session.token },
-          body: init.body,
-        },
-      );
-      this.#tokens.set(res, session.token);
-      if (res.status !== 401) {
-        this.#acceptedToken = session.token;
-        return res;
-      }
-      if (attempt > 0) return res;
-      await discard(res);
-      this.#auth.invalidate(session.token);
-    }
-  }
-
-  /**
-   * Sends a request whose answer has nothing to read (see `#request`) and
-   * throws a {@linkcode SwiftError} unless Swift answered 2xx, or 404 when
-   * `missingIsDone` (deleting what is already gone is done).
-   *
-   * The retries are those of `#request`: a refused token is renewed and
-   * the request sent once more, whatever the method, as Swift did nothing
-   * with it; connection failures and 5xx answers are retried only for
-   * GET, HEAD and DELETE, which have the same effect sent twice. A PUT
-   * (a manifest, a container) is not: its answer may have been lost after
-   * it took effect, and the caller knows better what to do.
-   */
-  async #requestOk(
-    operation: string,
-    method: string,
-    path: string,
-    init: { headers?: Record<string, string>; body?: string },
-    { missingIsDone = false } = {},
-  ): Promise<void> {
-    const res = await this.#request(operation, method, path, init);
-    if (!res.ok && !(missingIsDone && res.status === 404)) {
-      throw await this.#error(operation, res);
-    }
-    await discard(res);
-  }
-
-  /** The {@linkcode SwiftError} for a failed answer, secrets redacted. */
-  #error(operation: string, res: Response): Promise<SwiftError> {
-    return this.#http.errorFrom(operation, res);
-  }
-
-  /**
-   * An answer's body, failing when Swift sends nothing for `timeoutMs`
-   * (a server that stalls mid-body must not hold the reader forever).
-   */
-  #watched(res: Response, operation: string): ReadableStream<Uint8Array> {
-    return this.#http.watch(res, operation);
-  }
-
-  /** The URL path of object `name` in `container`, each part encoded. */
+  /** The URL path of object `name` in `container` (default: the blobs'). */
   #path(name: string, container = this.#container): string {
-    const parts = [container, ...name.split("/")];
-    return `/${parts.map(encodeURIComponent).join("/")}`;
+    return objectPath(container, name);
   }
-}
-
-/** The JSON answer of a bulk or SLO delete. */
-interface BulkDeleteResult {
-  "Response Status"?: string;
-  "Number Deleted"?: number;
-  Errors?: [string, string][];
-}
-
-function checkContainer(field: string, name: string | undefined): string {
-  if (!name || name.includes("/") || name.length > 256) {
-    throw new BadParamsError(
-      `invalid Swift ${field} (expected a container name: 1 to 256 characters without "/", got ${
-        JSON.stringify(name)
-      })`,
-    );
-  }
-  return name;
-}
-
-/** The whole size from `Content-Range: bytes a-b/size` or `bytes *\/size`. */
-function totalFromContentRange(res: Response, operation: string): number {
-  const header = res.headers.get("Content-Range") ?? "";
-  const size = Number(/\/(\d+)\s*$/.exec(header)?.[1]);
-  if (!Number.isSafeInteger(size)) {
-    throw new SwiftError(
-      operation,
-      res.status,
-      `expected a Content-Range with the size, got "${header}"`,
-    );
-  }
-  return size;
 }
 
 /** `text` parsed as JSON, or `undefined` when it is not JSON. */
@@ -759,24 +474,4 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream({ start: (controller) => controller.close() });
-}
-
-/** Passes on only the bytes at offsets `[start, end)` of the stream. */
-function sliceStream(
-  start: number,
-  end: number,
-): TransformStream<Uint8Array, Uint8Array> {
-  let offset = 0;
-  return new TransformStream({
-    transform(chunk, controller) {
-      const from = Math.max(start - offset, 0);
-      const to = Math.min(end - offset, chunk.byteLength);
-      offset += chunk.byteLength;
-      if (to > from) controller.enqueue(chunk.subarray(from, to));
-    },
-  });
 }

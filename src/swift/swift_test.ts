@@ -18,7 +18,8 @@
  */
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
-import { SwiftBackend, type SwiftParams } from "./backend.ts";
+import { SwiftBackend } from "./backend.ts";
+import type { SwiftParams } from "./params.ts";
 import { SwiftAuth, type SwiftCredentials } from "./auth.ts";
 import { SwiftError } from "./error.ts";
 import type { FetchFn } from "../request.ts";
