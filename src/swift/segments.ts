@@ -14,7 +14,21 @@ import { SizeMismatchError } from "../errors.ts";
  */
 const READ_AHEAD = 1024 * 1024;
 
-/** What a segment's owner learns about its body as it streams. */
+/**
+ * What a segment's owner learns about its body as it streams.
+ *
+ * @example Starting a request's deadline once its body is sent in full
+ * ```ts
+ * import assert from "node:assert";
+ * import { SegmentReader, type SegmentEvents } from "./segments.ts";
+ *
+ * let sent = false;
+ * const events: SegmentEvents = { onEnd: () => (sent = true) };
+ * const segments = new SegmentReader(new Blob(["abc"]).stream().getReader());
+ * await new Response(segments.segment(3, true, events)).text();
+ * assert(sent);
+ * ```
+ */
 export interface SegmentEvents {
   /** The segment's last byte was handed over: the request is fully sent. */
   onEnd?(): void;
