@@ -86,5 +86,6 @@ export {
   IntegrityError,
   NotFoundError,
   RetryableError,
+  ServiceError,
   SizeMismatchError,
 } from "./src/errors.ts";

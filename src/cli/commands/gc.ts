@@ -9,7 +9,7 @@ import { collect } from "../../collect.ts";
 import { isValidHash } from "../../digest.ts";
 import { Refs } from "../../refs.ts";
 import { UsageError } from "../args.ts";
-import type { StoreCommand, StoreContext } from "../command.ts";
+import type { StoreCommand } from "../command.ts";
 import { formatBytes, parseDuration } from "../format.ts";
 
 /**
