@@ -546,3 +546,24 @@ class RetryableAnswer extends Error {
     super(`HTTP ${status}`);
   }
 }
+
+/**
+ * `text` parsed as JSON, or `undefined` when it is not JSON: a service's
+ * answer is data to check, never trusted to be well formed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { parseJson } from "./request.ts";
+ *
+ * assert.deepStrictEqual(parseJson('{"a":1}'), { a: 1 });
+ * assert(parseJson("<html>") === undefined);
+ * ```
+ */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

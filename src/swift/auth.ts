@@ -7,7 +7,7 @@
  */
 
 import { BadParamsError } from "../errors.ts";
-import { discard, type FetchFn, HttpClient } from "../request.ts";
+import { discard, type FetchFn, HttpClient, parseJson } from "../request.ts";
 import { SWIFT, SwiftError } from "./error.ts";
 
 /**
@@ -311,15 +311,6 @@ export class SwiftAuth {
       storageURL: trimSlash(storageURL),
       expiresAt: Number.isFinite(expiresAt) ? expiresAt : Infinity,
     };
-  }
-}
-
-/** `text` as JSON, or `undefined` when it is not JSON. */
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }
 

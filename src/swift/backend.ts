@@ -14,12 +14,13 @@ import type {
 } from "../backend.ts";
 import { BadParamsError, NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
-import { discard } from "../request.ts";
+import { discard, parseJson } from "../request.ts";
 import { VerifyStream } from "../verify.ts";
 import { objectPath, SwiftClient } from "./client.ts";
 import { SwiftError } from "./error.ts";
 import { checkParams, type SwiftParams } from "./params.ts";
-import { emptyStream, sliceStream, totalFromContentRange } from "./ranges.ts";
+import { emptyStream } from "../source.ts";
+import { sliceStream, totalFromContentRange } from "./ranges.ts";
 import { SegmentReader } from "./segments.ts";
 import { segmentName, segmentPrefix, segmentSets } from "./segment_sets.ts";
 
@@ -464,14 +465,5 @@ export class SwiftBackend implements Backend {
   /** The URL path of object `name` in `container` (default: the blobs'). */
   #path(name: string, container = this.#container): string {
     return objectPath(container, name);
-  }
-}
-
-/** `text` parsed as JSON, or `undefined` when it is not JSON. */
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

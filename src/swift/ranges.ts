@@ -63,18 +63,3 @@ export function sliceStream(
     },
   });
 }
-
-/**
- * A stream of no bytes (the body of an empty range).
- *
- * @example
- * ```ts
- * import assert from "node:assert";
- * import { emptyStream } from "./ranges.ts";
- *
- * assert((await new Response(emptyStream()).arrayBuffer()).byteLength === 0);
- * ```
- */
-export function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream({ start: (controller) => controller.close() });
-}
