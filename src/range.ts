@@ -123,3 +123,53 @@ function toInt(digits: string): number {
   const value = Number(digits);
   return Number.isSafeInteger(value) ? value : Number.MAX_SAFE_INTEGER;
 }
+
+/**
+ * The whole size an answer to a ranged GET gives in its `Content-Range`
+ * (`bytes a-b/size` or `bytes */size`), or `undefined` when it does not
+ * tell it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { sizeFromContentRange } from "./range.ts";
+ *
+ * assert.strictEqual(sizeFromContentRange("bytes 0-9/100"), 100);
+ * assert.strictEqual(sizeFromContentRange("bytes */7"), 7);
+ * assert.strictEqual(sizeFromContentRange("bytes 0-9/*"), undefined);
+ * ```
+ */
+export function sizeFromContentRange(
+  header: string | null,
+): number | undefined {
+  const size = Number(/\/(\d+)\s*$/.exec(header ?? "")?.[1]);
+  return Number.isSafeInteger(size) ? size : undefined;
+}
+
+/**
+ * Passes on only the bytes at offsets `[start, end)` of the stream: the
+ * range cut out of a whole answer, when a server ignored `Range`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { sliceStream } from "./range.ts";
+ *
+ * const sliced = new Blob(["abcdef"]).stream().pipeThrough(sliceStream(1, 4));
+ * assert(await new Response(sliced).text() === "bcd");
+ * ```
+ */
+export function sliceStream(
+  start: number,
+  end: number,
+): TransformStream<Uint8Array, Uint8Array> {
+  let offset = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      const from = Math.max(start - offset, 0);
+      const to = Math.min(end - offset, chunk.byteLength);
+      offset += chunk.byteLength;
+      if (to > from) controller.enqueue(chunk.subarray(from, to));
+    },
+  });
+}

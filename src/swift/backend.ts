@@ -13,14 +13,14 @@ import type {
   OpenedBlob,
 } from "../backend.ts";
 import { BadParamsError, NotFoundError } from "../errors.ts";
-import { resolveRange } from "../range.ts";
+import { resolveRange, sliceStream } from "../range.ts";
 import { discard, parseJson } from "../request.ts";
 import { VerifyStream } from "../verify.ts";
 import { objectPath, SwiftClient } from "./client.ts";
 import { SwiftError } from "./error.ts";
 import { checkParams, type SwiftParams } from "./params.ts";
 import { emptyStream } from "../source.ts";
-import { sliceStream, totalFromContentRange } from "./ranges.ts";
+import { totalFromContentRange } from "./ranges.ts";
 import { SegmentReader } from "./segments.ts";
 import { segmentName, segmentPrefix, segmentSets } from "./segment_sets.ts";
 
