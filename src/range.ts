@@ -126,7 +126,7 @@ function toInt(digits: string): number {
 
 /**
  * The whole size an answer to a ranged GET gives in its `Content-Range`
- * (`bytes a-b/size` or `bytes */size`), or `undefined` when it does not
+ * (`bytes a-b/size` or `bytes *\/size`), or `undefined` when it does not
  * tell it.
  *
  * @example
@@ -135,7 +135,7 @@ function toInt(digits: string): number {
  * import { sizeFromContentRange } from "./range.ts";
  *
  * assert.strictEqual(sizeFromContentRange("bytes 0-9/100"), 100);
- * assert.strictEqual(sizeFromContentRange("bytes */7"), 7);
+ * assert.strictEqual(sizeFromContentRange("bytes *\/7"), 7);
  * assert.strictEqual(sizeFromContentRange("bytes 0-9/*"), undefined);
  * ```
  */
