@@ -10,7 +10,16 @@ import assert from "node:assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { MongoClient } from "mongodb";
-import { MONGODB_URL, serviceAvailable } from "./services.ts";
+import { S3Backend } from "../s3.ts";
+import {
+  MONGODB_URL,
+  S3_ACCESS_KEY,
+  S3_ENDPOINT,
+  S3_REGION,
+  S3_SECRET_KEY,
+  s3Available,
+  serviceAvailable,
+} from "./services.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -32,6 +41,7 @@ const mongoOk = await serviceAvailable("FerretDB (MongoDB)", async () => {
     await client.close();
   }
 });
+const s3ok = await s3Available();
 const swiftOk = await serviceAvailable("Swift", async () => {
   await (await swiftSession()).cancel();
 });
@@ -83,7 +93,13 @@ async function removeContainer(name: string): Promise<void> {
 function cli(env: Record<string, string>, data: string, ...args: string[]) {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", MAIN, "--data", data, ...args],
-    env: { MONGODB_URL: "", SWIFT_AUTH_URL: "", BLOBSTORE_TOKEN: "", ...env },
+    env: {
+      MONGODB_URL: "",
+      SWIFT_AUTH_URL: "",
+      S3_BUCKET: "",
+      BLOBSTORE_TOKEN: "",
+      ...env,
+    },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -218,6 +234,59 @@ Deno.test({
       await removeContainer(bucket);
     }
   },
+});
+
+Deno.test({
+  name: "cli: S3_BUCKET and the AWS_* variables switch the bytes to S3",
+  ignore: !s3ok,
+  async fn() {
+    const bucket = `blobstore-cli-${crypto.randomUUID().slice(0, 8)}`;
+    const env = {
+      S3_BUCKET: bucket,
+      AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+      AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
+      AWS_REGION: S3_REGION,
+      AWS_ENDPOINT_URL_S3: S3_ENDPOINT,
+    };
+    try {
+      await exercise(
+        env,
+        new RegExp(
+          `data in .* \\(catalog: Deno KV in .*; blobs: S3 bucket ${bucket} at `,
+        ),
+      );
+    } finally {
+      const backend = new S3Backend({
+        endpoint: S3_ENDPOINT,
+        region: S3_REGION,
+        bucket,
+        accessKeyId: S3_ACCESS_KEY,
+        secretAccessKey: S3_SECRET_KEY,
+      });
+      const names = [];
+      for await (const { name } of backend.list()) names.push(name);
+      await backend.removeMany(names);
+    }
+  },
+});
+
+Deno.test("cli: an incomplete S3 configuration is an error that names what is missing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const res = await run(
+      { S3_BUCKET: "blobs" },
+      join(dir, "data"),
+      "stat",
+      "0".repeat(96),
+    );
+    assert.strictEqual(res.code, 1);
+    assert.match(
+      res.err,
+      /missing AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("cli: an incomplete Swift configuration is an error that names what is missing", async () => {

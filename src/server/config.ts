@@ -8,6 +8,9 @@
  *   `FileBackend` under `<data>/blobs`;
  * - `MONGODB_URL`: the MongoDB catalog and GridFS backend, in the URL's
  *   database or `blobstore`;
+ * - `S3_BUCKET` (with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+ *   optionally `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3`,
+ *   `S3_PATH_STYLE`): the S3 backend, beside the catalog picked as above;
  * - `SWIFT_AUTH_URL` (with `SWIFT_USERNAME`, `SWIFT_SECRET`, `SWIFT_BUCKET`
  *   and optionally `SWIFT_TENANT`, `SWIFT_REGION`, `SWIFT_ENDPOINT_URL`):
  *   the Swift backend, beside the MongoDB catalog when `MONGODB_URL` is set
@@ -74,13 +77,17 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
       const catalogSide = mongoUrl
         ? await openMongo(mongoUrl, closers)
         : await openKv(data, closers);
-      const swift = env("SWIFT_AUTH_URL") ? await openSwift(env) : undefined;
+      const bytes = env("S3_BUCKET")
+        ? await openS3(env)
+        : env("SWIFT_AUTH_URL")
+        ? await openSwift(env)
+        : undefined;
       seams = {
         catalog: catalogSide.catalog,
-        backend: swift?.backend ?? catalogSide.backend,
+        backend: bytes?.backend ?? catalogSide.backend,
         description: {
           catalog: catalogSide.description.catalog,
-          backend: swift?.description ?? catalogSide.description.backend,
+          backend: bytes?.description ?? catalogSide.description.backend,
           dataDir: mongoUrl ? undefined : data,
         },
       };
@@ -165,5 +172,45 @@ async function openSwift(
       username: env("SWIFT_USERNAME")!,
     }),
     description: `Swift container ${bucket} (auth ${redact(authURL)})`,
+  };
+}
+
+/**
+ * The S3 backend from the AWS conventions: `AWS_ACCESS_KEY_ID`,
+ * `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default
+ * `us-east-1`), `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`; default AWS
+ * S3 in the region), plus `S3_BUCKET` and `S3_PATH_STYLE` (`true` or
+ * `false`; default: path-style for an IP address or localhost).
+ */
+async function openS3(
+  env: (name: string) => string | undefined,
+): Promise<{ backend: Backend; description: string }> {
+  const required = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET"];
+  const missing = required.filter((name) => !env(name));
+  if (missing.length > 0) {
+    throw new Error(
+      `incomplete S3 configuration (expected ${required.join(", ")}; missing ${
+        missing.join(", ")
+      })`,
+    );
+  }
+  const region = env("AWS_REGION") || env("AWS_DEFAULT_REGION") ||
+    "us-east-1";
+  const endpoint = env("AWS_ENDPOINT_URL_S3") || env("AWS_ENDPOINT_URL") ||
+    `https://s3.${region}.amazonaws.com`;
+  const pathStyle = env("S3_PATH_STYLE");
+  const bucket = env("S3_BUCKET")!;
+  const { S3Backend } = await import("../s3/backend.ts");
+  return {
+    backend: new S3Backend({
+      endpoint,
+      region,
+      bucket,
+      accessKeyId: env("AWS_ACCESS_KEY_ID")!,
+      secretAccessKey: env("AWS_SECRET_ACCESS_KEY")!,
+      sessionToken: env("AWS_SESSION_TOKEN") || undefined,
+      pathStyle: pathStyle ? pathStyle === "true" : undefined,
+    }),
+    description: `S3 bucket ${bucket} at ${redact(endpoint)}`,
   };
 }
