@@ -12,7 +12,7 @@
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { OpenedBlob } from "./backend.ts";
+ * import type { OpenedBlob } from "@blobstore/blobstore";
  *
  * const blob: OpenedBlob = { size: 3, body: new Blob(["abc"]).stream() };
  * assert((await new Response(blob.body).text()) === "abc");
@@ -32,7 +32,7 @@ export interface OpenedBlob {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { ByteRange } from "./backend.ts";
+ * import type { ByteRange } from "@blobstore/blobstore";
  *
  * const firstKiB: ByteRange = { start: 0, end: 1024 };
  * assert(firstKiB.end === 1024);
@@ -51,7 +51,7 @@ export interface ByteRange {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { BackendObject } from "./backend.ts";
+ * import type { BackendObject } from "@blobstore/blobstore";
  *
  * const obj: BackendObject = { name: "x", size: 3, modified: new Date() };
  * assert(obj.size === 3);
@@ -77,8 +77,7 @@ export interface BackendObject {
  * @example A backend that wraps another and counts puts
  * ```ts
  * import assert from "node:assert";
- * import type { Backend } from "./backend.ts";
- * import { MemoryBackend } from "./memory/backend.ts";
+ * import { type Backend, MemoryBackend } from "@blobstore/blobstore";
  *
  * const inner = new MemoryBackend();
  * let puts = 0;

@@ -17,7 +17,7 @@
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { BlobRef } from "./catalog.ts";
+ * import type { BlobRef } from "@blobstore/blobstore";
  *
  * const ref: BlobRef = { hash: "0".repeat(96), name: "0".repeat(96) + "-01", putTime: new Date(), size: 0 };
  * assert(ref.size === 0);
@@ -42,7 +42,7 @@ export interface BlobRef {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { PartRecord } from "./catalog.ts";
+ * import type { PartRecord } from "@blobstore/blobstore";
  *
  * const part: PartRecord = { hash: "0".repeat(96), size: 10, offset: 0, complete: false };
  * assert(!part.complete);
@@ -65,7 +65,7 @@ export interface PartRecord {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { UploadRecord } from "./catalog.ts";
+ * import type { UploadRecord } from "@blobstore/blobstore";
  *
  * const upload: UploadRecord = { id: "u1", expires: new Date(), parts: [] };
  * assert(upload.hash === undefined);
@@ -152,8 +152,7 @@ export interface MultipartRegistry {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { Catalog } from "./catalog.ts";
- * import { MemoryCatalog } from "./memory/catalog.ts";
+ * import { type Catalog, MemoryCatalog } from "@blobstore/blobstore";
  *
  * const catalog: Catalog = new MemoryCatalog();
  * assert(await catalog.getRef("0".repeat(96)) === undefined);

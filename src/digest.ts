@@ -2,7 +2,7 @@
  * SHA-384 of a byte stream, computed as the bytes flow past.
  *
  * Web Crypto's `subtle.digest` wants the whole input at once, so the
- * incremental hash comes from `node:crypto`, which Deno ships.
+ * incremental hash comes from `node:crypto`, which Deno, Node and Bun ship.
  *
  * @module
  */
@@ -20,7 +20,7 @@ const HASH_PATTERN = /^[0-9a-f]{96}$/;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { isValidHash } from "./digest.ts";
+ * import { isValidHash } from "@blobstore/blobstore";
  *
  * assert(isValidHash("0".repeat(96)));
  * assert(!isValidHash("xyz"));
@@ -62,7 +62,7 @@ export function checkHash(hash: string, what = "hash"): void {
  * @example Hashing while copying
  * ```ts
  * import assert from "node:assert";
- * import { Sha384Stream } from "./digest.ts";
+ * import { Sha384Stream } from "@blobstore/blobstore";
  *
  * const hasher = new Sha384Stream();
  * const out = new Blob(["abc"]).stream().pipeThrough(hasher);
@@ -79,7 +79,13 @@ export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
   /** Creates a stream with a fresh hash state. */
   constructor() {
     const hash: Hash = createHash("sha384");
-    const { promise, resolve, reject } = Promise.withResolvers<string>();
+    // Not Promise.withResolvers: Node 20 lacks it.
+    let resolve!: (digest: string) => void;
+    let reject!: (reason: unknown) => void;
+    const promise = new Promise<string>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     // The digest may never be awaited when the pipe fails for another
     // reason: mark it handled so its rejection does not kill the process.
     promise.catch(() => {});
@@ -114,7 +120,7 @@ export class Sha384Stream extends TransformStream<Uint8Array, Uint8Array> {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { sha384 } from "./digest.ts";
+ * import { sha384 } from "@blobstore/blobstore";
  *
  * const hash = await sha384(new TextEncoder().encode("abc"));
  * assert(hash.startsWith("cb00753f45a35e8b"));

@@ -13,7 +13,7 @@
  * @example Telling the store's errors apart from others
  * ```ts
  * import assert from "node:assert";
- * import { BlobStoreError, NotFoundError } from "./errors.ts";
+ * import { BlobStoreError, NotFoundError } from "@blobstore/blobstore";
  *
  * const err: unknown = new NotFoundError("blob not found");
  * assert(err instanceof BlobStoreError);
@@ -33,7 +33,7 @@ export class BlobStoreError extends Error {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { NotFoundError } from "./errors.ts";
+ * import { NotFoundError } from "@blobstore/blobstore";
  *
  * const err = new NotFoundError("upload \"abc\" not found");
  * assert(err.name === "NotFoundError");
@@ -48,7 +48,7 @@ export class NotFoundError extends BlobStoreError {}
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { BadParamsError } from "./errors.ts";
+ * import { BadParamsError } from "@blobstore/blobstore";
  *
  * const err = new BadParamsError("part 0 too small (need at least 100 bytes, got 26)");
  * assert(err.message.includes("too small"));
@@ -64,7 +64,7 @@ export class BadParamsError extends BlobStoreError {}
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { ConflictError } from "./errors.ts";
+ * import { ConflictError } from "@blobstore/blobstore";
  *
  * const err = new ConflictError("upload already finished");
  * assert(err instanceof ConflictError);
@@ -79,7 +79,7 @@ export class ConflictError extends BlobStoreError {}
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { HashMismatchError, IntegrityError } from "./errors.ts";
+ * import { HashMismatchError, IntegrityError } from "@blobstore/blobstore";
  *
  * const err = new HashMismatchError("a".repeat(96), "b".repeat(96));
  * assert(err instanceof IntegrityError);
@@ -93,7 +93,7 @@ export class IntegrityError extends BlobStoreError {}
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { HashMismatchError } from "./errors.ts";
+ * import { HashMismatchError } from "@blobstore/blobstore";
  *
  * const err = new HashMismatchError("a".repeat(96), "b".repeat(96));
  * assert(err.expected === "a".repeat(96) && err.actual === "b".repeat(96));
@@ -120,7 +120,7 @@ export class HashMismatchError extends IntegrityError {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { SizeMismatchError } from "./errors.ts";
+ * import { SizeMismatchError } from "@blobstore/blobstore";
  *
  * const err = new SizeMismatchError(10, 11);
  * assert(err.message === "size mismatch (expected 10 bytes, got at least 11)");

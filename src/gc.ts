@@ -15,7 +15,7 @@ import type { Refs } from "./refs.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { BlobStats } from "./gc.ts";
+ * import type { BlobStats } from "@blobstore/blobstore";
  *
  * const stats: BlobStats = { count: 2, maxSize: 10, meanSize: 7 };
  * assert(stats.meanSize <= stats.maxSize);

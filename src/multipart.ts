@@ -16,7 +16,7 @@ import { BadParamsError, ConflictError } from "./errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { MultipartIndex } from "./multipart.ts";
+ * import type { MultipartIndex } from "@blobstore/blobstore";
  *
  * const index: MultipartIndex = { sizes: [5, 3], hashes: ["a".repeat(96), "b".repeat(96)] };
  * assert(index.sizes.length === index.hashes.length);
@@ -35,7 +35,7 @@ export interface MultipartIndex {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { Part } from "./multipart.ts";
+ * import type { Part } from "@blobstore/blobstore";
  *
  * const parts: Part[] = [{ hash: "a".repeat(96) }];
  * assert(parts.length === 1);
@@ -52,7 +52,7 @@ export interface Part {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { PartInfo } from "./multipart.ts";
+ * import type { PartInfo } from "@blobstore/blobstore";
  *
  * const info: PartInfo = { hash: "a".repeat(96), size: 10, offset: 0, complete: true };
  * assert(info.complete);
@@ -66,7 +66,7 @@ export type PartInfo = PartRecord;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { UploadInfo } from "./multipart.ts";
+ * import type { UploadInfo } from "@blobstore/blobstore";
  *
  * const info: UploadInfo = { parts: [null], expires: new Date() };
  * assert(info.hash === undefined);
@@ -91,7 +91,7 @@ export interface UploadInfo {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { multipartIndex } from "./multipart.ts";
+ * import { multipartIndex } from "@blobstore/blobstore";
  *
  * const part = { hash: "a".repeat(96), size: 3, offset: 0, complete: true };
  * const expires = new Date();

@@ -25,7 +25,7 @@ const MIN_CAPACITY = 1024;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { Refs } from "./refs.ts";
+ * import { Refs } from "@blobstore/blobstore";
  *
  * const refs = new Refs();
  * refs.add("a".repeat(96));

@@ -12,7 +12,7 @@
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { BlobSource } from "./source.ts";
+ * import type { BlobSource } from "@blobstore/blobstore";
  *
  * const sources: BlobSource[] = [
  *   new Uint8Array([1, 2, 3]),
@@ -35,7 +35,7 @@ export type BlobSource =
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { toReadableStream } from "./source.ts";
+ * import { toReadableStream } from "@blobstore/blobstore";
  *
  * const stream = toReadableStream(new Uint8Array([1, 2, 3]));
  * const { value } = await stream.getReader().read();

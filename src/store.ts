@@ -46,9 +46,7 @@ import { VerifyStream } from "./verify.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { StoreOptions } from "./store.ts";
- * import { MemoryBackend } from "./memory/backend.ts";
- * import { MemoryCatalog } from "./memory/catalog.ts";
+ * import { MemoryBackend, MemoryCatalog, type StoreOptions } from "@blobstore/blobstore";
  *
  * const options: StoreOptions = { catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 1024 };
  * assert(options.minPartSize === 1024);
@@ -73,7 +71,7 @@ export interface StoreOptions {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { OpenOptions } from "./store.ts";
+ * import type { OpenOptions } from "@blobstore/blobstore";
  *
  * const tail: OpenOptions = { start: 100 };
  * assert(tail.end === undefined);
@@ -149,7 +147,7 @@ export interface PutResult {
  * @example Put a blob and read it back
  * ```ts
  * import assert from "node:assert";
- * import { MemoryBackend, MemoryCatalog, sha384, Store } from "../mod.ts";
+ * import { MemoryBackend, MemoryCatalog, sha384, Store } from "@blobstore/blobstore";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
  * const bytes = new TextEncoder().encode("hello, world");

@@ -19,7 +19,7 @@ import { hashOfBlobName } from "./names.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { DEFAULT_GRACE_MS } from "./sweep.ts";
+ * import { DEFAULT_GRACE_MS } from "@blobstore/blobstore";
  *
  * assert(DEFAULT_GRACE_MS === 60 * 60 * 1000);
  * ```
@@ -32,7 +32,7 @@ export const DEFAULT_GRACE_MS = 60 * 60 * 1000;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { SweepOptions } from "./sweep.ts";
+ * import type { SweepOptions } from "@blobstore/blobstore";
  *
  * const options: SweepOptions = { dryRun: true };
  * assert(options.dryRun);
@@ -51,7 +51,7 @@ export interface SweepOptions {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { SweepStats } from "./sweep.ts";
+ * import type { SweepStats } from "@blobstore/blobstore";
  *
  * const stats: SweepStats = { examined: 3, removed: 1, removedBytes: 10 };
  * assert(stats.removed <= stats.examined);

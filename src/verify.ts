@@ -19,8 +19,7 @@ import { HashMismatchError, SizeMismatchError } from "./errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { VerifyStream } from "./verify.ts";
- * import { SizeMismatchError } from "./errors.ts";
+ * import { SizeMismatchError, VerifyStream } from "@blobstore/blobstore";
  *
  * const hash = "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7";
  * const good = new Blob(["abc"]).stream().pipeThrough(new VerifyStream(3, hash));

@@ -34,8 +34,7 @@ interface StoredObject {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MemoryBackend } from "./backend.ts";
- * import { sha384 } from "../digest.ts";
+ * import { MemoryBackend, sha384 } from "@blobstore/blobstore";
  *
  * const backend = new MemoryBackend();
  * const bytes = new TextEncoder().encode("hello");

@@ -21,7 +21,7 @@ import { MemoryMultipartRegistry } from "./registry.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MemoryCatalog } from "./catalog.ts";
+ * import { MemoryCatalog } from "@blobstore/blobstore";
  *
  * const catalog = new MemoryCatalog();
  * const ref = { hash: "0".repeat(96), name: "n", putTime: new Date(0), size: 1 };
