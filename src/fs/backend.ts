@@ -76,8 +76,8 @@ export interface FileBackendOptions {
  *
  * @example
  * ```ts
- * import { FileBackend } from "./backend.ts";
- * import { sha384 } from "../digest.ts";
+ * import { sha384 } from "@blobstore/blobstore";
+ * import { FileBackend } from "@blobstore/blobstore/fs";
  *
  * const root = await Deno.makeTempDir();
  * const backend = new FileBackend(root);
@@ -230,7 +230,7 @@ export class FileBackend implements Backend {
    *
    * @example
    * ```ts
-   * import { FileBackend } from "./backend.ts";
+   * import { FileBackend } from "@blobstore/blobstore/fs";
    *
    * const root = await Deno.makeTempDir();
    * console.assert(await new FileBackend(root).sweep(0) === 0);

@@ -97,8 +97,8 @@ export interface KvBackendOptions {
  *
  * @example
  * ```ts
- * import { KvBackend } from "./backend.ts";
- * import { sha384 } from "../digest.ts";
+ * import { sha384 } from "@blobstore/blobstore";
+ * import { KvBackend } from "@blobstore/blobstore/kv";
  *
  * const kv = await Deno.openKv(":memory:");
  * const backend = new KvBackend(kv);
@@ -248,7 +248,7 @@ export class KvBackend implements Backend {
    *
    * @example
    * ```ts
-   * import { KvBackend } from "./backend.ts";
+   * import { KvBackend } from "@blobstore/blobstore/kv";
    *
    * const kv = await Deno.openKv(":memory:");
    * console.assert(await new KvBackend(kv).sweep(0) === 0);

@@ -93,7 +93,7 @@ const RETRY = Symbol("retry");
  *
  * @example
  * ```ts
- * import { KvCatalog } from "./catalog.ts";
+ * import { KvCatalog } from "@blobstore/blobstore/kv";
  *
  * const kv = await Deno.openKv(":memory:");
  * const catalog = new KvCatalog(kv);

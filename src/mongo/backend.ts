@@ -65,7 +65,7 @@ const READ_AHEAD_CHUNKS = 4;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { MongoBackendOptions } from "./backend.ts";
+ * import type { MongoBackendOptions } from "@blobstore/blobstore/mongo";
  *
  * const options: MongoBackendOptions = { chunkSizeBytes: 1024 * 1024 };
  * assert.strictEqual(options.chunkSizeBytes, 1048576);
@@ -110,8 +110,8 @@ export interface MongoBackendOptions {
  * @example
  * ```ts ignore
  * import { MongoClient } from "mongodb";
- * import { MongoBackend } from "./backend.ts";
- * import { sha384 } from "../digest.ts";
+ * import { sha384 } from "@blobstore/blobstore";
+ * import { MongoBackend } from "@blobstore/blobstore/mongo";
  *
  * const client = await MongoClient.connect("mongodb://127.0.0.1:27017/");
  * const backend = new MongoBackend(client.db("charmstore"), "blobstore");

@@ -130,7 +130,7 @@ const queues = new DocumentQueues();
  * @example
  * ```ts ignore
  * import { MongoClient } from "mongodb";
- * import { MongoCatalog } from "./catalog.ts";
+ * import { MongoCatalog } from "@blobstore/blobstore/mongo";
  *
  * const client = await MongoClient.connect("mongodb://127.0.0.1:27017/");
  * const catalog = new MongoCatalog(client.db("charmstore"), "blobstore");

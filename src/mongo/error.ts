@@ -26,7 +26,7 @@ const MAX_DETAIL = 500;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { MongoStoreError } from "./error.ts";
+ * import { MongoStoreError } from "@blobstore/blobstore/mongo";
  *
  * const cause = new Error("connection closed");
  * const err = new MongoStoreError("MongoCatalog.insertRef", "x.blobref", cause);
