@@ -26,7 +26,7 @@
  *
  * @example
  * ```ts
- * import type { S3Credentials } from "./sigv4.ts";
+ * import type { S3Credentials } from "@blobstore/blobstore/s3";
  *
  * const credentials: S3Credentials = {
  *   accessKeyId: "AKIAIOSFODNN7EXAMPLE",
@@ -76,8 +76,10 @@ export const EMPTY_SHA256 =
  *
  * @example
  * ```ts
- * import { EMPTY_SHA256, type SignRequestOptions } from "./sigv4.ts";
+ * import type { SignRequestOptions } from "@blobstore/blobstore/s3";
  *
+ * // The SHA-256 of an empty body, the payload hash of a GET, HEAD or DELETE.
+ * const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
  * const options: SignRequestOptions = {
  *   method: "GET",
  *   url: new URL("https://examplebucket.s3.amazonaws.com/test.txt"),
@@ -128,8 +130,10 @@ export interface SignRequestOptions {
  * @example Reproducing the GET Object example of the S3 documentation
  * ```ts
  * import assert from "node:assert";
- * import { EMPTY_SHA256, signRequest } from "./sigv4.ts";
+ * import { signRequest } from "@blobstore/blobstore/s3";
  *
+ * // The SHA-256 of an empty body, the payload hash of a GET, HEAD or DELETE.
+ * const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
  * const headers = await signRequest({
  *   method: "GET",
  *   url: new URL("https://examplebucket.s3.amazonaws.com/test.txt"),
@@ -217,7 +221,7 @@ export async function signRequest(
  *
  * @example
  * ```ts
- * import type { PresignUrlOptions } from "./sigv4.ts";
+ * import type { PresignUrlOptions } from "@blobstore/blobstore/s3";
  *
  * const options: PresignUrlOptions = {
  *   url: new URL("https://examplebucket.s3.amazonaws.com/test.txt"),
@@ -263,7 +267,7 @@ export interface PresignUrlOptions {
  * @example Reproducing the presigned URL example of the S3 documentation
  * ```ts
  * import assert from "node:assert";
- * import { presignUrl } from "./sigv4.ts";
+ * import { presignUrl } from "@blobstore/blobstore/s3";
  *
  * const url = await presignUrl({
  *   url: new URL("https://examplebucket.s3.amazonaws.com/test.txt"),
