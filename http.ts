@@ -29,6 +29,7 @@
  */
 
 export { createHandler, type HandlerOptions } from "./src/http/handler.ts";
+export type { ServeInfo } from "./src/http/limits.ts";
 export { type Authorizer, bearerToken } from "./src/http/auth.ts";
 export type { MultipartEntry, MultipartRegistry } from "./src/catalog.ts";
 export { MemoryMultipartRegistry } from "./src/memory/registry.ts";

@@ -1,6 +1,6 @@
 /**
  * `createHandler`: the blob store as a plain `(req) => Promise<Response>`
- * for `Deno.serve`, `deno serve` and Deno Deploy.
+ * for `Deno.serve`, `deno serve` and Deno Deploy, and for Node and Bun.
  *
  * @module
  */
@@ -15,7 +15,11 @@ import {
   internalErrorResponse,
   jsonResponse,
 } from "./errors.ts";
-import { ConcurrencyLimiter, remoteAddressKey } from "./limits.ts";
+import {
+  ConcurrencyLimiter,
+  remoteAddressKey,
+  type ServeInfo,
+} from "./limits.ts";
 import { MultipartBlobs, SERVICE_OWNER } from "../multipart_blobs.ts";
 import type { MultipartRegistry } from "../catalog.ts";
 import {
@@ -76,8 +80,9 @@ export interface HandlerOptions {
    * address the server passes as the handler's second argument (as
    * `Deno.serve` does), else the first `X-Forwarded-For` address, else
    * one key for all. Behind a reverse proxy, read the header it sets.
+   * (A method, so a function typed with `Deno.ServeHandlerInfo` fits too.)
    */
-  clientKey?: (req: Request, info?: Deno.ServeHandlerInfo) => string;
+  clientKey?(req: Request, info?: ServeInfo): string;
   /**
    * Decides whether a request may write (every route but `GET`/`HEAD` of a
    * blob; and those too with `authorizeReads`); `false` means 401.
@@ -153,7 +158,9 @@ interface Route {
  * stream in and out; nothing is buffered whole.
  *
  * The handler takes the server's `Deno.ServeHandlerInfo` as an optional
- * second argument, as `Deno.serve` passes it, to tell clients apart.
+ * second argument, as `Deno.serve` passes it, to tell clients apart (its
+ * type is the structural `ServeInfo`: on Node and Bun, call it with the
+ * request alone).
  *
  * @example Serving a memory store on a free port
  * ```ts
@@ -174,7 +181,7 @@ interface Route {
 export function createHandler(
   store: Store,
   options: HandlerOptions = {},
-): (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
+): (req: Request, info?: ServeInfo) => Promise<Response> {
   const prefix = normalizePrefix(options.prefix);
   const authorize = options.authorize === false
     ? undefined
@@ -289,7 +296,7 @@ export function createHandler(
 
   return async (
     req: Request,
-    info?: Deno.ServeHandlerInfo,
+    info?: ServeInfo,
   ): Promise<Response> => {
     let release: (() => void) | undefined;
     try {

@@ -15,6 +15,28 @@
 import { HttpError } from "./errors.ts";
 
 /**
+ * What the handler reads of the server's per-request information, its
+ * optional second argument: the connection's remote address, as
+ * `Deno.serve` passes it in `Deno.ServeHandlerInfo`. Structural, so that
+ * no runtime's types are needed to name it; on Node and Bun, call the
+ * handler with the request alone (or pass `{ remoteAddr: { hostname } }`).
+ *
+ * @example
+ * ```ts
+ * import type { ServeInfo } from "@blobstore/blobstore/http";
+ *
+ * const info: ServeInfo = { remoteAddr: { hostname: "192.0.2.1" } };
+ * ```
+ */
+export interface ServeInfo {
+  /**
+   * The connection's remote address: `hostname` for an IP connection,
+   * else `transport` tells its kind (`"unix"`, `"vsock"`).
+   */
+  remoteAddr?: { hostname?: string; transport?: string };
+}
+
+/**
  * Tells clients apart for the per-client limits (the handler's default
  * `clientKey`): the remote address of the connection when the server
  * passes it (`Deno.serve` and `deno serve` do), else the first address of
@@ -35,10 +57,11 @@ import { HttpError } from "./errors.ts";
  */
 export function remoteAddressKey(
   req: Request,
-  info?: Deno.ServeHandlerInfo,
+  info?: ServeInfo,
 ): string {
   const addr = info?.remoteAddr;
-  if (addr) return "hostname" in addr ? addr.hostname : addr.transport;
+  const key = addr?.hostname ?? addr?.transport;
+  if (key !== undefined) return key;
   const forwarded = req.headers.get("x-forwarded-for")?.split(",")[0].trim();
   return forwarded || "unknown";
 }
