@@ -12,8 +12,8 @@
  * @example Serving a store
  * ```ts
  * import assert from "node:assert";
- * import { Store, MemoryCatalog, MemoryBackend } from "./mod.ts";
- * import { createHandler } from "./http.ts";
+ * import { MemoryBackend, MemoryCatalog, Store } from "@blobstore/blobstore";
+ * import { createHandler } from "@blobstore/blobstore/http";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
  * const server = Deno.serve(

@@ -14,7 +14,7 @@ import { HttpError } from "./errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { Authorizer } from "./auth.ts";
+ * import type { Authorizer } from "@blobstore/blobstore/http";
  *
  * const onlyLocal: Authorizer = (req) => new URL(req.url).hostname === "127.0.0.1";
  * assert(onlyLocal(new Request("http://127.0.0.1/")) === true);
@@ -30,7 +30,7 @@ export type Authorizer = (req: Request) => boolean | Promise<boolean>;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { bearerToken } from "./auth.ts";
+ * import { bearerToken } from "@blobstore/blobstore/http";
  *
  * const authorize = bearerToken("s3cret");
  * const req = new Request("http://x/", { headers: { authorization: "Bearer s3cret" } });

@@ -39,7 +39,7 @@ const DAY = 24 * 60 * 60 * 1000;
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { HandlerOptions } from "./handler.ts";
+ * import type { HandlerOptions } from "@blobstore/blobstore/http";
  *
  * const options: HandlerOptions = { prefix: "/store", maxBodySize: 1 << 30 };
  * assert(options.prefix === "/store");
@@ -165,10 +165,8 @@ interface Route {
  * @example Serving a memory store on a free port
  * ```ts
  * import assert from "node:assert";
- * import { createHandler } from "./handler.ts";
- * import { Store } from "../store.ts";
- * import { MemoryBackend } from "../memory/backend.ts";
- * import { MemoryCatalog } from "../memory/catalog.ts";
+ * import { MemoryBackend, MemoryCatalog, Store } from "@blobstore/blobstore";
+ * import { createHandler } from "@blobstore/blobstore/http";
  *
  * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
  * const handler = createHandler(store, { authorize: false });
