@@ -137,4 +137,15 @@ export interface Backend {
    * (one per put or removal) it cleared. GC's `collect` calls it.
    */
   sweep?(graceMs?: number): Promise<number>;
+  /**
+   * Optional, for backends whose storage serves objects over HTTP itself:
+   * a URL with which anyone may GET the object `name` (bytes as stored,
+   * ranges with a `Range` header) straight from the storage, without
+   * credentials, until it expires `expiresIn` seconds from now (a positive
+   * integer; the storage refuses it afterwards). It does not check that
+   * the object exists. Absent on backends that cannot (memory, file, KV,
+   * GridFS; Swift without a TempURL key). `createHandler`'s `redirect`
+   * uses it. `S3Backend` presigns; `SwiftBackend` makes TempURLs.
+   */
+  signedUrl?(name: string, options: { expiresIn: number }): Promise<string>;
 }

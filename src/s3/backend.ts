@@ -43,8 +43,9 @@ const DELETE_BATCH = 1000;
  *   uploads left incomplete by a killed process (size 0, at the time they
  *   were started), which `remove` aborts, so `Store.sweepOrphans` clears
  *   them past its grace period.
- * - **`presignGet`** hands out a short-lived GET URL (query-string SigV4)
- *   that the storage serves directly, ranges included.
+ * - **`presignGet`** (and **`signedUrl`**, the `Backend` capability that
+ *   `createHandler`'s `redirect` uses) hands out a short-lived GET URL
+ *   (query-string SigV4) that the storage serves directly, ranges included.
  * - Failures are {@linkcode S3Error}s (status, S3's code and request id;
  *   never a secret or a signature) or `NotFoundError`. Idempotent requests
  *   (GET, HEAD, DELETE, listings) are retried with backoff on connection
@@ -243,6 +244,15 @@ export class S3Backend implements Backend {
       options.range === undefined ? undefined : { range: options.range },
     );
     return url.href;
+  }
+
+  /**
+   * See {@linkcode Backend.signedUrl}: {@linkcode S3Backend.presignGet}
+   * without a range, for `expiresIn` seconds (1 to 604,800). S3 refuses
+   * the URL (403) once it expires.
+   */
+  signedUrl(name: string, options: { expiresIn: number }): Promise<string> {
+    return this.presignGet(name, { expiresIn: options.expiresIn });
   }
 
   /** Uploads `sizes.length` parts from `parts`, then completes; aborts on failure. */
