@@ -23,6 +23,7 @@ import { emptyStream } from "../source.ts";
 import { totalFromContentRange } from "./ranges.ts";
 import { SegmentReader } from "./segments.ts";
 import { segmentName, segmentPrefix, segmentSets } from "./segment_sets.ts";
+import { tempUrl } from "./tempurl.ts";
 
 /** Swift's default `max_manifest_segments`: segments per SLO manifest. */
 const MAX_SEGMENTS = 1000;
@@ -54,6 +55,9 @@ interface BulkDeleteResult {
  *   blob's name and `remove` deletes, so the orphan sweep clears them.
  * - get asks for ranges with a `Range` header; cancelling the body aborts
  *   the request.
+ * - With `tempUrlKey`, {@linkcode SwiftBackend.signedUrl} hands out
+ *   TempURLs: short-lived GET URLs that Swift serves directly, ranges
+ *   included (see {@linkcode SwiftBackend.ensureTempUrlKey}).
  * - Auth is Keystone v3 or v1 (tempauth); the token is cached, renewed
  *   before it expires, and a 401 leads to one re-authentication and retry.
  *   Errors are {@linkcode SwiftError}s (with the HTTP status and Swift's
@@ -103,6 +107,23 @@ export class SwiftBackend implements Backend {
   readonly #container: string;
   readonly #segmentContainer: string;
   readonly #segmentSize: number;
+  readonly #tempUrlKey: string | undefined;
+
+  /**
+   * See {@linkcode Backend.signedUrl}: a TempURL for object `name`, good
+   * for a GET (or HEAD, with or without `Range`) for `expiresIn` seconds
+   * (a positive integer), signed with `tempUrlKey` (HMAC-SHA-256 unless
+   * `tempUrlDigest` says otherwise), with `inline` so that Swift does not
+   * add `Content-Disposition: attachment`. It points at the storage URL
+   * auth returned (or `endpointURL`), which whoever follows it must be
+   * able to reach. Present only when `tempUrlKey` is set; Swift refuses
+   * the URL (401) once it expires, or when the account's key is not
+   * `tempUrlKey`. The first call authenticates, to learn the storage URL.
+   */
+  readonly signedUrl?: (
+    name: string,
+    options: { expiresIn: number },
+  ) => Promise<string>;
 
   /** Creates the backend; nothing is sent until the first call. */
   constructor(params: SwiftParams) {
@@ -115,6 +136,57 @@ export class SwiftBackend implements Backend {
       timeoutMs: params.timeoutMs,
       retries: params.retries,
       retryDelayMs: params.retryDelayMs,
+    });
+    const key = this.#tempUrlKey = params.tempUrlKey;
+    if (key !== undefined) {
+      const digest = params.tempUrlDigest;
+      this.signedUrl = async (name, { expiresIn }) => {
+        if (!Number.isSafeInteger(expiresIn) || expiresIn < 1) {
+          throw new BadParamsError(
+            `invalid expiresIn (expected a positive whole number of seconds, got ${expiresIn})`,
+          );
+        }
+        return await tempUrl({
+          storageURL: await this.#client.storageURL(),
+          container: this.#container,
+          name,
+          key,
+          expires: Math.floor(Date.now() / 1000) + expiresIn,
+          digest,
+        });
+      };
+    }
+  }
+
+  /**
+   * Makes `tempUrlKey` one of the account's TempURL keys, so that Swift
+   * accepts the URLs of {@linkcode SwiftBackend.signedUrl}: when neither
+   * `X-Account-Meta-Temp-URL-Key` nor `…-Key-2` is that key, it POSTs it
+   * to the account as `X-Account-Meta-Temp-URL-Key`, **replacing** the key
+   * there (URLs signed with the old one stop working; `…-Key-2` is left
+   * alone, for rotations). Only the account's owner may do this (Swift
+   * answers 403 to others: a {@linkcode SwiftError}); an operator who
+   * keeps keys to themselves sets them instead. Throws `BadParamsError`
+   * without a `tempUrlKey`.
+   */
+  async ensureTempUrlKey(): Promise<void> {
+    const key = this.#tempUrlKey;
+    if (key === undefined) {
+      throw new BadParamsError(
+        "no Swift tempUrlKey to set (expected one in the params)",
+      );
+    }
+    const operation = "HEAD account";
+    const res = await this.#client.request(operation, "HEAD", "");
+    await discard(res);
+    if (!res.ok) throw new SwiftError(operation, res.status, "");
+    const keys = [
+      res.headers.get("X-Account-Meta-Temp-URL-Key"),
+      res.headers.get("X-Account-Meta-Temp-URL-Key-2"),
+    ];
+    if (keys.includes(key)) return;
+    await this.#client.requestOk("POST account", "POST", "", {
+      headers: { "X-Account-Meta-Temp-URL-Key": key },
     });
   }
 

@@ -133,6 +133,14 @@ export class SwiftClient {
   }
 
   /**
+   * The account's storage URL (authenticating first when no session is
+   * fresh), without a trailing slash: where TempURLs point.
+   */
+  async storageURL(): Promise<string> {
+    return (await this.#auth.session()).storageURL;
+  }
+
+  /**
    * Sends a request whose body can be sent again (none, or a string) with
    * the current token; on a 401, re-authenticates once and sends it again,
    * whatever the method, as Swift did nothing with it. Connection failures

@@ -80,6 +80,23 @@ export interface SwiftParams extends SwiftCredentials {
    * names start with `<bucket>/`, so several buckets may share one.
    */
   segmentContainer?: string;
+  /**
+   * The account's TempURL key: with it, the backend has `signedUrl`, which
+   * hands out URLs that let anyone GET a blob straight from Swift for a
+   * while (Swift's `tempurl` middleware must be in the proxy's pipeline).
+   * Swift accepts them only while the account's
+   * `X-Account-Meta-Temp-URL-Key` (or `…-Key-2`) is this key: the operator
+   * sets it (`swift post -m Temp-URL-Key:<key>`), or
+   * `SwiftBackend.ensureTempUrlKey` does, as the account's owner. Treat
+   * it as a secret: it signs reads of every object of the account.
+   * Default: none, and no `signedUrl`.
+   */
+  tempUrlKey?: string;
+  /**
+   * The HMAC digest of TempURLs (default `"sha256"`); it must be among the
+   * middleware's `allowed_digests` (`GET /info`).
+   */
+  tempUrlDigest?: "sha256" | "sha512";
 }
 
 /**
@@ -139,6 +156,19 @@ export function checkParams(params: SwiftParams): Layout {
   if (!Number.isSafeInteger(retries) || retries < 0) {
     throw new BadParamsError(
       `invalid retries (expected a non-negative integer, got ${params.retries})`,
+    );
+  }
+  if (params.tempUrlKey !== undefined && params.tempUrlKey === "") {
+    throw new BadParamsError(
+      "invalid Swift tempUrlKey (expected a non-empty string or none)",
+    );
+  }
+  const digest = params.tempUrlDigest;
+  if (digest !== undefined && digest !== "sha256" && digest !== "sha512") {
+    throw new BadParamsError(
+      `invalid Swift tempUrlDigest (expected "sha256" or "sha512", got ${
+        JSON.stringify(digest)
+      })`,
     );
   }
   for (const field of ["authURL", "username", "secret"] as const) {
