@@ -9,6 +9,7 @@ import type { Store } from "../store.ts";
 import { type Authorizer, tokenFromEnv } from "./auth.ts";
 import { type BlobRouteOptions, getBlob, putBlob } from "./blob_routes.ts";
 import { DEFAULT_BODY_IDLE_TIMEOUT } from "./body.ts";
+import { resolveCors, withCors } from "./cors.ts";
 import {
   errorResponse,
   HttpError,
@@ -94,6 +95,23 @@ export interface HandlerOptions {
   authorize?: Authorizer | false;
   /** Whether reads go through `authorize` too (default `false`). */
   authorizeReads?: boolean;
+  /**
+   * Which web pages, by origin, may call the service from a browser
+   * (CORS): `origins`, exact `scheme://host[:port]` strings or `"*"`;
+   * `credentials` for pages sending cookies (default `false`; a bearer
+   * token needs none); `maxAge`, how long browsers cache a preflight in
+   * seconds (default 600). Preflights from those origins are answered
+   * without `authorize`, and every answer to them exposes `ETag`,
+   * `Content-Range`, `Repr-Digest` and the like. Default:
+   * `BLOBSTORE_CORS_ORIGINS` (comma-separated origins, or `*`) when that
+   * variable is set and readable, else off. Pass `false` to keep it off
+   * whatever the environment says.
+   */
+  cors?: {
+    origins: readonly string[] | "*";
+    credentials?: boolean;
+    maxAge?: number;
+  } | false;
   /** How long an upload lives when the client names no expiry, in ms (default a day). */
   uploadTtl?: number;
   /** The furthest expiry a client may ask for, in ms from now (default 30 days). */
@@ -292,7 +310,7 @@ export function createHandler(
     },
   ];
 
-  return async (
+  return withCors(resolveCors(options.cors), async (
     req: Request,
     info?: ServeInfo,
   ): Promise<Response> => {
@@ -337,7 +355,7 @@ export function createHandler(
       // The body has been read, or abandoned with an error: the slot is free.
       release?.();
     }
-  };
+  });
 }
 
 /**
