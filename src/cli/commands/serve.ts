@@ -5,6 +5,11 @@
  */
 
 import { collect } from "../../collect.ts";
+import {
+  corsFromEnv,
+  type CorsOptions,
+  parseOrigins,
+} from "../../http/cors.ts";
 import { createHandler } from "../../http/handler.ts";
 import { openSeams } from "../../server/config.ts";
 import { UsageError } from "../args.ts";
@@ -20,16 +25,19 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * where the data lives; removes expired uploads every hour (through the
  * core's `collect`, collecting no blob: what to keep is the `gc` command's
  * to say, and the sweeps, which walk the whole backend, are left to it
- * too); stops cleanly on SIGINT or SIGTERM.
+ * too); stops cleanly on SIGINT or SIGTERM. Browsers may call it from the
+ * origins of `--cors-origin` (comma-separated, or `*`), else of
+ * `BLOBSTORE_CORS_ORIGINS`; from none by default.
  */
 export const serveCommand: SelfOpeningCommand = {
   name: "serve",
-  usage: "serve [--port N] [--hostname H] [--data DIR] [--memory]",
+  usage: "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…]",
   summary: "serve the blob store over HTTP (default http://127.0.0.1:8000/)",
   options: {
     port: { type: "string", short: "p" },
     hostname: { type: "string" },
     memory: { type: "boolean" },
+    "cors-origin": { type: "string" },
   },
   opensSeams: true,
   async run(context, { positionals, options }) {
@@ -48,8 +56,9 @@ export const serveCommand: SelfOpeningCommand = {
     }
     const hostname = (options.hostname as string | undefined) ?? "127.0.0.1";
     const memory = options.memory === true;
+    const cors = corsOption(options["cors-origin"]);
     const seams = await openSeams({ data: context.data, memory });
-    const handler = createHandler(seams.store);
+    const handler = createHandler(seams.store, { cors: cors ?? false });
     const server = Deno.serve({
       hostname,
       port,
@@ -69,6 +78,13 @@ export const serveCommand: SelfOpeningCommand = {
         if (Deno.env.get("BLOBSTORE_TOKEN")) {
           context.warn(
             "blobstore: writes need Authorization: Bearer $BLOBSTORE_TOKEN",
+          );
+        }
+        if (cors) {
+          context.warn(
+            `blobstore: browsers may call it from ${
+              cors.origins === "*" ? "every origin" : cors.origins.join(", ")
+            } (CORS)`,
           );
         }
       },
@@ -93,3 +109,26 @@ export const serveCommand: SelfOpeningCommand = {
     return 0;
   },
 };
+
+/**
+ * The CORS of `--cors-origin` (comma-separated origins, or `*`), else of
+ * `BLOBSTORE_CORS_ORIGINS`, else none. A bad flag is a usage error; a bad
+ * variable fails the start with its message.
+ */
+function corsOption(
+  flag: string | boolean | undefined,
+): CorsOptions | undefined {
+  if (typeof flag !== "string") return corsFromEnv();
+  let origins: string[] | "*";
+  try {
+    origins = parseOrigins(flag);
+  } catch (err) {
+    throw new UsageError(`--cors-origin: ${(err as Error).message}`);
+  }
+  if (origins.length === 0) {
+    throw new UsageError(
+      "--cors-origin needs an origin, like https://app.example (or *)",
+    );
+  }
+  return { origins };
+}
