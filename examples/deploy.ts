@@ -1,11 +1,11 @@
 /**
  * The blob store as a Deno Deploy app: one file, no server to run.
  *
- * Deno Deploy provides `Deno.openKv()` (a hosted KV shared by every isolate
- * of the app, in every region) and runs the `fetch` of the default export.
- * Blob references, uploads and, by default, the bytes all live in that KV,
- * so a multipart upload may send its parts and its finish to different
- * isolates, and any isolate serves the finished blob by its hash.
+ * Deno Deploy provides `Deno.openKv()` (the app's hosted KV, shared by every
+ * isolate) and runs the `fetch` of the default export. Blob references,
+ * uploads and, by default, the bytes all live in that KV, so a multipart
+ * upload may send its parts and its finish to different isolates, and any
+ * isolate serves the finished blob by its hash.
  *
  * The environment it reads (nothing else):
  *
@@ -19,15 +19,18 @@
  *   `SWIFT_USERNAME`, `SWIFT_SECRET`, `SWIFT_BUCKET` and optionally
  *   `SWIFT_TENANT`, `SWIFT_REGION`, `SWIFT_ENDPOINT_URL`.
  *
- * Locally, with the least permissions (`deno serve` may listen on its own
- * port without `--allow-net`; S3 or Swift need `--allow-net` to reach them
- * and their variables in `--allow-env`):
+ * Locally, from the project root (its deno.json maps `@blobstore/blobstore`;
+ * in this repository the package's own name does), with the least
+ * permissions: `deno serve` may listen on its own port without
+ * `--allow-net`; S3 or Swift need `--allow-net` to reach them, and their
+ * variables in `--allow-env`.
  *
  * ```sh
- * deno serve --unstable-kv \
+ * mkdir -p data && BLOBSTORE_KV_PATH=./data/deploy.kv deno serve --port 8000 \
+ *   --unstable-kv \
  *   --allow-env=BLOBSTORE_KV_PATH,BLOBSTORE_TOKEN,S3_BUCKET,SWIFT_AUTH_URL \
- *   --allow-read=./data --allow-write=./data \
- *   examples/deploy.ts   # with BLOBSTORE_KV_PATH=./data/blobs.kv
+ *   --allow-read=./data/deploy.kv --allow-write=./data/deploy.kv \
+ *   examples/deploy.ts
  * ```
  *
  * @module
@@ -46,11 +49,12 @@ const need = (name: string, by: string) => {
 
 /** The bytes' home: S3 or Swift when configured (loaded only then), else KV. */
 async function openBackend(kv: Deno.Kv): Promise<Backend> {
-  if (env("S3_BUCKET")) {
+  const bucket = env("S3_BUCKET");
+  if (bucket) {
     const { S3Backend } = await import("@blobstore/blobstore/s3");
     const region = env("AWS_REGION") ?? "us-east-1";
     return new S3Backend({
-      bucket: need("S3_BUCKET", "S3"),
+      bucket,
       region,
       endpoint: env("AWS_ENDPOINT_URL_S3") ??
         `https://s3.${region}.amazonaws.com`,
@@ -59,10 +63,11 @@ async function openBackend(kv: Deno.Kv): Promise<Backend> {
       sessionToken: env("AWS_SESSION_TOKEN"),
     });
   }
-  if (env("SWIFT_AUTH_URL")) {
+  const authURL = env("SWIFT_AUTH_URL");
+  if (authURL) {
     const { SwiftBackend } = await import("@blobstore/blobstore/swift");
     return new SwiftBackend({
-      authURL: need("SWIFT_AUTH_URL", "Swift"),
+      authURL,
       username: need("SWIFT_USERNAME", "SWIFT_AUTH_URL"),
       secret: need("SWIFT_SECRET", "SWIFT_AUTH_URL"),
       bucket: need("SWIFT_BUCKET", "SWIFT_AUTH_URL"),

@@ -6,8 +6,11 @@
  *
  * Each process gets exactly `--unstable-kv`, `--allow-env` for the four
  * variables the entry reads, and read and write access to the KV file; no
- * `--allow-net` (`deno serve` may listen on its own address without it).
- * A second test takes each grant away in turn and sees the entry fail.
+ * `--allow-net` (`deno serve` may listen on its own address without it):
+ * the command line of the README's "Deno Deploy" section, checked against
+ * it. A second test takes each grant away in turn and sees the entry fail,
+ * shows the process cannot reach the network, and that a half-configured
+ * S3 or Swift backend is named.
  */
 
 import assert from "node:assert";
@@ -25,14 +28,62 @@ const ENV_READ = [
   "SWIFT_AUTH_URL",
 ];
 
+/** What the entry reads besides with S3, then with Swift configured. */
+const S3_ENV = [
+  "S3_BUCKET",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_REGION",
+  "AWS_ENDPOINT_URL_S3",
+];
+const SWIFT_ENV = [
+  "SWIFT_AUTH_URL",
+  "SWIFT_USERNAME",
+  "SWIFT_SECRET",
+  "SWIFT_BUCKET",
+  "SWIFT_TENANT",
+  "SWIFT_REGION",
+  "SWIFT_ENDPOINT_URL",
+];
+
 /** The README's command line for a KV file at `kvPath`. */
-function leastPermissions(kvPath: string): string[] {
+function leastPermissions(kvPath: string, env = ENV_READ): string[] {
   return [
     "--unstable-kv",
-    `--allow-env=${ENV_READ.join(",")}`,
+    `--allow-env=${[...new Set(env)].join(",")}`,
     `--allow-read=${kvPath}`,
     `--allow-write=${kvPath}`,
   ];
+}
+
+/**
+ * The permission flags of the `deno serve` command in the README's "Deno
+ * Deploy" section, its KV file replaced by `kvPath`.
+ */
+async function readmePermissions(kvPath: string): Promise<string[]> {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const section = readme.match(/^## Deno Deploy\s*$([\s\S]*?)(?=^## )/m)?.[1];
+  const command = section?.match(/^```sh\n([^`]*deno serve[^`]*)^```$/m)?.[1];
+  assert(command, "the README's Deno Deploy section has no deno serve command");
+  return command.split(/\s+/)
+    .filter((word) => word.startsWith("--") && word !== "--port")
+    .map((flag) => flag.replaceAll("./data/deploy.kv", kvPath));
+}
+
+/** Starts the entry with `permissions`; returns why it did not start. */
+async function failure(
+  permissions: string[],
+  env: Record<string, string>,
+): Promise<string> {
+  let served: Served;
+  try {
+    served = await serve(permissions, env);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  await served.close();
+  throw new Error("it started");
 }
 
 const TOKEN = crypto.randomUUID();
@@ -131,14 +182,8 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
   const dir = await Deno.makeTempDir({ prefix: "blobstore-deploy-" });
   const kvPath = join(dir, "blobs.kv");
   const permissions = leastPermissions(kvPath);
-  // Nothing broad: the documented set and only it.
-  assert.deepStrictEqual(
-    permissions.filter((flag) =>
-      /^(-A|--allow-all|--allow-net|--allow-run|--allow-sys|--allow-ffi|--allow-import)\b/
-        .test(flag) || /^--allow-(read|write|env)$/.test(flag)
-    ),
-    [],
-  );
+  // The documented set, and only it.
+  assert.deepStrictEqual(await readmePermissions(kvPath), permissions);
   const servers: Served[] = [];
   try {
     const env = { BLOBSTORE_KV_PATH: kvPath, BLOBSTORE_TOKEN: TOKEN };
@@ -258,61 +303,44 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
   }
 });
 
-Deno.test("deploy: each grant is needed", async (t) => {
+Deno.test("deploy: each grant is needed, and nothing more is granted", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "blobstore-deploy-" });
   const kvPath = join(dir, "blobs.kv");
   const env = { BLOBSTORE_KV_PATH: kvPath, BLOBSTORE_TOKEN: TOKEN };
-  const without = (flag: string, replacement?: string) =>
-    leastPermissions(kvPath).flatMap((f) =>
-      f.startsWith(flag) ? (replacement ? [replacement] : []) : [f]
-    );
+  const least = leastPermissions(kvPath);
+  const without = (flag: string) => least.filter((f) => !f.startsWith(flag));
+  const envWithout = (name: string) =>
+    leastPermissions(kvPath, ENV_READ.filter((n) => n !== name));
   try {
-    for (
-      const [name, flags, message] of [
-        [
-          "no write access to the KV file",
-          without("--allow-write"),
-          /write access to ".*blobs\.kv"/,
-        ],
-        [
-          "no read access to the KV file",
-          without("--allow-read"),
-          /read access to ".*blobs\.kv"/,
-        ],
-        [
-          "S3_BUCKET not readable",
-          without(
-            "--allow-env",
-            "--allow-env=BLOBSTORE_KV_PATH,BLOBSTORE_TOKEN,SWIFT_AUTH_URL",
-          ),
-          /env access to "S3_BUCKET"/,
-        ],
-      ] as const
-    ) {
+    const cases: [string, string[], RegExp][] = [
+      [
+        "no write access to the KV file",
+        without("--allow-write"),
+        /NotCapable: Requires write access to ".*blobs\.kv"/,
+      ],
+      [
+        "no read access to the KV file",
+        without("--allow-read"),
+        /NotCapable: Requires read access to ".*blobs\.kv"/,
+      ],
+      ...["BLOBSTORE_KV_PATH", "S3_BUCKET", "SWIFT_AUTH_URL"].map((
+        name,
+      ): [string, string[], RegExp] => [
+        `${name} not readable`,
+        envWithout(name),
+        new RegExp(`NotCapable: Requires env access to "${name}"`),
+      ]),
+    ];
+    for (const [name, permissions, message] of cases) {
       await t.step(`${name}: the entry does not start`, async () => {
-        const err = await serve(flags, env).then(
-          async (served) => {
-            await served.close();
-            return undefined;
-          },
-          (err: Error) => err,
-        );
-        assert(err, "it started");
-        assert.match(err.message, /NotCapable/);
-        assert.match(err.message, message);
+        assert.match(await failure(permissions, env), message);
       });
     }
 
     await t.step(
       "BLOBSTORE_TOKEN not readable: it starts, and every write is refused",
       async () => {
-        const served = await serve(
-          without(
-            "--allow-env",
-            "--allow-env=BLOBSTORE_KV_PATH,S3_BUCKET,SWIFT_AUTH_URL",
-          ),
-          env,
-        );
+        const served = await serve(envWithout("BLOBSTORE_TOKEN"), env);
         try {
           const res = await fetch(`${served.url}/uploads`, {
             method: "POST",
@@ -325,6 +353,71 @@ Deno.test("deploy: each grant is needed", async (t) => {
         }
       },
     );
+
+    await t.step(
+      "no network: S3 on 127.0.0.1 is out of reach without --allow-net",
+      async () => {
+        const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        const { port } = listener.addr;
+        let connections = 0;
+        const accepting = (async () => {
+          for await (const conn of listener) {
+            connections++;
+            conn.close();
+          }
+        })();
+        const served = await serve(
+          leastPermissions(kvPath, [...ENV_READ, ...S3_ENV]),
+          {
+            ...env,
+            S3_BUCKET: "blobs",
+            AWS_ACCESS_KEY_ID: "key",
+            AWS_SECRET_ACCESS_KEY: "secret",
+            AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}`,
+          },
+        );
+        try {
+          const bytes = new TextEncoder().encode("unreachable");
+          const res = await fetch(`${served.url}/blobs/${hashOf(bytes)}`, {
+            method: "PUT",
+            headers: auth,
+            body: bytes,
+          });
+          await res.body?.cancel();
+          assert.strictEqual(res.status, 500);
+          assert.match(served.output(), /Requires net access to "127\.0\.0\.1/);
+          assert.strictEqual(connections, 0);
+        } finally {
+          await served.close();
+          listener.close();
+          await accepting;
+        }
+      },
+    );
+
+    for (
+      const [store, variables, missing] of [
+        ["S3", S3_ENV, "AWS_ACCESS_KEY_ID"],
+        ["Swift", SWIFT_ENV, "SWIFT_USERNAME"],
+      ] as const
+    ) {
+      await t.step(
+        `${store} configured without its credentials: it stops naming ${missing}`,
+        async () => {
+          const message = await failure(
+            leastPermissions(kvPath, [...ENV_READ, ...variables]),
+            {
+              ...env,
+              [variables[0]]: store === "S3" ? "blobs" : "http://x/v3",
+            },
+          );
+          assert.match(
+            message,
+            new RegExp(`${missing} is not set \\(${variables[0]} needs it\\)`),
+          );
+        },
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
