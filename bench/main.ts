@@ -2,7 +2,7 @@
  * `deno task bench [--quick] [--only NAME] [--json FILE]`: brings up the
  * local services the tests use (FerretDB, Swift and Keystone on
  * 127.0.0.1, through `scripts/services.ts`), runs every benchmark suite
- * (core, embedded, mongo, swift, http), skipping with its reason a suite
+ * (core, embedded, mongo, swift, s3, http), skipping with its reason a suite
  * whose service is missing, prints one markdown table of ratios against
  * raw baselines measured in the same run, and releases the services.
  *
@@ -19,6 +19,7 @@ import { embeddedSuite } from "./embedded.ts";
 import { httpSuite } from "./http.ts";
 import { mongoSuite } from "./mongo.ts";
 import { parseArgs, printResult, runSuites, writeJson } from "./run.ts";
+import { s3Suite } from "./s3.ts";
 import { swiftSuite } from "./swift.ts";
 
 const options = parseArgs(Deno.args);
@@ -29,7 +30,7 @@ for (const name of services.failed) {
 }
 try {
   const result = await runSuites(
-    [coreSuite, embeddedSuite, mongoSuite, swiftSuite, httpSuite],
+    [coreSuite, embeddedSuite, mongoSuite, swiftSuite, s3Suite, httpSuite],
     options,
   );
   printResult(result);
