@@ -5,8 +5,9 @@
  * @module
  */
 
+import type { Backend } from "../backend.ts";
 import { checkHash } from "../digest.ts";
-import { NotFoundError } from "../errors.ts";
+import { BadParamsError, NotFoundError } from "../errors.ts";
 import { bodyStream, declaredSize } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import type { FoundBlob, MultipartBlobs } from "../multipart_blobs.ts";
@@ -38,6 +39,65 @@ export interface BlobRouteOptions {
   blobPath(hash: string): string;
   /** How long a body may stall before a 408, in ms (default 30 s). */
   bodyIdleTimeout?: number;
+  /**
+   * Answer a `GET` of a single blob with a 307 to the backend's signed URL,
+   * valid for `expiresIn` seconds (see {@linkcode redirectOptions});
+   * `undefined` streams every blob.
+   */
+  redirect?: { expiresIn: number };
+}
+
+/**
+ * How long a redirect's signed URL stays valid by default, in seconds.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { DEFAULT_REDIRECT_EXPIRES_IN } from "./blob_routes.ts";
+ *
+ * assert(DEFAULT_REDIRECT_EXPIRES_IN === 300);
+ * ```
+ */
+export const DEFAULT_REDIRECT_EXPIRES_IN = 300;
+
+/**
+ * The `redirect` of {@linkcode BlobRouteOptions} from `createHandler`'s
+ * option: `undefined` when off, or when `backend` has no `signedUrl`
+ * (it streams then, as without the option). `true` means the default
+ * expiry, {@linkcode DEFAULT_REDIRECT_EXPIRES_IN}. Throws a
+ * `BadParamsError` for an `expiresIn` that is not a whole number of
+ * seconds from 1 to 604,800 (S3's longest).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { redirectOptions } from "./blob_routes.ts";
+ * import { MemoryBackend } from "../memory/backend.ts";
+ *
+ * const memory = new MemoryBackend();
+ * const signing = Object.assign(new MemoryBackend(), {
+ *   signedUrl: () => Promise.resolve("https://storage.example.com/o?sig=1"),
+ * });
+ * assert(redirectOptions(true, memory) === undefined);
+ * assert(redirectOptions(true, signing)?.expiresIn === 300);
+ * assert(redirectOptions({ expiresIn: 60 }, signing)?.expiresIn === 60);
+ * assert(redirectOptions(false, signing) === undefined);
+ * ```
+ */
+export function redirectOptions(
+  option: boolean | { expiresIn?: number } | undefined,
+  backend: Backend,
+): { expiresIn: number } | undefined {
+  if (!option) return undefined;
+  const expiresIn = option === true
+    ? DEFAULT_REDIRECT_EXPIRES_IN
+    : option.expiresIn ?? DEFAULT_REDIRECT_EXPIRES_IN;
+  if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > 604_800) {
+    throw new BadParamsError(
+      `invalid redirect expiresIn (expected a whole number of seconds from 1 to 604800, got ${expiresIn})`,
+    );
+  }
+  return typeof backend.signedUrl === "function" ? { expiresIn } : undefined;
 }
 
 /**
@@ -47,6 +107,11 @@ export interface BlobRouteOptions {
  * `If-Match` first (412 unless it names the strong `ETag` or is `*`),
  * then `If-None-Match` (304), then `Range`. An absent blob is a 404
  * whatever the preconditions.
+ *
+ * With `options.redirect`, a `GET` of a single blob that passed those
+ * checks is a 307 to the backend's signed URL instead (see
+ * {@linkcode redirectTo}); `HEAD`, 304, 412, multipart blobs and requests
+ * with `If-Match` or `If-Range` are answered as without it.
  *
  * @example
  * ```ts ignore
@@ -79,6 +144,10 @@ export async function getBlob(
   if (req.method === "HEAD") {
     headers.set("content-length", String((await blobs.stat(hash)).size));
     return new Response(null, { status: 200, headers });
+  }
+  if (options.redirect) {
+    const res = await redirectTo(req, blobs, hash, options.redirect.expiresIn);
+    if (res) return res;
   }
   const spec = requestedRange(req, hash);
   if (!spec) {
@@ -151,6 +220,45 @@ function blobHeaders(hash: string, cacheControl: string): Headers {
     "accept-ranges": "bytes",
     "cache-control": cacheControl,
     "repr-digest": reprDigest(hash),
+  });
+}
+
+/**
+ * The 307 to a signed URL of the single blob `hash`, or `undefined` to
+ * answer as without `redirect`: a multipart blob or an absent one (which
+ * the catalog alone tells, the single blob's object name coming from the
+ * same lookup), a backend without `signedUrl`, or a request carrying
+ * `If-Match` or `If-Range`. Those two stay here because the client would
+ * send them again to the storage, whose own `ETag` (an MD5 or the like)
+ * is not the blob's: `If-Match` would fail there and `If-Range` would
+ * turn every range into the whole blob. A `Range` goes along as is.
+ *
+ * The redirect is `private` and cached for half the URL's lifetime, so a
+ * cached 307 never points at an expired URL; it carries the blob's `ETag`.
+ * The storage serves the bytes as they are stored, unchecked by the
+ * service.
+ */
+async function redirectTo(
+  req: Request,
+  blobs: MultipartBlobs,
+  hash: string,
+  expiresIn: number,
+): Promise<Response | undefined> {
+  const { backend, catalog } = blobs.store;
+  if (typeof backend.signedUrl !== "function") return undefined;
+  if (req.headers.has("if-match") || req.headers.has("if-range")) {
+    return undefined;
+  }
+  const ref = await catalog.getRef(hash);
+  if (!ref) return undefined;
+  const location = await backend.signedUrl(ref.name, { expiresIn });
+  return new Response(null, {
+    status: 307,
+    headers: {
+      location,
+      etag: `"${hash}"`,
+      "cache-control": `private, max-age=${Math.floor(expiresIn / 2)}`,
+    },
   });
 }
 

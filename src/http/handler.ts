@@ -7,7 +7,12 @@
 
 import type { Store } from "../store.ts";
 import { type Authorizer, tokenFromEnv } from "./auth.ts";
-import { type BlobRouteOptions, getBlob, putBlob } from "./blob_routes.ts";
+import {
+  type BlobRouteOptions,
+  getBlob,
+  putBlob,
+  redirectOptions,
+} from "./blob_routes.ts";
 import { DEFAULT_BODY_IDLE_TIMEOUT } from "./body.ts";
 import { resolveCors, withCors } from "./cors.ts";
 import {
@@ -116,6 +121,17 @@ export interface HandlerOptions {
   uploadTtl?: number;
   /** The furthest expiry a client may ask for, in ms from now (default 30 days). */
   maxUploadTtl?: number;
+  /**
+   * Redirect downloads: a `GET` of a blob put whole is answered with a 307
+   * to a URL the storage serves directly (the backend's `signedUrl`: S3
+   * presigned GETs, Swift TempURLs), valid for `expiresIn` seconds
+   * (default 300; `true` takes the default), ranges included (the client
+   * sends its `Range` there). The 307 is `Cache-Control: private` for half
+   * that time. `HEAD`, 304, 412, multipart blobs, and requests carrying
+   * `If-Match` or `If-Range` are answered as without it, and so is every
+   * request when the backend has no `signedUrl`. Default off.
+   */
+  redirect?: boolean | { expiresIn?: number };
   /** The owner set on finished uploads (default `"blobstore-http"`). */
   owner?: string;
   /**
@@ -160,7 +176,7 @@ interface Route {
  * | Route | |
  * |---|---|
  * | `PUT /blobs/{sha384}` | store the body (`Content-Length` required): 201 if this put stored it (exactly one of concurrent puts of a new blob), 200 if it was there; `If-None-Match: *` → 412 if it was there |
- * | `GET`, `HEAD /blobs/{sha384}` | the blob, with `ETag`, `Repr-Digest`, ranges (206/416), `If-None-Match` → 304, `If-Match` → 412 |
+ * | `GET`, `HEAD /blobs/{sha384}` | the blob, with `ETag`, `Repr-Digest`, ranges (206/416), `If-None-Match` → 304, `If-Match` → 412; with `redirect`, a `GET` of a single blob → 307 to the storage |
  * | `POST /uploads` | start a multipart upload: 201 `{"id", "expires"}` |
  * | `PUT /uploads/{id}/parts/{n}?hash=…&offset=…` | store one part |
  * | `GET`, `HEAD /uploads/{id}` | the upload's state |
@@ -222,6 +238,7 @@ export function createHandler(
     cacheControl: `${
       authorize && authorizeReads ? "private" : "public"
     }, max-age=31536000, immutable`,
+    redirect: redirectOptions(options.redirect, store.backend),
   };
   const uploadOptions: UploadRouteOptions = {
     maxBodySize,
