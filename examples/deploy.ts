@@ -12,6 +12,8 @@
  * - `BLOBSTORE_KV_PATH`: a KV file to open instead of the default one
  *   (locally; leave it unset on Deploy);
  * - `BLOBSTORE_TOKEN`: when set, writes need `Authorization: Bearer <token>`;
+ * - `BLOBSTORE_CORS_ORIGINS`: origins whose pages may call the service
+ *   (comma-separated, or `*`; CORS is off when unset or unreadable);
  * - `S3_BUCKET`: keep the bytes in S3 (or R2, MinIO…) instead, with
  *   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally
  *   `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3`;
@@ -28,7 +30,7 @@
  * ```sh
  * mkdir -p data && BLOBSTORE_KV_PATH=./data/deploy.kv deno serve --port 8000 \
  *   --unstable-kv \
- *   --allow-env=BLOBSTORE_KV_PATH,BLOBSTORE_TOKEN,S3_BUCKET,SWIFT_AUTH_URL \
+ *   --allow-env=BLOBSTORE_KV_PATH,BLOBSTORE_TOKEN,BLOBSTORE_CORS_ORIGINS,S3_BUCKET,SWIFT_AUTH_URL \
  *   --allow-read=./data/deploy.kv --allow-write=./data/deploy.kv \
  *   examples/deploy.ts
  * ```
@@ -88,6 +90,6 @@ const store = new Store({
 });
 
 export default {
-  // Auth: `Authorization: Bearer $BLOBSTORE_TOKEN` for writes when it is set.
+  // Reads BLOBSTORE_TOKEN (auth for writes) and BLOBSTORE_CORS_ORIGINS.
   fetch: createHandler(store),
 } satisfies Deno.ServeDefaultExport;

@@ -4,7 +4,7 @@
  * cross-isolate case of Deploy, where one upload's parts and finish reach
  * different isolates and a third serves the blob.
  *
- * Each process gets exactly `--unstable-kv`, `--allow-env` for the four
+ * Each process gets exactly `--unstable-kv`, `--allow-env` for the five
  * variables the entry reads, and read and write access to the KV file; no
  * `--allow-net` (`deno serve` may listen on its own address without it):
  * the command line of the README's "Deno Deploy" section, checked against
@@ -24,6 +24,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const ENV_READ = [
   "BLOBSTORE_KV_PATH",
   "BLOBSTORE_TOKEN",
+  "BLOBSTORE_CORS_ORIGINS",
   "S3_BUCKET",
   "SWIFT_AUTH_URL",
 ];
@@ -88,6 +89,20 @@ async function failure(
 
 const TOKEN = crypto.randomUUID();
 const auth = { authorization: `Bearer ${TOKEN}` };
+/** The origin whose pages may call the service (`BLOBSTORE_CORS_ORIGINS`). */
+const ORIGIN = "https://app.example";
+
+/** A preflight from `ORIGIN` for a `PUT` with a token. */
+function preflight(url: string): Promise<Response> {
+  return fetch(`${url}/blobs/${"0".repeat(96)}`, {
+    method: "OPTIONS",
+    headers: {
+      origin: ORIGIN,
+      "access-control-request-method": "PUT",
+      "access-control-request-headers": "authorization",
+    },
+  });
+}
 
 interface Served {
   url: string;
@@ -186,7 +201,11 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
   assert.deepStrictEqual(await readmePermissions(kvPath), permissions);
   const servers: Served[] = [];
   try {
-    const env = { BLOBSTORE_KV_PATH: kvPath, BLOBSTORE_TOKEN: TOKEN };
+    const env = {
+      BLOBSTORE_KV_PATH: kvPath,
+      BLOBSTORE_TOKEN: TOKEN,
+      BLOBSTORE_CORS_ORIGINS: ORIGIN,
+    };
     const started = await Promise.allSettled(
       [0, 1, 2].map(() => serve(permissions, env)),
     );
@@ -294,6 +313,22 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
       },
     );
 
+    await t.step("pages of BLOBSTORE_CORS_ORIGINS may call it", async () => {
+      const pre = await preflight(b);
+      await pre.body?.cancel();
+      assert.strictEqual(pre.status, 204);
+      assert.strictEqual(
+        pre.headers.get("access-control-allow-origin"),
+        ORIGIN,
+      );
+      const res = await fetch(`${c}/`, { headers: { origin: ORIGIN } });
+      await res.body?.cancel();
+      assert.strictEqual(
+        res.headers.get("access-control-allow-origin"),
+        ORIGIN,
+      );
+    });
+
     for (const server of servers) {
       assert.doesNotMatch(server.output(), /NotCapable|PermissionDenied/);
     }
@@ -306,7 +341,11 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
 Deno.test("deploy: each grant is needed, and nothing more is granted", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "blobstore-deploy-" });
   const kvPath = join(dir, "blobs.kv");
-  const env = { BLOBSTORE_KV_PATH: kvPath, BLOBSTORE_TOKEN: TOKEN };
+  const env = {
+    BLOBSTORE_KV_PATH: kvPath,
+    BLOBSTORE_TOKEN: TOKEN,
+    BLOBSTORE_CORS_ORIGINS: ORIGIN,
+  };
   const least = leastPermissions(kvPath);
   const without = (flag: string) => least.filter((f) => !f.startsWith(flag));
   const envWithout = (name: string) =>
@@ -348,6 +387,24 @@ Deno.test("deploy: each grant is needed, and nothing more is granted", async (t)
           });
           assert.strictEqual(res.status, 503);
           assert.strictEqual((await res.json()).error, "auth_unavailable");
+        } finally {
+          await served.close();
+        }
+      },
+    );
+
+    await t.step(
+      "BLOBSTORE_CORS_ORIGINS not readable: it starts, and CORS stays off",
+      async () => {
+        const served = await serve(envWithout("BLOBSTORE_CORS_ORIGINS"), env);
+        try {
+          const pre = await preflight(served.url);
+          await pre.body?.cancel();
+          assert.notStrictEqual(pre.status, 204);
+          assert.strictEqual(
+            pre.headers.get("access-control-allow-origin"),
+            null,
+          );
         } finally {
           await served.close();
         }
