@@ -12,7 +12,8 @@
  *   optionally `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3`,
  *   `S3_PATH_STYLE`): the S3 backend, beside the catalog picked as above;
  * - `SWIFT_AUTH_URL` (with `SWIFT_USERNAME`, `SWIFT_SECRET`, `SWIFT_BUCKET`
- *   and optionally `SWIFT_TENANT`, `SWIFT_REGION`, `SWIFT_ENDPOINT_URL`):
+ *   and optionally `SWIFT_TENANT`, `SWIFT_REGION`, `SWIFT_ENDPOINT_URL`,
+ *   and `SWIFT_TEMP_URL_KEY`, the account's TempURL key, for redirects):
  *   the Swift backend, beside the MongoDB catalog when `MONGODB_URL` is set
  *   too, else beside the KV catalog;
  * - `memory: true`: everything in memory, gone when the process ends.
@@ -170,6 +171,7 @@ async function openSwift(
       secret: env("SWIFT_SECRET")!,
       tenant: env("SWIFT_TENANT") || undefined,
       username: env("SWIFT_USERNAME")!,
+      tempUrlKey: env("SWIFT_TEMP_URL_KEY") || undefined,
     }),
     description: `Swift container ${bucket} (auth ${redact(authURL)})`,
   };

@@ -27,17 +27,22 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * to say, and the sweeps, which walk the whole backend, are left to it
  * too); stops cleanly on SIGINT or SIGTERM. Browsers may call it from the
  * origins of `--cors-origin` (comma-separated, or `*`), else of
- * `BLOBSTORE_CORS_ORIGINS`; from none by default.
+ * `BLOBSTORE_CORS_ORIGINS`; from none by default. With `--redirect` (or
+ * `BLOBSTORE_REDIRECT=1`), GETs of single blobs are 307s to URLs the
+ * storage serves directly, valid 5 minutes (S3; Swift with
+ * `SWIFT_TEMP_URL_KEY`); other backends stream as without it.
  */
 export const serveCommand: SelfOpeningCommand = {
   name: "serve",
-  usage: "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…]",
+  usage:
+    "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…] [--redirect]",
   summary: "serve the blob store over HTTP (default http://127.0.0.1:8000/)",
   options: {
     port: { type: "string", short: "p" },
     hostname: { type: "string" },
     memory: { type: "boolean" },
     "cors-origin": { type: "string" },
+    redirect: { type: "boolean" },
   },
   opensSeams: true,
   async run(context, { positionals, options }) {
@@ -57,8 +62,12 @@ export const serveCommand: SelfOpeningCommand = {
     const hostname = (options.hostname as string | undefined) ?? "127.0.0.1";
     const memory = options.memory === true;
     const cors = corsOption(options["cors-origin"]);
+    const redirect = options.redirect === true || redirectFromEnv();
     const seams = await openSeams({ data: context.data, memory });
-    const handler = createHandler(seams.store, { cors: cors ?? false });
+    const handler = createHandler(seams.store, {
+      cors: cors ?? false,
+      redirect,
+    });
     const server = Deno.serve({
       hostname,
       port,
@@ -78,6 +87,13 @@ export const serveCommand: SelfOpeningCommand = {
         if (Deno.env.get("BLOBSTORE_TOKEN")) {
           context.warn(
             "blobstore: writes need Authorization: Bearer $BLOBSTORE_TOKEN",
+          );
+        }
+        if (redirect) {
+          context.warn(
+            seams.store.backend.signedUrl
+              ? "blobstore: GETs of single blobs redirect to the storage (signed URLs valid 5 minutes)"
+              : "blobstore: --redirect: this backend cannot sign URLs; blobs are streamed",
           );
         }
         if (cors) {
@@ -109,6 +125,21 @@ export const serveCommand: SelfOpeningCommand = {
     return 0;
   },
 };
+
+/**
+ * Whether `BLOBSTORE_REDIRECT` asks for redirects: `1` or `true` (`0`,
+ * `false` or empty: no); anything else fails the start.
+ */
+function redirectFromEnv(): boolean {
+  const value = (Deno.env.get("BLOBSTORE_REDIRECT") ?? "").trim().toLowerCase();
+  if (value === "1" || value === "true") return true;
+  if (value === "" || value === "0" || value === "false") return false;
+  throw new Error(
+    `invalid BLOBSTORE_REDIRECT ${
+      JSON.stringify(value)
+    } (expected 1, true, 0 or false)`,
+  );
+}
 
 /**
  * The CORS of `--cors-origin` (comma-separated origins, or `*`), else of
