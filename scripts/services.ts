@@ -8,13 +8,15 @@
  *
  * Each script waits itself until its servers answer (swift.sh: the
  * tempauth, Keystone and S3/TempURL proxies), so a `start` that succeeded
- * means ready.
+ * means ready. `chromium` starts nothing: its `start` installs Debian's
+ * headless Chromium when missing, for tests/browser_test.ts, which
+ * launches a browser per case itself.
  *
  * @module
  */
 
 /** The services, in the order they are started. */
-export const SERVICES = ["ferretdb", "swift"] as const;
+export const SERVICES = ["ferretdb", "swift", "chromium"] as const;
 
 /** A service's name. */
 export type ServiceName = typeof SERVICES[number];
