@@ -163,10 +163,19 @@ function tail(stream: ReadableStream<Uint8Array>) {
   return { done, text: () => text };
 }
 
-/** Live processes (not zombies) whose command line mentions `needle`. */
+/**
+ * Live processes (not zombies) whose command line mentions `needle`; none
+ * where there is no /proc to tell (macOS with CHROMIUM_BIN).
+ */
 function processesMentioning(needle: string): number[] {
   const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
+  let entries: Iterable<Deno.DirEntry>;
+  try {
+    entries = Deno.readDirSync("/proc");
+  } catch {
+    return pids;
+  }
+  for (const entry of entries) {
     if (!/^\d+$/.test(entry.name)) continue;
     try {
       const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
