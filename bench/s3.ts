@@ -97,15 +97,25 @@ export const s3Suite: BenchSuite = {
 
     // The bucket, by a bare signed PUT: the baselines may run first.
     await check(await signedFetch("PUT", bucketURL), "PUT bucket");
+    // A failure here is reported, not thrown: it would hide a failed
+    // case's own error (close runs in the harness's finally).
     cleanup = async () => {
-      const names = new Set<string>();
-      for await (const object of backend.list()) names.add(object.name);
-      await backend.removeMany([...names]);
-      // what DeleteObjects leaves: incomplete multipart uploads
-      for await (const object of backend.list()) {
-        await backend.remove(object.name);
+      try {
+        const names = new Set<string>();
+        for await (const object of backend.list()) names.add(object.name);
+        await backend.removeMany([...names]);
+        // what DeleteObjects leaves: incomplete multipart uploads
+        for await (const object of backend.list()) {
+          await backend.remove(object.name);
+        }
+        await check(await signedFetch("DELETE", bucketURL), "DELETE bucket");
+      } catch (err) {
+        console.error(
+          `warning: bench bucket ${bucket} left behind: ${
+            (err as Error).message
+          }`,
+        );
       }
-      await check(await signedFetch("DELETE", bucketURL), "DELETE bucket");
     };
 
     const bareDelete = async (key: string) => {
