@@ -6,6 +6,7 @@
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
+import { readEnv, UNREADABLE } from "../env.ts";
 import { HttpError } from "./errors.ts";
 
 /**
@@ -78,30 +79,6 @@ export function tokenFromEnv(): Authorizer | undefined {
 }
 
 const TOKEN_VARIABLE = "BLOBSTORE_TOKEN";
-
-/** What {@linkcode readEnv} returns for a variable it may not read. */
-const UNREADABLE = Symbol("unreadable");
-
-/** The value of `name`, `undefined` when unset, or `UNREADABLE`. */
-function readEnv(name: string): string | undefined | typeof UNREADABLE {
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  if (!deno) {
-    const process = (globalThis as {
-      process?: { env?: Record<string, string | undefined> };
-    }).process;
-    return process?.env?.[name];
-  }
-  try {
-    const permission = deno.permissions?.querySync?.({
-      name: "env",
-      variable: name,
-    });
-    if (permission && permission.state !== "granted") return UNREADABLE;
-    return deno.env.get(name);
-  } catch {
-    return UNREADABLE; // NotCapable (Deno 2) or PermissionDenied
-  }
-}
 
 function refuseUnreadableToken(): never {
   throw new HttpError(

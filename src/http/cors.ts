@@ -19,6 +19,7 @@
  */
 
 import { jsonResponse } from "./errors.ts";
+import { readEnv, UNREADABLE } from "../env.ts";
 
 /**
  * Which origins may call the service from a browser.
@@ -219,7 +220,9 @@ export function corsPolicy(options: CorsOptions): CorsPolicy {
  * ```
  */
 export function corsFromEnv(): CorsOptions | undefined {
-  const text = readEnv(CORS_ORIGINS_VARIABLE);
+  // Unreadable (no permission) means off: CORS only ever opens access.
+  const value = readEnv(CORS_ORIGINS_VARIABLE);
+  const text = value === UNREADABLE ? undefined : value;
   if (text === undefined || text.trim() === "") return undefined;
   try {
     return { origins: parseOrigins(text) };
@@ -447,29 +450,4 @@ function checkedOrigins(origins: readonly string[]): string[] | "*" {
     );
   }
   return [...new Set(origins.map(normalizeOrigin))];
-}
-
-/**
- * The value of `name`; `undefined` when it is unset or cannot be read (no
- * permission), without prompting. The same reading as `BLOBSTORE_TOKEN`'s
- * in ./auth.ts, except that unreadable here means off.
- */
-function readEnv(name: string): string | undefined {
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  if (!deno) {
-    const process = (globalThis as {
-      process?: { env?: Record<string, string | undefined> };
-    }).process;
-    return process?.env?.[name];
-  }
-  try {
-    const permission = deno.permissions?.querySync?.({
-      name: "env",
-      variable: name,
-    });
-    if (permission && permission.state !== "granted") return undefined;
-    return deno.env.get(name);
-  } catch {
-    return undefined; // NotCapable (Deno 2) or PermissionDenied
-  }
 }
