@@ -36,7 +36,9 @@ export {
   presignUrl,
   type PresignUrlOptions,
   type S3Credentials,
+  sha256Hex,
   signRequest,
   type SignRequestOptions,
+  UNSIGNED_PAYLOAD,
 } from "./src/s3/sigv4.ts";
 export type { FetchFn } from "./src/request.ts";

@@ -50,7 +50,7 @@ export interface S3Credentials {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { UNSIGNED_PAYLOAD } from "./sigv4.ts";
+ * import { UNSIGNED_PAYLOAD } from "@blobstore/blobstore/s3";
  *
  * assert.strictEqual(UNSIGNED_PAYLOAD, "UNSIGNED-PAYLOAD");
  * ```
@@ -357,7 +357,7 @@ export async function presignUrl(options: PresignUrlOptions): Promise<URL> {
  * @example
  * ```ts
  * import assert from "node:assert";
- * import { sha256Hex } from "./sigv4.ts";
+ * import { sha256Hex } from "@blobstore/blobstore/s3";
  *
  * assert.strictEqual(
  *   await sha256Hex("Welcome to Amazon S3."),
