@@ -2,9 +2,10 @@
  * Private server instances for the fault-injection suite, which it may
  * kill, freeze and restart without disturbing anyone else's test run: a
  * FerretDB of its own (same binary and flags as `scripts/ferretdb.sh`, its
- * own port and state under `.state/faults/`), and a second Swift tempauth
- * proxy on its own port in front of the shared Swift storage servers that
- * `scripts/swift.sh` started. The shared instances are never signalled.
+ * own port and state under `.state/faults/`), and Swift proxies of its own
+ * (tempauth, or S3's API through s3api) on their own ports in front of the
+ * shared Swift storage servers that `scripts/swift.sh` started. The shared
+ * instances are never signalled.
  *
  * @module
  */
@@ -224,20 +225,38 @@ export class PrivateFerretDB extends OwnedProcess {
   }
 }
 
+/** Which of the shared Swift's proxy configs a private proxy runs. */
+export type SwiftProxyKind = "tempauth" | "s3api";
+
 /**
- * A second tempauth Swift proxy, on its own port, in front of the storage
- * servers (and memcached) of the shared Swift from `scripts/swift.sh`: the
- * proxy is what the suite kills and freezes; the objects stay on the
- * shared storage servers. Its config is `scripts/swift/proxy-tempauth.conf`
- * with the port changed.
+ * A private Swift proxy, on its own port, in front of the storage servers
+ * (and memcached) of the shared Swift from `scripts/swift.sh`: the proxy is
+ * what the suite kills and freezes; the objects stay on the shared storage
+ * servers. Its config is the shared one with the port changed:
+ * `scripts/swift/proxy-tempauth.conf` (Swift's own API, tempauth), or
+ * `scripts/swift/proxy-s3api.conf` (Amazon's S3 API through s3api, SigV4
+ * with tempauth's users, region us-east-1, path-style; Swift's v1 auth
+ * answers there too).
  */
 export class PrivateSwiftProxy extends OwnedProcess {
-  private constructor(readonly config: string, port: number) {
-    super("swift-proxy", port, `${FAULTS_STATE}/swift-proxy-${port}.log`);
+  private constructor(
+    readonly kind: SwiftProxyKind,
+    readonly config: string,
+    port: number,
+  ) {
+    super(
+      kind === "tempauth" ? "swift-proxy" : "s3-proxy",
+      port,
+      `${FAULTS_STATE}/${
+        kind === "tempauth" ? "swift" : "s3"
+      }-proxy-${port}.log`,
+    );
   }
 
-  /** Renders the config and starts the proxy. */
-  static async create(): Promise<PrivateSwiftProxy> {
+  /** Renders the config of `kind` and starts the proxy. */
+  static async create(
+    kind: SwiftProxyKind = "tempauth",
+  ): Promise<PrivateSwiftProxy> {
     await Deno.stat(`${SWIFT_STATE}/etc/object.ring.gz`).catch(() => {
       throw new Error(
         "the shared Swift is not configured (scripts/swift.sh start sets it up)",
@@ -247,26 +266,34 @@ export class PrivateSwiftProxy extends OwnedProcess {
     const port = freePort();
     const user = await output("id", ["-un"]);
     const template = await Deno.readTextFile(
-      `${root}scripts/swift/proxy-tempauth.conf`,
+      `${root}scripts/swift/proxy-${kind}.conf`,
     );
-    const config = `${FAULTS_STATE}/proxy-tempauth-${port}.conf`;
+    const config = `${FAULTS_STATE}/proxy-${kind}-${port}.conf`;
     await Deno.writeTextFile(
       config,
       template
         .replaceAll("@STATE@", SWIFT_STATE)
         .replaceAll("@USER@", user)
         .replaceAll("@MEMCACHED_PORT@", String(SWIFT_MEMCACHED_PORT))
-        .replaceAll("@PROXY_PORT@", String(port))
-        .replace("log_name = proxy-tempauth", "log_name = proxy-faults"),
+        .replaceAll(
+          kind === "tempauth" ? "@PROXY_PORT@" : "@S3_PORT@",
+          String(port),
+        )
+        .replace(`log_name = proxy-${kind}`, `log_name = proxy-faults-${kind}`),
     );
-    const proxy = new PrivateSwiftProxy(config, port);
+    const proxy = new PrivateSwiftProxy(kind, config, port);
     await proxy.start();
     return proxy;
   }
 
+  /** The origin of this proxy (the S3 endpoint of an s3api proxy). */
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
   /** The v1 auth URL of this proxy. */
   get authURL(): string {
-    return `http://127.0.0.1:${this.port}/auth/v1.0`;
+    return `${this.endpoint}/auth/v1.0`;
   }
 
   protected command(): [string, string[]] {
@@ -275,11 +302,12 @@ export class PrivateSwiftProxy extends OwnedProcess {
 
   protected async ready(): Promise<boolean> {
     try {
-      const res = await fetch(`http://127.0.0.1:${this.port}/healthcheck`, {
+      const res = await fetch(`${this.endpoint}/healthcheck`, {
         signal: AbortSignal.timeout(2000),
       });
-      await res.body?.cancel();
-      return res.ok;
+      const body = await res.text();
+      // "OK" once the whole pipeline (s3api included) is loaded
+      return res.ok && body.trim() === "OK";
     } catch {
       return false;
     }
