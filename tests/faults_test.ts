@@ -89,10 +89,19 @@ const totals = {
   survived: 0,
   lost: 0,
   leaked: 0,
+  untyped: 0,
+  hung: 0,
   cases: 0,
   rawSocketErrors: 0,
-  segmentedPuts: 0,
-  sweptSegmentSets: 0,
+  /**
+   * Per way of writing blobs in pieces (Static Large Objects, S3 multipart
+   * uploads): puts acknowledged and read back intact, unfinished sets
+   * swept.
+   */
+  pieces: {} as Record<
+    string,
+    { acked: number; intact: number; unfinishedLabel: string; swept: number }
+  >,
 };
 
 /**
@@ -123,31 +132,42 @@ function check(report: FaultReport) {
   totals.faults += report.faults;
   totals.lost += report.lost.length;
   totals.leaked += report.leaked.length;
-  totals.segmentedPuts += report.segmented?.ackedPuts ?? 0;
-  totals.sweptSegmentSets += report.segmented?.sweptSets ?? 0;
+  totals.untyped += report.untyped.length;
+  totals.hung += report.hung.length;
+  const { pieces } = report;
+  if (pieces) {
+    const t = totals.pieces[pieces.label] ??= {
+      acked: 0,
+      intact: 0,
+      unfinishedLabel: pieces.unfinishedLabel,
+      swept: 0,
+    };
+    t.acked += pieces.ackedPuts;
+    t.intact += pieces.intactPuts;
+    t.swept += pieces.sweptSets;
+  }
   const clean = Object.values(problems).every((l) => l.length === 0);
   if (clean) totals.survived += report.faults;
   for (const [what, list] of Object.entries(problems)) {
     strictEqual(list.length, 0, `${report.rig}: ${what}: ${list.join("; ")}`);
   }
   ok(report.ackedPuts > 0, "some puts were acknowledged");
-  const { segmented } = report;
-  if (segmented) {
-    // The small segment size is there to put Static Large Objects under
-    // faults: a run that stored none, or none of several segments, did
-    // not test what it claims to.
+  if (pieces) {
+    // The piece size is there to put pieces (Static Large Objects, S3
+    // multipart uploads) under faults: a run that stored none, or none of
+    // several pieces, did not test what it claims to.
     ok(
-      segmented.intactPuts > 0,
-      `${report.rig}: no segmented put was acknowledged and read back intact`,
+      pieces.intactPuts > 0,
+      `${report.rig}: no put in ${pieces.piece} (${pieces.label}) was acknowledged and read back intact`,
     );
     ok(
-      segmented.maxSegments >= 3,
-      `${report.rig}: no acknowledged put had 3 segments or more (most: ${segmented.maxSegments})`,
+      pieces.maxPieces >= 3,
+      `${report.rig}: no acknowledged put had 3 ${pieces.piece} or more (most: ${pieces.maxPieces})`,
     );
     strictEqual(
-      segmented.sweptSets,
-      segmented.unfinishedSets,
-      `${report.rig}: the sweep left segment sets without a manifest`,
+      pieces.sweptSets,
+      pieces.unfinishedSets,
+      `${report.rig}: the sweep left ${pieces.unfinishedLabel}`,
     );
   }
 }
@@ -732,7 +752,11 @@ Deno.test({
   ignore,
   fn() {
     console.log(
-      `faults totals: ${totals.faults} server faults injected, ${totals.survived} survived; ${totals.cases} client, process and orphan cases; lost blobs ${totals.lost}, leaked blobs ${totals.leaked}, raw driver socket errors ${totals.rawSocketErrors}; segmented puts acknowledged ${totals.segmentedPuts}, segment sets swept ${totals.sweptSegmentSets}`,
+      `faults totals: ${totals.faults} server faults injected, ${totals.survived} survived; ${totals.cases} client, process and orphan cases; lost blobs ${totals.lost}, leaked ${totals.leaked}, untyped errors ${totals.untyped}, hung ${totals.hung}, raw driver socket errors ${totals.rawSocketErrors}${
+        Object.entries(totals.pieces).map(([label, t]) =>
+          `; ${label}: puts acknowledged ${t.acked}, read back intact ${t.intact}, ${t.unfinishedLabel} swept ${t.swept}`
+        ).join("")
+      }`,
     );
   },
 });

@@ -185,7 +185,7 @@ export async function mongoRig(
       minPartSize,
     }),
     servers: [ferret],
-    leftovers: () => danglingChunks(db, prefix),
+    leftovers: async () => ({ leaked: await danglingChunks(db, prefix) }),
     async close() {
       await db.dropDatabase().catch(() => {});
       await client.close();
@@ -222,14 +222,20 @@ export async function swiftRig(
       minPartSize,
     }),
     servers: [proxy, ferret],
-    segmentSize: SWIFT_SEGMENT_SIZE,
-    unfinishedSegmentSets: async () => [...(await unfinished()).keys()],
+    pieces: {
+      size: SWIFT_SEGMENT_SIZE,
+      label: "Static Large Objects",
+      piece: "segments",
+      unfinishedLabel: "segment sets without a manifest",
+      unfinished: async () => [...(await unfinished()).keys()],
+    },
     // Segments of a stored blob are its manifest's: only segments no
     // manifest owns are bytes the backend's listing would have to show.
-    leftovers: async () =>
-      [...(await unfinished()).values()].flat().map((n) =>
+    leftovers: async () => ({
+      leaked: [...(await unfinished()).values()].flat().map((n) =>
         `Swift segment without a manifest ${n}`
       ),
+    }),
     async close() {
       await dropContainer(proxy.authURL, bucket).catch(() => {});
       await dropContainer(proxy.authURL, segments).catch(() => {});

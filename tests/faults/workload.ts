@@ -50,19 +50,53 @@ export interface Rig {
   store: Store;
   /** The servers the injector kills and restarts. */
   servers: OwnedProcess[];
-  /** Bytes a backend holds that its listing does not show (must be none). */
-  leftovers(): Promise<string[]>;
   /**
-   * The backend's segment size, for a backend that writes larger blobs as
-   * several objects (Swift's Static Large Objects): puts above it are
-   * counted apart.
+   * What the backend holds after the final sweep that no reference names
+   * (`named`: the object names the references hold), read from the
+   * storage itself, not through the backend's listing: bytes the listing
+   * does not show, or everything unreferenced when the rig lists the
+   * storage directly. Must be none.
    */
-  segmentSize?: number;
+  leftovers(named: ReadonlySet<string>): Promise<Leftovers>;
+  /** For a backend that writes larger blobs in pieces. */
+  pieces?: Pieces;
   /**
-   * The blobs whose segments lie without a manifest (a put killed between
-   * its segments and its manifest), read from the storage itself.
+   * How long to wait before the final zero-grace sweep (a listing that
+   * rounds times up, as s3api rounds an upload's start up to the next
+   * second, shows what was just written as not yet old enough).
    */
-  unfinishedSegmentSets?(): Promise<string[]>;
+  sweepDelayMs?: number;
+}
+
+/** What {@linkcode Rig.leftovers} found. */
+export interface Leftovers {
+  /** Everything no reference names, described: leaks. */
+  leaked: string[];
+  /** What the rig counted in the storage, for the report. */
+  counts?: Record<string, number>;
+}
+
+/**
+ * How a backend writes larger blobs as several pieces: Swift's Static
+ * Large Objects (segments, then a manifest), S3's multipart uploads (parts,
+ * then a completion). Puts and upload parts above the piece size are
+ * counted apart, and so are the sets of pieces a killed put left
+ * unfinished.
+ */
+export interface Pieces {
+  /** The piece size: blobs above it are written in pieces. */
+  size: number;
+  /** What the rig writes, for the report ("Static Large Objects"). */
+  label: string;
+  /** What a piece is called ("segments", "parts"). */
+  piece: string;
+  /** What an unfinished set is called ("segment sets without a manifest"). */
+  unfinishedLabel: string;
+  /**
+   * The unfinished sets (a put killed between its pieces and their
+   * completion), read from the storage itself.
+   */
+  unfinished(): Promise<string[]>;
 }
 
 /** A blob whose put was acknowledged. */
@@ -70,23 +104,27 @@ interface AckedPut {
   hash: string;
   size: number;
   seed: number;
-  /** How many segments the backend wrote it as (0: one plain object). */
-  segments: number;
+  /** How many pieces the backend wrote it as (0: one plain object). */
+  pieces: number;
 }
 
-/** What the workload did with a segmenting backend, and what the sweep found. */
-export interface SegmentedReport {
-  segmentSize: number;
-  /** Puts above the segment size: started, acknowledged, read back intact after GC. */
+/** What the workload did with a backend writing pieces, and what the sweep found. */
+export interface PiecesReport {
+  /** The rig's {@linkcode Pieces}, without the listing. */
+  size: number;
+  label: string;
+  piece: string;
+  unfinishedLabel: string;
+  /** Puts above the piece size: started, acknowledged, read back intact after GC. */
   puts: number;
   ackedPuts: number;
   intactPuts: number;
-  /** The most segments of an acknowledged put. */
-  maxSegments: number;
-  /** Parts above the segment size: started, and stored. */
+  /** The most pieces of an acknowledged put. */
+  maxPieces: number;
+  /** Upload parts above the piece size: started, and stored. */
   parts: number;
   storedParts: number;
-  /** Blobs with segments but no manifest after the final GC, before the sweep. */
+  /** Unfinished sets after the final GC, before the sweep. */
   unfinishedSets: number;
   /** How many of those the sweep removed. */
   sweptSets: number;
@@ -123,8 +161,10 @@ export interface FaultReport {
   danglingRefs: string[];
   leaked: string[];
   sweptOrphans: number;
-  /** With a segmenting backend only. */
-  segmented?: SegmentedReport;
+  /** With a backend writing pieces only. */
+  pieces?: PiecesReport;
+  /** What the rig counted in the storage after the sweep. */
+  counts?: Record<string, number>;
   ms: number;
 }
 
@@ -178,12 +218,15 @@ export async function runUnderFaults(
     danglingRefs: [],
     leaked: [],
     sweptOrphans: 0,
-    segmented: rig.segmentSize === undefined ? undefined : {
-      segmentSize: rig.segmentSize,
+    pieces: rig.pieces && {
+      size: rig.pieces.size,
+      label: rig.pieces.label,
+      piece: rig.pieces.piece,
+      unfinishedLabel: rig.pieces.unfinishedLabel,
       puts: 0,
       ackedPuts: 0,
       intactPuts: 0,
-      maxSegments: 0,
+      maxPieces: 0,
       parts: 0,
       storedParts: 0,
       unfinishedSets: 0,
@@ -191,12 +234,10 @@ export async function runUnderFaults(
     },
     ms: 0,
   };
-  const { segmented } = report;
-  /** How many segments a blob of `size` bytes is written as (0: none). */
-  const segmentsOf = (size: number) =>
-    segmented && size > segmented.segmentSize
-      ? Math.ceil(size / segmented.segmentSize)
-      : 0;
+  const { pieces } = report;
+  /** How many pieces a blob of `size` bytes is written as (0: none). */
+  const piecesOf = (size: number) =>
+    pieces && size > pieces.size ? Math.ceil(size / pieces.size) : 0;
   const inFlight = counts();
   const live = new Set<string>();
   const puts: AckedPut[] = [];
@@ -244,18 +285,18 @@ export async function runUnderFaults(
     const size = 1 + Math.floor(random() * options.maxPutSize);
     const bytes = bytesOf(size, seed);
     const hash = hashOf(bytes);
-    const segments = segmentsOf(size);
-    if (segmented && segments) segmented.puts++;
+    const count = piecesOf(size);
+    if (pieces && count) pieces.puts++;
     live.add(hash);
     const ok = await op("put", `put ${size} bytes`, async () => {
       await store.put(chunkedStream(bytes, 64 * 1024), hash, size);
       return true;
     });
     if (ok) {
-      puts.push({ hash, size, seed, segments });
-      if (segmented && segments) {
-        segmented.ackedPuts++;
-        segmented.maxSegments = Math.max(segmented.maxSegments, segments);
+      puts.push({ hash, size, seed, pieces: count });
+      if (pieces && count) {
+        pieces.ackedPuts++;
+        pieces.maxPieces = Math.max(pieces.maxPieces, count);
       }
     } else live.delete(hash);
   }
@@ -275,8 +316,8 @@ export async function runUnderFaults(
         Math.floor(random() * options.minPartSize);
       const bytes = bytesOf(size, nextSeed++);
       const hash = hashOf(bytes);
-      const segments = segmentsOf(size);
-      if (segmented && segments) segmented.parts++;
+      const inPieces = piecesOf(size) > 0;
+      if (pieces && inPieces) pieces.parts++;
       const ok = await op(
         "putPart",
         `putPart ${i} (${size} bytes)`,
@@ -291,7 +332,7 @@ export async function runUnderFaults(
           ).then(() => true),
       );
       if (!ok) return;
-      if (segmented && segments) segmented.storedParts++;
+      if (pieces && inPieces) pieces.storedParts++;
       parts.push({ hash });
       offset += size;
     }
@@ -336,10 +377,15 @@ export async function runUnderFaults(
         server.thaw();
         log(`fault ${i + 1}: froze and thawed ${server.name}`);
       } else {
+        const down = Date.now();
         await server.kill();
         await sleep(200 + random() * 1500);
         await server.start();
-        log(`fault ${i + 1}: killed and restarted ${server.name}`);
+        log(
+          `fault ${i + 1}: killed and restarted ${server.name} (down ${
+            Date.now() - down
+          } ms)`,
+        );
       }
       server.faults++;
       report.faults++;
@@ -354,7 +400,9 @@ export async function runUnderFaults(
   report.ackedPuts = puts.length;
   report.ackedUploads = uploads.length;
   log(
-    `${rig.name}: workload done, ${puts.length} puts and ${uploads.length} uploads acknowledged; auditing`,
+    `${rig.name}: workload done in ${
+      ((Date.now() - started) / 1000).toFixed(1)
+    } s, ${puts.length} puts and ${uploads.length} uploads acknowledged; auditing`,
   );
   await audit(rig, puts, uploads, report);
   report.ms = Date.now() - started;
@@ -400,12 +448,12 @@ async function lostBlobs(
   intact = new Set<string>(),
 ): Promise<string[]> {
   const lost: string[] = [];
-  for (const { hash, size, segments } of puts) {
+  for (const { hash, size, pieces } of puts) {
     const got = await openHash(store, hash);
     if (got === hash) intact.add(hash);
     else {
       lost.push(
-        `put ${hash.slice(0, 12)} (${size} B, ${segments} segments): ${got}`,
+        `put ${hash.slice(0, 12)} (${size} B, ${pieces} pieces): ${got}`,
       );
     }
   }
@@ -447,18 +495,20 @@ async function audit(
   for (const { hash } of puts) keep.add(hash);
   await store.gc(keep, new Date());
   // Grace period 0, and honestly so: every worker has stopped and every
-  // put has returned (a hung one fails the run), so a set of segments
-  // without a manifest now is debris, never a put still writing.
-  const unfinished = await rig.unfinishedSegmentSets?.() ?? [];
+  // put has returned (a hung one fails the run), so a set of pieces not
+  // completed now is debris, never a put still writing.
+  const unfinished = await rig.pieces?.unfinished() ?? [];
   // Debris no listing shows (a GridFS put's chunks without a files document)
   // first, then the objects no reference names.
   await store.backend.sweep?.(0);
+  if (rig.sweepDelayMs) {
+    await new Promise((r) => setTimeout(r, rig.sweepDelayMs));
+  }
   report.sweptOrphans = (await store.sweepOrphans({ olderThan: 0 })).removed;
-  if (report.segmented) {
-    const still = new Set(await rig.unfinishedSegmentSets?.() ?? []);
-    report.segmented.unfinishedSets = unfinished.length;
-    report.segmented.sweptSets = unfinished.filter((n) => !still.has(n))
-      .length;
+  if (report.pieces) {
+    const still = new Set(await rig.pieces?.unfinished() ?? []);
+    report.pieces.unfinishedSets = unfinished.length;
+    report.pieces.sweptSets = unfinished.filter((n) => !still.has(n)).length;
   }
   const named = new Set(
     (await collect(store.catalog.refsPutBefore(new Date(8.64e15)))).map((r) =>
@@ -468,7 +518,9 @@ async function audit(
   for (const object of await collect(store.backend.list!())) {
     if (!named.has(object.name)) report.leaked.push(object.name);
   }
-  report.leaked.push(...await rig.leftovers());
+  const leftovers = await rig.leftovers(named);
+  report.leaked.push(...leftovers.leaked);
+  report.counts = leftovers.counts;
   // and GC took nothing acknowledged
   const intact = new Set<string>();
   report.lost.push(
@@ -476,9 +528,9 @@ async function audit(
       `after gc: ${l}`
     ),
   );
-  if (report.segmented) {
-    report.segmented.intactPuts = puts.filter((p) =>
-      p.segments > 0 && intact.has(p.hash)
+  if (report.pieces) {
+    report.pieces.intactPuts = puts.filter((p) =>
+      p.pieces > 0 && intact.has(p.hash)
     ).length;
   }
 }
@@ -493,13 +545,26 @@ export function summarize(r: FaultReport): string {
     `  succeeded: ${sum(r.succeeded)}`,
     `  failed (typed): ${sum(r.failed)}`,
     `  acknowledged: ${r.ackedPuts} puts, ${r.ackedUploads} multipart blobs; orphans swept: ${r.sweptOrphans}`,
-    ...(r.segmented ? [segmentedLine(r.segmented)] : []),
+    ...(r.pieces ? [piecesLine(r.pieces)] : []),
+    ...(r.counts
+      ? [
+        `  in the storage after the sweep: ${
+          Object.entries(r.counts).map(([k, v]) => `${k} ${v}`).join(", ")
+        }`,
+      ]
+      : []),
     `  lost ${r.lost.length}, dangling refs ${r.danglingRefs.length}, leaked ${r.leaked.length}, untyped errors ${r.untyped.length} (+ ${r.rawSocketErrors.length} raw driver socket errors), hung ${r.hung.length}`,
   ].join("\n");
 }
 
-function segmentedLine(s: SegmentedReport): string {
-  return `  segmented (segments of ${
-    s.segmentSize / 1024
-  } KiB): puts ${s.puts} started, ${s.ackedPuts} acknowledged, ${s.intactPuts} read back intact after gc (up to ${s.maxSegments} segments); parts ${s.parts} started, ${s.storedParts} stored; segment sets without manifest before the sweep ${s.unfinishedSets}, swept ${s.sweptSets}`;
+/** A size in KiB or MiB, for the report. */
+export function sizeText(bytes: number): string {
+  return bytes % (1024 * 1024) === 0
+    ? `${bytes / (1024 * 1024)} MiB`
+    : `${Math.round(bytes / 1024)} KiB`;
+}
+
+function piecesLine(p: PiecesReport): string {
+  const size = sizeText(p.size);
+  return `  ${p.label} (${p.piece} of ${size}): puts ${p.puts} started, ${p.ackedPuts} acknowledged, ${p.intactPuts} read back intact after gc (up to ${p.maxPieces} ${p.piece}); upload parts above ${size} ${p.parts} started, ${p.storedParts} stored; ${p.unfinishedLabel} before the sweep ${p.unfinishedSets}, swept ${p.sweptSets}`;
 }
