@@ -173,3 +173,40 @@ export function sliceStream(
     },
   });
 }
+
+/**
+ * How to ask a storage service over HTTP for `range` of an object whose
+ * size is not known yet: the bounds (validated as {@linkcode resolveRange}
+ * does), whether the range is empty whatever the size (then only the size
+ * is worth asking), and the `Range` header to send (none for the whole
+ * object). An answer of 200 to a request that had a header means the
+ * server ignored it: cut the range out with {@linkcode sliceStream}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { rangeRequest } from "./range.ts";
+ *
+ * assert.strictEqual(rangeRequest({ start: 10, end: 20 }).header, "bytes=10-19");
+ * assert.strictEqual(rangeRequest({ start: 10 }).header, "bytes=10-");
+ * assert.strictEqual(rangeRequest().header, undefined);
+ * assert(rangeRequest({ start: 5, end: 5 }).empty);
+ * ```
+ */
+export function rangeRequest(range?: ByteRange): {
+  start: number;
+  end: number;
+  empty: boolean;
+  header?: string;
+} {
+  const { start, end } = resolveRange(range, Number.MAX_SAFE_INTEGER);
+  const openEnded = range?.end === undefined;
+  return {
+    start,
+    end,
+    empty: !openEnded && end <= start,
+    header: start > 0 || !openEnded
+      ? `bytes=${start}-${openEnded ? "" : end - 1}`
+      : undefined,
+  };
+}

@@ -13,7 +13,7 @@ import type {
   OpenedBlob,
 } from "../backend.ts";
 import { NotFoundError } from "../errors.ts";
-import { resolveRange, sizeFromContentRange, sliceStream } from "../range.ts";
+import { rangeRequest, sizeFromContentRange, sliceStream } from "../range.ts";
 import { discard } from "../request.ts";
 import { emptyStream } from "../source.ts";
 import { VerifyStream } from "../verify.ts";
@@ -91,16 +91,10 @@ export class S3Backend implements Backend {
 
   /** See {@linkcode Backend.get}. */
   async get(name: string, range?: ByteRange): Promise<OpenedBlob> {
-    // validates the bounds; the size is not known until S3 answers
-    const { start, end } = resolveRange(range, Number.MAX_SAFE_INTEGER);
-    if (range?.end !== undefined && end <= start) {
-      return { size: await this.#size(name), body: emptyStream() };
-    }
-    const openEnded = range?.end === undefined;
-    const headers: Record<string, string> = {};
-    if (start > 0 || !openEnded) {
-      headers.range = `bytes=${start}-${openEnded ? "" : end - 1}`;
-    }
+    // the size is not known until S3 answers
+    const { start, end, empty, header } = rangeRequest(range);
+    if (empty) return { size: await this.#size(name), body: emptyStream() };
+    const headers: Record<string, string> = header ? { range: header } : {};
     const operation = `GET object "${name}"`;
     const res = await this.#send(operation, {
       method: "GET",
@@ -131,7 +125,7 @@ export class S3Backend implements Backend {
     }
     const body = this.#client.watch(res, operation);
     // a server that ignored the Range header: cut the range out ourselves
-    return res.status === 200 && (start > 0 || !openEnded)
+    return res.status === 200 && header !== undefined
       ? { size, body: body.pipeThrough(sliceStream(start, end)) }
       : { size, body };
   }

@@ -13,7 +13,7 @@ import type {
   OpenedBlob,
 } from "../backend.ts";
 import { BadParamsError, NotFoundError } from "../errors.ts";
-import { resolveRange, sliceStream } from "../range.ts";
+import { rangeRequest, sliceStream } from "../range.ts";
 import { discard, parseJson } from "../request.ts";
 import { VerifyStream } from "../verify.ts";
 import { objectPath, SwiftClient } from "./client.ts";
@@ -192,16 +192,10 @@ export class SwiftBackend implements Backend {
 
   /** See {@linkcode Backend.get}. */
   async get(name: string, range?: ByteRange): Promise<OpenedBlob> {
-    // validates the bounds; the size is not known until Swift answers
-    const { start, end } = resolveRange(range, Number.MAX_SAFE_INTEGER);
-    if (range?.end !== undefined && end <= start) {
-      return { size: await this.#size(name), body: emptyStream() };
-    }
-    const openEnded = range?.end === undefined;
-    const headers: Record<string, string> = {};
-    if (start > 0 || !openEnded) {
-      headers.Range = `bytes=${start}-${openEnded ? "" : end - 1}`;
-    }
+    // the size is not known until Swift answers
+    const { start, end, empty, header } = rangeRequest(range);
+    if (empty) return { size: await this.#size(name), body: emptyStream() };
+    const headers: Record<string, string> = header ? { Range: header } : {};
     const operation = `GET object "${name}"`;
     const res = await this.#client.request(operation, "GET", this.#path(name), {
       headers,
@@ -230,7 +224,7 @@ export class SwiftBackend implements Backend {
       }
       const body = this.#client.watch(res, operation);
       // a server that ignored the Range header: cut the range out ourselves
-      return headers.Range
+      return header !== undefined
         ? { size, body: body.pipeThrough(sliceStream(start, end)) }
         : { size, body };
     }
