@@ -2,7 +2,8 @@
  * `deno task faults`: the fault-injection suite (tests/faults_test.ts) with
  * its services, through the test runner (which starts and releases the
  * shared FerretDB and Swift; the suite starts its own private FerretDB and
- * Swift proxy beside them, and kills only those).
+ * Swift proxies, one for Swift's API and one for S3's, beside them, and
+ * kills only those).
  *
  *   deno task faults                 # the quick form (CI): a few minutes
  *   FAULTS_FULL=1 deno task faults   # the full form: many more faults

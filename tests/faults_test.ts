@@ -6,11 +6,14 @@
  *
  * - Servers killed (SIGKILL) or frozen (SIGSTOP) and restarted under
  *   concurrent puts, part uploads, finishes and GC: the suite's own
- *   FerretDB, and its own Swift proxy in front of the shared Swift storage
- *   (the shared instances are never signalled). Then: every acknowledged
- *   blob opens with its exact bytes, every failure was a typed error, no
- *   reference points at missing bytes, and after `gc` plus `sweepOrphans`
- *   no unreferenced bytes remain.
+ *   FerretDB, its own Swift proxy in front of the shared Swift storage, and
+ *   its own Swift proxy speaking S3 (s3api) under `S3Backend`'s single and
+ *   multipart puts (the shared instances are never signalled). Then: every
+ *   acknowledged blob opens with its exact bytes, every failure was a typed
+ *   error, no reference points at missing bytes, and after `gc` plus
+ *   `sweepOrphans` no unreferenced bytes remain (for S3: no object no
+ *   reference names and no incomplete multipart upload, listed straight
+ *   from the S3 API).
  * - Clients that disconnect, stall or send wrong bytes before, during and
  *   at the end of the body, on the store and over HTTP: nothing stored,
  *   nothing leaked.
@@ -19,9 +22,9 @@
  * - A writer killed between writing its bytes and recording them: the
  *   orphan sweep removes exactly that object, never a put in progress.
  *
- * Typed errors: a `BlobStoreError` (with `SwiftError` and `TimeoutError`),
- * a MongoDB driver `MongoError`, or an error keeping one as its `cause`.
- * FAULTS_SEED replays a run's random choices.
+ * Typed errors: a `BlobStoreError` (with `SwiftError`, `S3Error` and
+ * `TimeoutError`), a MongoDB driver `MongoError`, or an error keeping one
+ * as its `cause`. FAULTS_SEED replays a run's random choices.
  *
  * @module
  */
@@ -40,6 +43,8 @@ import {
   danglingChunks,
   dropContainer,
   mongoRig,
+  S3_PART_SIZE,
+  s3Rig,
   swiftNames,
   swiftRig,
 } from "./faults/rigs.ts";
@@ -204,6 +209,41 @@ Deno.test({
       }
     } finally {
       await ferret.close();
+      await proxy.close();
+    }
+  },
+});
+
+/**
+ * The S3 rig: puts of up to 16 MiB and store parts of 3 to 6 MiB, against
+ * S3's 5 MiB parts, so that about two puts in three (up to 4 parts each)
+ * and a third of the store's parts go up as S3 multipart uploads, the rest
+ * as single PUTs.
+ */
+const S3_MIN_STORE_PART = 3 * 1024 * KiB;
+const S3_MAX_PUT = 16 * 1024 * KiB;
+
+Deno.test({
+  name:
+    "faults: the S3 proxy killed or frozen under puts, multipart puts, parts, finishes and GC",
+  ignore,
+  fn: async () => {
+    const proxy = await PrivateSwiftProxy.create("s3api");
+    const rig = s3Rig(proxy, S3_MIN_STORE_PART);
+    try {
+      ok(S3_MAX_PUT > 2 * S3_PART_SIZE, "some puts have 3 parts or more");
+      check(
+        await runUnderFaults(rig, {
+          faults: FULL ? 30 : 6,
+          seed: SEED + 2,
+          minPartSize: S3_MIN_STORE_PART,
+          maxPutSize: S3_MAX_PUT,
+          freeze: true,
+          log: (line) => console.log(line),
+        }),
+      );
+    } finally {
+      await rig.close();
       await proxy.close();
     }
   },

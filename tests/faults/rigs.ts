@@ -1,8 +1,9 @@
 /**
  * The stores the fault suite runs against, on its private servers: the
- * MongoDB seams on a private FerretDB, and the MongoDB catalog with the
- * Swift backend behind a private Swift proxy. Each rig also says how to
- * find bytes a backend's listing cannot show.
+ * MongoDB seams on a private FerretDB, the MongoDB catalog with the Swift
+ * backend behind a private Swift proxy, and an in-memory catalog with the
+ * S3 backend behind a private Swift proxy speaking S3 (s3api). Each rig
+ * also says how to find bytes a backend's listing cannot show.
  *
  * @module
  */
@@ -12,7 +13,13 @@ import { SwiftBackend } from "../../src/swift/backend.ts";
 import { SwiftAuth } from "../../src/swift/auth.ts";
 import { MongoBackend } from "../../src/mongo/backend.ts";
 import { MongoCatalog } from "../../src/mongo/catalog.ts";
+import { MemoryCatalog } from "../../src/memory/catalog.ts";
+import { S3Backend } from "../../src/s3/backend.ts";
+import { S3Client } from "../../src/s3/client.ts";
+import { MIN_PART_SIZE, type S3Params } from "../../src/s3/params.ts";
+import { elements, text } from "../../src/s3/xml.ts";
 import { Store } from "../../src/store.ts";
+import { S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY } from "../services.ts";
 import type { Rig } from "./workload.ts";
 import type { PrivateFerretDB, PrivateSwiftProxy } from "./servers.ts";
 
@@ -241,6 +248,169 @@ export async function swiftRig(
       await dropContainer(proxy.authURL, segments).catch(() => {});
       await db.dropDatabase().catch(() => {});
       await client.close();
+    },
+  };
+}
+
+/** The S3 rig's part size: S3's (and s3api's) least, so that blobs above 5 MiB go up as multipart uploads. */
+export const S3_PART_SIZE = MIN_PART_SIZE;
+
+/** S3's per-request limit in the suite (a frozen proxy fails requests after it). */
+export const S3_TIMEOUT_MS = 5000;
+
+/**
+ * How long after a multipart upload starts a zero-grace sweep can take it:
+ * s3api rounds an upload's `Initiated` time up to the next second, so an
+ * upload begun just now looks as if begun up to a second from now.
+ */
+export const S3_INITIATED_ROUNDING_MS = 1100;
+
+/** The S3 parameters of bucket `bucket` behind `proxy` (an s3api proxy). */
+export function s3Params(proxy: PrivateSwiftProxy, bucket: string): S3Params {
+  return {
+    endpoint: proxy.endpoint,
+    region: S3_REGION,
+    bucket,
+    accessKeyId: S3_ACCESS_KEY,
+    secretAccessKey: S3_SECRET_KEY,
+    pathStyle: true,
+    partSize: S3_PART_SIZE,
+    timeoutMs: S3_TIMEOUT_MS,
+    retryDelayMs: 100,
+  };
+}
+
+/** Sends a signed GET on the bucket and returns the XML answer. */
+async function s3Get(
+  client: S3Client,
+  operation: string,
+  query: Record<string, string>,
+): Promise<string> {
+  const res = await client.send(operation, { method: "GET", query });
+  if (!res.ok) throw await client.errorFrom(operation, res);
+  return await client.readText(res, operation);
+}
+
+/**
+ * The bucket's incomplete multipart uploads as `<key> <upload id>`, from
+ * signed `GET ?uploads` listings page by page: read straight from the S3
+ * API, not through `S3Backend.list`, so the audit does not trust the code
+ * it checks.
+ */
+export async function s3IncompleteUploads(client: S3Client): Promise<string[]> {
+  const uploads: string[] = [];
+  let markers: Record<string, string> = {};
+  for (;;) {
+    const xml = await s3Get(client, "list multipart uploads", {
+      uploads: "",
+      ...markers,
+    });
+    for (const upload of elements(xml, "Upload")) {
+      uploads.push(`${text(upload, "Key")} ${text(upload, "UploadId")}`);
+    }
+    if (text(xml, "IsTruncated") !== "true") return uploads;
+    markers = {
+      "key-marker": text(xml, "NextKeyMarker") ?? "",
+      "upload-id-marker": text(xml, "NextUploadIdMarker") ?? "",
+    };
+  }
+}
+
+/** The bucket's object keys, from signed `ListObjectsV2` page by page. */
+export async function s3Keys(client: S3Client): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const xml = await s3Get(client, "list objects", {
+      "list-type": "2",
+      ...(token === undefined ? {} : { "continuation-token": token }),
+    });
+    for (const entry of elements(xml, "Contents")) {
+      keys.push(text(entry, "Key") ?? "");
+    }
+    token = text(xml, "IsTruncated") === "true"
+      ? text(xml, "NextContinuationToken")
+      : undefined;
+  } while (token !== undefined);
+  return keys;
+}
+
+/**
+ * The part segments s3api keeps in Swift's `<bucket>+segments` container
+ * (`<key>/<upload id>/<part number>`, beside each incomplete upload's
+ * marker `<key>/<upload id>`) that neither an incomplete upload nor an
+ * object of the bucket owns: bytes no S3 listing shows (s3api's abort
+ * deletes the marker before the parts, so a proxy killed in between
+ * leaves them), read with Swift's own API on the same proxy.
+ */
+export async function s3apiStraySegments(
+  proxy: PrivateSwiftProxy,
+  bucket: string,
+  objects: ReadonlySet<string>,
+): Promise<string[]> {
+  const names = await swiftNames(proxy.authURL, `${bucket}+segments`);
+  const markers = new Set(names.filter((n) => n.split("/").length === 2));
+  return names.filter((name) => {
+    const [key, uploadId, part] = name.split("/");
+    if (part === undefined) return false; // a marker: an incomplete upload
+    return !markers.has(`${key}/${uploadId}`) && !objects.has(key);
+  });
+}
+
+/**
+ * `MemoryCatalog` + `S3Backend` through `proxy`, a private Swift proxy
+ * speaking S3 (s3api): every fault strikes the S3 path, since the catalog
+ * lives in this process. Parts of {@linkcode S3_PART_SIZE} (S3's least),
+ * so that puts above it are multipart uploads, and the sweep can find
+ * incomplete ones.
+ */
+export function s3Rig(proxy: PrivateSwiftProxy, minPartSize: number): OpenRig {
+  const bucket = freshName("faults").replaceAll("_", "-");
+  const params = s3Params(proxy, bucket);
+  const client = new S3Client(params);
+  return {
+    name: "MemoryCatalog + S3Backend (Swift s3api proxy killed)",
+    store: new Store({
+      catalog: new MemoryCatalog(),
+      backend: new S3Backend(params),
+      minPartSize,
+    }),
+    servers: [proxy],
+    pieces: {
+      size: S3_PART_SIZE,
+      label: "S3 multipart uploads",
+      piece: "parts",
+      unfinishedLabel: "incomplete multipart uploads",
+      unfinished: () => s3IncompleteUploads(client),
+    },
+    sweepDelayMs: S3_INITIATED_ROUNDING_MS,
+    async leftovers(named) {
+      // After the final sweep, listed straight from the S3 API: every
+      // incomplete upload is a leak (no reference can name one), and so is
+      // every object no reference names. s3api's own part segments that
+      // no S3 listing shows are counted, not failed: no S3 client can see
+      // or remove them, so they are Swift's to clear, not the backend's.
+      const keys = await s3Keys(client);
+      const uploads = await s3IncompleteUploads(client);
+      const unreferenced = keys.filter((key) => !named.has(key));
+      const stray = await s3apiStraySegments(proxy, bucket, new Set(keys));
+      return {
+        leaked: [
+          ...unreferenced.map((key) => `S3 object no reference names ${key}`),
+          ...uploads.map((u) => `S3 incomplete multipart upload ${u}`),
+        ],
+        counts: {
+          objects: keys.length,
+          "unreferenced objects": unreferenced.length,
+          "incomplete multipart uploads": uploads.length,
+          "s3api part segments no upload or object owns": stray.length,
+        },
+      };
+    },
+    async close() {
+      // Swift's own API drops everything, s3api's segments container too.
+      await dropContainer(proxy.authURL, bucket).catch(() => {});
+      await dropContainer(proxy.authURL, `${bucket}+segments`).catch(() => {});
     },
   };
 }
