@@ -30,6 +30,7 @@
 
 export { createHandler, type HandlerOptions } from "./src/http/handler.ts";
 export type { ServeInfo } from "./src/http/limits.ts";
+export { Metrics, METRICS_CONTENT_TYPE } from "./src/http/metrics.ts";
 export { type Authorizer, bearerToken } from "./src/http/auth.ts";
 export type { MultipartEntry, MultipartRegistry } from "./src/catalog.ts";
 export { MemoryMultipartRegistry } from "./src/memory/registry.ts";

@@ -26,6 +26,7 @@ import {
   remoteAddressKey,
   type ServeInfo,
 } from "./limits.ts";
+import { countRequests, Metrics, metricsResponse } from "./metrics.ts";
 import { MultipartBlobs, SERVICE_OWNER } from "../multipart_blobs.ts";
 import type { MultipartRegistry } from "../catalog.ts";
 import {
@@ -135,6 +136,16 @@ export interface HandlerOptions {
   /** The owner set on finished uploads (default `"blobstore-http"`). */
   owner?: string;
   /**
+   * Metrics in the Prometheus text format at `GET /metrics` (a read: it
+   * goes through `authorize` only with `authorizeReads`): requests by
+   * route, method and status, bytes in and out, request durations, the
+   * uploads in flight, and the last garbage collection a caller recorded.
+   * `true` makes a {@linkcode Metrics} of its own; pass one you made to
+   * record into it too (`metrics.recordGc(await collect(…))`). Default
+   * off: no route, nothing counted.
+   */
+  metrics?: boolean | Metrics;
+  /**
    * Called with every failure that is not the client's fault, before the
    * 500 goes out (default: `console.error`). Never sent to the client.
    */
@@ -182,6 +193,7 @@ interface Route {
  * | `GET`, `HEAD /uploads/{id}` | the upload's state |
  * | `POST /uploads/{id}/finish` | `{"parts": [{"hash"}]}` → `{"hash", "size", "index"}` |
  * | `DELETE /uploads/{id}` | drop an upload: 204; 409 if the service owns it (its blob is served) |
+ * | `GET`, `HEAD /metrics` | with `metrics`, the Prometheus text exposition |
  *
  * `HEAD` works wherever `GET` does. Errors are
  * `{"error": code, "message": text}` with 400, 401, 404, 405, 408, 409,
@@ -231,6 +243,9 @@ export function createHandler(
   const bodyIdleTimeout = options.bodyIdleTimeout ?? DEFAULT_BODY_IDLE_TIMEOUT;
   const uploads = new ConcurrencyLimiter(options.maxConcurrentUploads ?? 16);
   const clientKey = options.clientKey ?? remoteAddressKey;
+  const metrics = options.metrics === true
+    ? new Metrics()
+    : options.metrics || undefined;
   const blobOptions: BlobRouteOptions = {
     maxBodySize,
     bodyIdleTimeout,
@@ -326,8 +341,19 @@ export function createHandler(
       },
     },
   ];
+  if (metrics) {
+    routes.push({
+      path: ["metrics"],
+      methods: {
+        GET: {
+          write: false,
+          run: () => Promise.resolve(metricsResponse(metrics)),
+        },
+      },
+    });
+  }
 
-  return withCors(resolveCors(options.cors), async (
+  const routed = withCors(resolveCors(options.cors), async (
     req: Request,
     info?: ServeInfo,
   ): Promise<Response> => {
@@ -360,7 +386,10 @@ export function createHandler(
           { "www-authenticate": 'Bearer realm="blobstore"' },
         );
       }
-      if (handler.body) release = uploads.acquire(clientKey(req, info));
+      if (handler.body) {
+        release = uploads.acquire(clientKey(req, info));
+        if (metrics) release = metrics.trackUpload(release);
+      }
       const res = await handler.run({ req, url, params: match.params });
       return handler.streams ? reportBodyErrors(res, req, onError) : res;
     } catch (err) {
@@ -373,6 +402,33 @@ export function createHandler(
       release?.();
     }
   });
+  if (!metrics) return routed;
+  // The route's pattern, never the path: a bounded set of series.
+  const routeOf = (req: Request): string => {
+    try {
+      const segments = pathSegments(new URL(req.url).pathname, prefix);
+      const route = segments && matchRoute(routes, segments)?.route;
+      return route ? routePattern(route.path) : "other";
+    } catch {
+      return "other";
+    }
+  };
+  return countRequests(metrics, routeOf, routed);
+}
+
+/** The names of the params after these segments, for {@linkcode routePattern}. */
+const PARAM_NAMES: Record<string, string> = {
+  blobs: "hash",
+  uploads: "id",
+  parts: "n",
+};
+
+/** A route's path as a metrics label: `["blobs", "*"]` is `/blobs/{hash}`. */
+function routePattern(path: string[]): string {
+  return "/" +
+    path.map((part, i) =>
+      part === "*" ? `{${PARAM_NAMES[path[i - 1]] ?? "param"}}` : part
+    ).join("/");
 }
 
 /**
