@@ -412,3 +412,83 @@ Deno.test("unknown paths count as route other, and a prefix is not part of the r
     "other 404 2",
   ]);
 });
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** `serve --memory --port 0` with `args` and `env`, in its own process. */
+function serveCommand(args: string[], env: Record<string, string>) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", MAIN, "serve", "--memory", ...args],
+    env: {
+      MONGODB_URL: "",
+      SWIFT_AUTH_URL: "",
+      BLOBSTORE_TOKEN: "",
+      BLOBSTORE_DATA: "",
+      BLOBSTORE_CORS_ORIGINS: "",
+      BLOBSTORE_REDIRECT: "",
+      BLOBSTORE_METRICS: "",
+      NO_COLOR: "1",
+      PORT: "0",
+      ...env,
+    },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+}
+
+/** The stderr of `child` up to a line matching `pattern`, read as it comes. */
+async function stderrUntil(
+  child: Deno.ChildProcess,
+  pattern: RegExp,
+): Promise<string> {
+  const reader = child.stderr.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    while (!pattern.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stderr ended before ${pattern}: ${text}`);
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return text;
+}
+
+Deno.test("serve --metrics and BLOBSTORE_METRICS=1 serve /metrics; without them it is a 404", async () => {
+  for (
+    const [args, env, on] of [
+      [["--metrics"], {}, true],
+      [[], { BLOBSTORE_METRICS: "1" }, true],
+      [[], {}, false],
+    ] as const
+  ) {
+    const child = serveCommand([...args], env).spawn();
+    try {
+      const text = await stderrUntil(child, /data in memory.*\n/);
+      const base = text.match(/listening on (http:\/\/[^/]+)\//)![1];
+      assert.strictEqual(text.includes(`metrics at ${base}/metrics`), on);
+      const res = await fetch(`${base}/metrics`);
+      assert.strictEqual(res.status, on ? 200 : 404, JSON.stringify(args));
+      if (on) {
+        const scraped = parseExposition(await res.text());
+        assert.strictEqual(valueOf(scraped, "blobstore_uploads_in_flight"), 0);
+      } else {
+        await res.body?.cancel();
+      }
+    } finally {
+      child.kill("SIGTERM");
+      assert.strictEqual((await child.status).code, 0);
+      await child.stderr.cancel();
+    }
+  }
+});
+
+Deno.test("serve refuses to start with a malformed BLOBSTORE_METRICS", async () => {
+  const { code, stderr } = await serveCommand([], { BLOBSTORE_METRICS: "yes" })
+    .output();
+  assert.notStrictEqual(code, 0);
+  assert.match(new TextDecoder().decode(stderr), /invalid BLOBSTORE_METRICS/);
+});

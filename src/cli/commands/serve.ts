@@ -11,6 +11,7 @@ import {
   parseOrigins,
 } from "../../http/cors.ts";
 import { createHandler } from "../../http/handler.ts";
+import { Metrics } from "../../http/metrics.ts";
 import { openSeams } from "../../server/config.ts";
 import { UsageError } from "../args.ts";
 import type { SelfOpeningCommand } from "../command.ts";
@@ -30,12 +31,14 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * `BLOBSTORE_CORS_ORIGINS`; from none by default. With `--redirect` (or
  * `BLOBSTORE_REDIRECT=1`), GETs of single blobs are 307s to URLs the
  * storage serves directly, valid 5 minutes (S3; Swift with
- * `SWIFT_TEMP_URL_KEY`); other backends stream as without it.
+ * `SWIFT_TEMP_URL_KEY`); other backends stream as without it. With
+ * `--metrics` (or `BLOBSTORE_METRICS=1`), `GET /metrics` answers in the
+ * Prometheus text format, the hourly reaper's results included.
  */
 export const serveCommand: SelfOpeningCommand = {
   name: "serve",
   usage:
-    "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…] [--redirect]",
+    "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…] [--redirect] [--metrics]",
   summary: "serve the blob store over HTTP (default http://127.0.0.1:8000/)",
   options: {
     port: { type: "string", short: "p" },
@@ -43,6 +46,7 @@ export const serveCommand: SelfOpeningCommand = {
     memory: { type: "boolean" },
     "cors-origin": { type: "string" },
     redirect: { type: "boolean" },
+    metrics: { type: "boolean" },
   },
   opensSeams: true,
   async run(context, { positionals, options }) {
@@ -62,11 +66,17 @@ export const serveCommand: SelfOpeningCommand = {
     const hostname = (options.hostname as string | undefined) ?? "127.0.0.1";
     const memory = options.memory === true;
     const cors = corsOption(options["cors-origin"]);
-    const redirect = options.redirect === true || redirectFromEnv();
+    const redirect = options.redirect === true ||
+      booleanFromEnv("BLOBSTORE_REDIRECT");
+    const metrics =
+      (options.metrics === true || booleanFromEnv("BLOBSTORE_METRICS"))
+        ? new Metrics()
+        : undefined;
     const seams = await openSeams({ data: context.data, memory });
     const handler = createHandler(seams.store, {
       cors: cors ?? false,
       redirect,
+      metrics,
     });
     const server = Deno.serve({
       hostname,
@@ -96,6 +106,11 @@ export const serveCommand: SelfOpeningCommand = {
               : "blobstore: --redirect: this backend cannot sign URLs; blobs are streamed",
           );
         }
+        if (metrics) {
+          context.warn(
+            `blobstore: metrics at http://${host}:${addr.port}/metrics`,
+          );
+        }
         if (cors) {
           context.warn(
             `blobstore: browsers may call it from ${
@@ -106,8 +121,10 @@ export const serveCommand: SelfOpeningCommand = {
       },
     }, handler);
     const reaper = setInterval(() => {
-      collect(seams.store, { sweep: false }).catch((err) =>
-        context.warn(`blobstore: removing expired uploads failed: ${err}`)
+      collect(seams.store, { sweep: false }).then(
+        (result) => metrics?.recordGc(result),
+        (err) =>
+          context.warn(`blobstore: removing expired uploads failed: ${err}`),
       );
     }, REAP_INTERVAL_MS);
     Deno.unrefTimer(reaper);
@@ -127,17 +144,16 @@ export const serveCommand: SelfOpeningCommand = {
 };
 
 /**
- * Whether `BLOBSTORE_REDIRECT` asks for redirects: `1` or `true` (`0`,
- * `false` or empty: no); anything else fails the start.
+ * Whether the variable `name` (`BLOBSTORE_REDIRECT`, `BLOBSTORE_METRICS`)
+ * turns its feature on: `1` or `true` (`0`, `false` or empty: no);
+ * anything else fails the start.
  */
-function redirectFromEnv(): boolean {
-  const value = (Deno.env.get("BLOBSTORE_REDIRECT") ?? "").trim().toLowerCase();
+function booleanFromEnv(name: string): boolean {
+  const value = (Deno.env.get(name) ?? "").trim().toLowerCase();
   if (value === "1" || value === "true") return true;
   if (value === "" || value === "0" || value === "false") return false;
   throw new Error(
-    `invalid BLOBSTORE_REDIRECT ${
-      JSON.stringify(value)
-    } (expected 1, true, 0 or false)`,
+    `invalid ${name} ${JSON.stringify(value)} (expected 1, true, 0 or false)`,
   );
 }
 
