@@ -29,6 +29,7 @@
  */
 
 export { createHandler, type HandlerOptions } from "./src/http/handler.ts";
+export type { CorsOptions } from "./src/http/cors.ts";
 export type { ServeInfo } from "./src/http/limits.ts";
 export { Metrics, METRICS_CONTENT_TYPE } from "./src/http/metrics.ts";
 export { type Authorizer, bearerToken } from "./src/http/auth.ts";

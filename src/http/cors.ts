@@ -27,7 +27,7 @@ import { readEnv, UNREADABLE } from "../env.ts";
  * @example
  * ```ts
  * import assert from "node:assert";
- * import type { CorsOptions } from "./cors.ts";
+ * import type { CorsOptions } from "@blobstore/blobstore/http";
  *
  * const cors: CorsOptions = { origins: ["https://app.example"], maxAge: 3600 };
  * assert(cors.origins !== "*" && cors.origins.length === 1);

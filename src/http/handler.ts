@@ -14,7 +14,7 @@ import {
   redirectOptions,
 } from "./blob_routes.ts";
 import { DEFAULT_BODY_IDLE_TIMEOUT } from "./body.ts";
-import { resolveCors, withCors } from "./cors.ts";
+import { type CorsOptions, resolveCors, withCors } from "./cors.ts";
 import {
   errorResponse,
   HttpError,
@@ -113,11 +113,7 @@ export interface HandlerOptions {
    * variable is set and readable, else off. Pass `false` to keep it off
    * whatever the environment says.
    */
-  cors?: {
-    origins: readonly string[] | "*";
-    credentials?: boolean;
-    maxAge?: number;
-  } | false;
+  cors?: CorsOptions | false;
   /** How long an upload lives when the client names no expiry, in ms (default a day). */
   uploadTtl?: number;
   /** The furthest expiry a client may ask for, in ms from now (default 30 days). */
