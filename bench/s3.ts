@@ -20,7 +20,7 @@
  *   times reported, no target.
  *
  * Standalone: `deno run -A bench/s3.ts [--quick] [--only TEXT]`
- * (`--quick`: 64 MiB blobs, 128 MiB for RSS, 500 objects for GC, 1 round).
+ * (`--quick`: 64 MiB blobs, 128 MiB for RSS, 200 objects for GC, 1 round).
  * Everything goes to a fresh bucket, emptied and deleted at the end.
  * `s3Suite` plugs into `bench/main.ts`.
  *
@@ -66,7 +66,7 @@ export const s3Suite: BenchSuite = {
   name: "s3",
   async open({ quick }) {
     const size = quick ? 64 * MiB : 256 * MiB;
-    const gcCount = quick ? 500 : 10_000;
+    const gcCount = quick ? 200 : 10_000;
     const endpoint = S3_ENDPOINT.replace(/\/+$/, "");
     try {
       const res = await fetch(`${endpoint}/healthcheck`, {
