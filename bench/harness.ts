@@ -1,6 +1,7 @@
 /**
  * The benchmark harness: each case times our path and a raw baseline on the
- * same bytes in the same run, several rounds, and reports the ratio of the
+ * same bytes in the same run (or takes a cost each round measures, such as
+ * a server's CPU time), several rounds, and reports the ratio of the
  * medians (absolute times are noise on a shared 2-core machine; a ratio
  * taken in one run is not), with the peak RSS growth during our path.
  *
@@ -15,6 +16,14 @@ export interface BenchCase {
   size: number;
   /** What a round measures: bytes (MB/s) or operations (ops/s). */
   unit?: "bytes" | "ops";
+  /**
+   * Instead of a rate from the wall time: the unit of a cost (such as
+   * `"ms/MiB"` or `"ms"`, lower being better) that `ours` and `baseline`
+   * measure and return from each round themselves. The row gives the
+   * medians and the ratio baseline / ours, so that, as for rates, above 1
+   * means ours does better.
+   */
+  cost?: string;
   /** The least acceptable ratio ours / baseline, when there is one. */
   target?: number;
   /**
@@ -34,10 +43,10 @@ export interface BenchCase {
   minRate?: number;
   /** The most acceptable peak RSS growth in MiB, when there is one. */
   maxRssGrowthMiB?: number;
-  /** Our path: one timed call. */
-  ours(): Promise<void>;
-  /** The raw baseline: one timed call over the same bytes. */
-  baseline?(): Promise<void>;
+  /** Our path: one timed call (with `cost`, returning the round's cost). */
+  ours(): Promise<void | number>;
+  /** The raw baseline: one timed call over the same bytes (likewise). */
+  baseline?(): Promise<void | number>;
   /** Called once after the rounds. */
   teardown?(): Promise<void>;
 }
@@ -66,7 +75,8 @@ export interface BenchRow {
   peakRssGrowthMiB: number;
   /** The baseline's peak RSS growth (reported in notes, not in the JSON). */
   baselinePeakRssGrowthMiB: number | null;
-  unit: "MB/s" | "ops/s";
+  /** `"MB/s"`, `"ops/s"`, or a case's `cost` unit. */
+  unit: string;
 }
 
 /**
@@ -78,14 +88,14 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
   const base: number[] = [];
   let peak = 0;
   const runOurs = async () => {
-    const sampled = await sampleRss(() => time(c.ours));
+    const sampled = await sampleRss(() => measure(c, c.ours));
     ours.push(sampled.result);
     peak = Math.max(peak, sampled.growthMiB);
   };
   let basePeak = 0;
   const runBaseline = async () => {
     if (!c.baseline) return;
-    const sampled = await sampleRss(() => time(c.baseline!));
+    const sampled = await sampleRss(() => measure(c, c.baseline!));
     base.push(sampled.result);
     basePeak = Math.max(basePeak, sampled.growthMiB);
   };
@@ -104,12 +114,21 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
   } finally {
     await c.teardown?.();
   }
-  const unit = c.unit === "ops" ? "ops/s" : "MB/s";
+  const unit = c.cost ?? (c.unit === "ops" ? "ops/s" : "MB/s");
   const rate = (ms: number) =>
-    c.unit === "ops" ? c.size / (ms / 1000) : c.size / 1e6 / (ms / 1000);
+    c.cost !== undefined
+      ? ms
+      : c.unit === "ops"
+      ? c.size / (ms / 1000)
+      : c.size / 1e6 / (ms / 1000);
   const oursRate = rate(median(ours));
   const baseRate = c.baseline ? rate(median(base)) : null;
-  const ratio = baseRate ? oursRate / baseRate : null;
+  const ratio = !baseRate
+    ? null
+    : c.cost !== undefined
+    ? baseRate / oursRate
+    : oursRate / baseRate;
+  const round = c.cost !== undefined ? roundCost : roundRate;
   const metRatio = c.target === undefined || ratio === null
     ? null
     : ratio >= c.target;
@@ -135,10 +154,18 @@ export async function runCase(c: BenchCase, rounds: number): Promise<BenchRow> {
   };
 }
 
-async function time(fn: () => Promise<void>): Promise<number> {
+/** One call's wall time in ms, or with `c.cost` the cost it returns. */
+async function measure(
+  c: BenchCase,
+  fn: () => Promise<void | number>,
+): Promise<number> {
   const start = performance.now();
-  await fn();
-  return performance.now() - start;
+  const cost = await fn();
+  if (c.cost === undefined) return performance.now() - start;
+  if (typeof cost !== "number" || !Number.isFinite(cost)) {
+    throw new Error(`${c.name}: a round returned no cost (got ${cost})`);
+  }
+  return cost;
 }
 
 /**
@@ -168,8 +195,13 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-function round(x: number): number {
+function roundRate(x: number): number {
   return x >= 100 ? Math.round(x) : Math.round(x * 10) / 10;
+}
+
+/** Three significant digits: costs are often below 1. */
+function roundCost(x: number): number {
+  return Number(x.toPrecision(3));
 }
 
 /** Formats a size in bytes the way the table shows it. */
