@@ -9,14 +9,20 @@
  *   work a verified put does);
  * - download: `GET /blobs/{hash}` of that blob (from the file backend) vs a
  *   bare handler that streams 256 MiB from memory, and vs one that streams
- *   the same bytes from a file (the least work a download from disk does).
+ *   the same bytes from a file (the least work a download from disk does);
+ * - server CPU per MiB (what Deno Deploy bills): the server process's user +
+ *   system CPU time during each round of that PUT and that GET, against the
+ *   bare handler hashing the body and the one streaming the file (the
+ *   other bare handlers' figures go in notes); no target.
  *
  * Each server runs in its own process (this script with `--serve`), so the
  * client does not share its thread; the client sends with a
  * `Content-Length` over a raw connection (as `curl -T` does) and reads with
  * `fetch`. Every upload round sends a different blob, so each one is
  * really stored. Reports the median of the rounds, the ratio, and the
- * servers' peak RSS.
+ * servers' peak RSS. Each server process also answers, on a second port
+ * of its own, its `process.cpuUsage()` (process-wide: every thread), read
+ * before and after each CPU round.
  *
  * Standalone: `deno run -A --unstable-kv bench/http.ts [--quick]`
  * (`--quick`: 64 MiB, 1 round). `httpSuite` plugs into `bench/main.ts`.
@@ -25,10 +31,11 @@
  */
 
 import { createHash } from "node:crypto";
+import process from "node:process";
 import { createHandler } from "../http.ts";
 import { openSeams } from "../src/server/config.ts";
 import { rawRequest } from "../tests/raw_http.ts";
-import type { BenchCase, BenchSuite } from "./harness.ts";
+import type { BenchCase, BenchRow, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
 import { standalone } from "./run.ts";
 import { chunksOf, drain } from "./data.ts";
@@ -58,6 +65,8 @@ function variantHash(size: number, variant: number): string {
 
 interface ChildServer {
   port: number;
+  /** The process's CPU time so far, user + system, in ms. */
+  cpuMs(): Promise<number>;
   peakRssMiB(): Promise<number>;
   stop(): Promise<void>;
 }
@@ -85,14 +94,20 @@ async function startChild(
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
-  while (!/port (\d+)\n/.test(text)) {
+  while (!/^port (\d+)\n/m.test(text) || !/^cpu (\d+)\n/m.test(text)) {
     const { value, done } = await reader.read();
     if (done) throw new Error(`${kind} server exited before listening`);
     text += value;
   }
   reader.releaseLock();
+  const cpuPort = Number(text.match(/^cpu (\d+)/m)![1]);
   return {
-    port: Number(text.match(/port (\d+)/)![1]),
+    port: Number(text.match(/^port (\d+)/m)![1]),
+    async cpuMs() {
+      const res = await fetch(`http://127.0.0.1:${cpuPort}/`);
+      const { user, system } = await res.json();
+      return (user + system) / 1000;
+    },
     async peakRssMiB() {
       const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
       return Number(status.match(/VmHWM:\s+(\d+) kB/)![1]) / 1024;
@@ -130,6 +145,28 @@ async function download(port: number, path: string, size: number) {
   }
 }
 
+/** The CPU time `server` spends while `work` runs, in ms per MiB of `size`. */
+async function cpuPerMiB(
+  server: ChildServer,
+  size: number,
+  work: () => Promise<void>,
+): Promise<number> {
+  const before = await server.cpuMs();
+  await work();
+  return (await server.cpuMs() - before) / (size / MiB);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** A cost as the table shows it: three significant digits. */
+function figure(x: number): number {
+  return Number(x.toPrecision(3));
+}
+
 let cleanup: (() => Promise<void>) | undefined;
 
 /** The peak RSS of each server process over the whole run, in MiB. */
@@ -152,10 +189,10 @@ export const httpSuite: BenchSuite = {
       await Deno.remove(data, { recursive: true });
     };
     console.error(
-      `hashing ${3 * rounds + 1} distinct ${size / MiB} MiB blobs…`,
+      `hashing ${4 * rounds + 1} distinct ${size / MiB} MiB blobs…`,
     );
     const hashes = Array.from(
-      { length: 3 * rounds + 1 },
+      { length: 4 * rounds + 1 },
       (_, i) => variantHash(size, i),
     );
     // The blob the download rounds read.
@@ -223,7 +260,79 @@ export const httpSuite: BenchSuite = {
       baseline: () =>
         upload(bare.port, "/sha384-file", size, variantChunks(size, 0)),
     };
-    return [putCase, putHashCase, putFileCase, getCase, getFileCase];
+    // Server CPU per MiB, in rounds of their own: the bare handlers not in
+    // the baseline column are measured before each round, for the note.
+    const cpuNote = (others: number[], other: string) => (row: BenchRow) =>
+      `${row.case}: the server process's user + system CPU time during the request (process.cpuUsage(), all threads), per MiB of body; ${other}: ${
+        figure(median(others))
+      } ms/MiB`;
+    const bareReadCpu: number[] = [];
+    const putCpuCase: BenchCase = {
+      name:
+        "HTTP PUT /blobs/{hash}: server CPU time per MiB vs bare Deno.serve hashing the body (SHA-384)",
+      size,
+      cost: "ms/MiB",
+      async beforeRound() {
+        bareReadCpu.push(
+          await cpuPerMiB(
+            bare,
+            size,
+            () => upload(bare.port, "/", size, variantChunks(size, 0)),
+          ),
+        );
+      },
+      ours() {
+        variant++;
+        return cpuPerMiB(
+          ours,
+          size,
+          () =>
+            upload(
+              ours.port,
+              `/blobs/${hashes[variant]}`,
+              size,
+              variantChunks(size, variant),
+            ),
+        );
+      },
+      baseline: () =>
+        cpuPerMiB(
+          bare,
+          size,
+          () => upload(bare.port, "/sha384", size, variantChunks(size, 0)),
+        ),
+      note: cpuNote(bareReadCpu, "bare Deno.serve reading the body only"),
+    };
+    const bareMemoryCpu: number[] = [];
+    const getCpuCase: BenchCase = {
+      name:
+        "HTTP GET /blobs/{hash}: server CPU time per MiB vs bare Deno.serve streaming the same bytes from a file",
+      size,
+      cost: "ms/MiB",
+      async beforeRound() {
+        bareMemoryCpu.push(
+          await cpuPerMiB(bare, size, () => download(bare.port, "/", size)),
+        );
+      },
+      ours: () =>
+        cpuPerMiB(
+          ours,
+          size,
+          () => download(ours.port, `/blobs/${hashes[0]}`, size),
+        ),
+      baseline: () =>
+        cpuPerMiB(bare, size, () => download(bare.port, "/file", size)),
+      note: cpuNote(bareMemoryCpu, "bare Deno.serve streaming from memory"),
+    };
+    return [
+      putCase,
+      putHashCase,
+      putFileCase,
+      getCase,
+      getFileCase,
+      putCpuCase,
+      getCpuCase,
+    ];
   },
   async close() {
     await cleanup?.();
@@ -247,9 +356,12 @@ async function writeFileOf(path: string, size: number): Promise<void> {
   }
 }
 
-/** `--serve KIND SIZE DATA`: one of the two servers, printing its port. */
+/**
+ * `--serve KIND SIZE DATA`: one of the servers, printing its port, and the
+ * port where it answers its `process.cpuUsage()`.
+ */
 async function serve(kind: string, size: number, data: string): Promise<void> {
-  let handler: (req: Request) => Response | Promise<Response>;
+  let handler: Deno.ServeHandler;
   if (kind === "bare") {
     let files = 0;
     handler = async (req) => {
@@ -297,8 +409,18 @@ async function serve(kind: string, size: number, data: string): Promise<void> {
     port: 0,
     onListen: ({ port }) => console.log(`port ${port}`),
   }, handler);
-  Deno.addSignalListener("SIGTERM", () => server.shutdown());
+  // On a port of its own, so the measured handler stays as it is.
+  const cpu = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: ({ port }) => console.log(`cpu ${port}`),
+  }, () => Response.json(process.cpuUsage()));
+  Deno.addSignalListener("SIGTERM", () => {
+    server.shutdown();
+    cpu.shutdown();
+  });
   await server.finished;
+  await cpu.finished;
   Deno.exit(0);
 }
 
