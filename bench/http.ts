@@ -13,7 +13,13 @@
  * - server CPU per MiB (what Deno Deploy bills): the server process's user +
  *   system CPU time during each round of that PUT and that GET, against the
  *   bare handler hashing the body and the one streaming the file (the
- *   other bare handlers' figures go in notes); no target.
+ *   other bare handlers' figures go in notes); no target;
+ * - redirected GET: the handler with `redirect` over an `S3Backend` (Swift's
+ *   s3api at S3_ENDPOINT) answering 307 to a presigned URL, which `fetch`
+ *   follows, vs the same handler without `redirect` streaming the same
+ *   object through the service: the time to the first body byte, and the
+ *   whole download, of a 1 MiB and a 64 MiB blob; no target. Skipped, with
+ *   the reason in a note, when the S3 API is not reachable.
  *
  * Each server runs in its own process (this script with `--serve`), so the
  * client does not share its thread; the client sends with a
@@ -25,7 +31,8 @@
  * before and after each CPU round.
  *
  * Standalone: `deno run -A --unstable-kv bench/http.ts [--quick]`
- * (`--quick`: 64 MiB, 1 round). `httpSuite` plugs into `bench/main.ts`.
+ * (`--quick`: 64 MiB, 1 round, the redirect at 1 MiB only). `httpSuite`
+ * plugs into `bench/main.ts`.
  *
  * @module
  */
@@ -33,8 +40,16 @@
 import { createHash } from "node:crypto";
 import process from "node:process";
 import { createHandler } from "../http.ts";
+import { S3Backend } from "../src/s3/backend.ts";
+import { S3Client } from "../src/s3/client.ts";
 import { openSeams } from "../src/server/config.ts";
 import { rawRequest } from "../tests/raw_http.ts";
+import {
+  S3_ACCESS_KEY,
+  S3_ENDPOINT,
+  S3_REGION,
+  S3_SECRET_KEY,
+} from "../tests/services.ts";
 import type { BenchCase, BenchRow, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
 import { standalone } from "./run.ts";
@@ -72,9 +87,10 @@ interface ChildServer {
 }
 
 async function startChild(
-  kind: "bare" | "blobstore",
+  kind: "bare" | "blobstore" | "s3",
   size: number,
   data: string,
+  env: Record<string, string> = {},
 ): Promise<ChildServer> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -87,7 +103,7 @@ async function startChild(
       String(size),
       data,
     ],
-    env: { MONGODB_URL: "", SWIFT_AUTH_URL: "", BLOBSTORE_TOKEN: "" },
+    env: { MONGODB_URL: "", SWIFT_AUTH_URL: "", BLOBSTORE_TOKEN: "", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
@@ -156,6 +172,34 @@ async function cpuPerMiB(
   return (await server.cpuMs() - before) / (size / MiB);
 }
 
+/**
+ * A GET of `url` with `fetch`, following a redirect (which it checks was,
+ * or was not, taken): the ms to the first body chunk and to the end.
+ */
+async function timedGet(
+  url: string,
+  size: number,
+  redirected: boolean,
+): Promise<{ firstByteMs: number; totalMs: number }> {
+  const start = performance.now();
+  const res = await fetch(url);
+  let firstByteMs: number | undefined;
+  let n = 0;
+  for await (const chunk of res.body!) {
+    firstByteMs ??= performance.now() - start;
+    n += chunk.byteLength;
+  }
+  const totalMs = performance.now() - start;
+  if (res.status !== 200 || n !== size || res.redirected !== redirected) {
+    throw new Error(
+      `GET ${url}: HTTP ${res.status}, ${n} bytes, ${
+        res.redirected ? "" : "not "
+      }redirected`,
+    );
+  }
+  return { firstByteMs: firstByteMs!, totalMs };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
@@ -172,6 +216,9 @@ let cleanup: (() => Promise<void>) | undefined;
 /** The peak RSS of each server process over the whole run, in MiB. */
 export const serverPeakRss: Record<string, number> = {};
 
+/** Why the redirected GET rows were skipped, when they were. */
+let redirectSkipped: string | undefined;
+
 /** The HTTP cases: blobstore's handler vs a bare handler, both over loopback. */
 export const httpSuite: BenchSuite = {
   name: "http",
@@ -181,13 +228,25 @@ export const httpSuite: BenchSuite = {
     const data = await Deno.makeTempDir({ prefix: "blobstore-bench-http-" });
     const bare = await startChild("bare", size, data);
     const ours = await startChild("blobstore", size, data);
+    let redirect: { cases: BenchCase[]; close(): Promise<void> } | undefined;
     cleanup = async () => {
       serverPeakRss.bare = await bare.peakRssMiB();
       serverPeakRss.blobstore = await ours.peakRssMiB();
       await bare.stop();
       await ours.stop();
+      await redirect?.close();
       await Deno.remove(data, { recursive: true });
     };
+    const opened = await openRedirect(quick, `${data}/s3`).catch((err) =>
+      `could not open (${err instanceof Error ? err.message : err})`
+    );
+    if (typeof opened === "string") {
+      redirectSkipped = opened;
+      console.error(`suite http: redirected GET rows skipped: ${opened}`);
+    } else {
+      redirectSkipped = undefined;
+      redirect = opened;
+    }
     console.error(
       `hashing ${4 * rounds + 1} distinct ${size / MiB} MiB blobs…`,
     );
@@ -332,6 +391,7 @@ export const httpSuite: BenchSuite = {
       getFileCase,
       putCpuCase,
       getCpuCase,
+      ...redirect?.cases ?? [],
     ];
   },
   async close() {
@@ -339,12 +399,126 @@ export const httpSuite: BenchSuite = {
     cleanup = undefined;
   },
   note: () =>
-    serverPeakRss.blobstore === undefined
-      ? undefined
-      : `HTTP servers' peak RSS (whole run): blobstore ${
-        serverPeakRss.blobstore.toFixed(0)
-      } MiB, bare ${serverPeakRss.bare.toFixed(0)} MiB`,
+    [
+      serverPeakRss.blobstore === undefined
+        ? undefined
+        : `HTTP servers' peak RSS (whole run): blobstore ${
+          serverPeakRss.blobstore.toFixed(0)
+        } MiB, bare ${serverPeakRss.bare.toFixed(0)} MiB`,
+      redirectSkipped && `HTTP redirected GET rows skipped: ${redirectSkipped}`,
+    ].filter(Boolean).join("\n- ") || undefined,
 };
+
+/**
+ * The redirected GET cases: a server (this script, `--serve s3`) with the
+ * handler over an `S3Backend` in a fresh bucket twice, under `/redirect`
+ * with `redirect: true` and under `/stream` without, and a blob of each
+ * size stored through it. Or why not, when the S3 API is not reachable.
+ */
+async function openRedirect(
+  quick: boolean,
+  data: string,
+): Promise<{ cases: BenchCase[]; close(): Promise<void> } | string> {
+  const endpoint = S3_ENDPOINT.replace(/\/+$/, "");
+  try {
+    const res = await fetch(`${endpoint}/healthcheck`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = (await res.text()).trim();
+    if (!res.ok || body !== "OK") {
+      throw new Error(`GET /healthcheck: HTTP ${res.status}`);
+    }
+  } catch (err) {
+    return `Swift's S3 API not reachable at ${endpoint} (${
+      (err as Error).message
+    }); run \`bash scripts/swift.sh start\``;
+  }
+  const bucket = `blobstore-bench-http-${crypto.randomUUID().slice(0, 8)}`;
+  const params = {
+    endpoint,
+    region: S3_REGION,
+    bucket,
+    accessKeyId: S3_ACCESS_KEY,
+    secretAccessKey: S3_SECRET_KEY,
+  };
+  const server = await startChild("s3", 0, data, {
+    S3_BUCKET: bucket,
+    S3_PATH_STYLE: "",
+    AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+    AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
+    AWS_SESSION_TOKEN: "",
+    AWS_REGION: S3_REGION,
+    AWS_ENDPOINT_URL_S3: endpoint,
+  });
+  // A failure here is reported, not thrown: it would hide a failed case's
+  // own error (close runs in the harness's finally).
+  const close = async () => {
+    await server.stop();
+    const backend = new S3Backend(params);
+    try {
+      const names: string[] = [];
+      for await (const object of backend.list()) names.push(object.name);
+      await backend.removeMany(names);
+      const res = await new S3Client(params).send("DELETE bucket", {
+        method: "DELETE",
+      });
+      await res.body?.cancel();
+      if (!res.ok) throw new Error(`DELETE bucket: HTTP ${res.status}`);
+    } catch (err) {
+      console.error(
+        `warning: bench bucket ${bucket} left behind: ${
+          (err as Error).message
+        }`,
+      );
+    }
+  };
+  try {
+    const cases: BenchCase[] = [];
+    for (const size of quick ? [MiB] : [MiB, 64 * MiB]) {
+      const variant = 1000 + size / MiB;
+      const hash = variantHash(size, variant);
+      await upload(
+        server.port,
+        `/stream/blobs/${hash}`,
+        size,
+        variantChunks(size, variant),
+      );
+      const url = (mount: string) =>
+        `http://127.0.0.1:${server.port}/${mount}/blobs/${hash}`;
+      const redirected = () => timedGet(url("redirect"), size, true);
+      const streamed = () => timedGet(url("stream"), size, false);
+      // Untimed: both paths' connections open, the object read once.
+      const setup = async () => {
+        await redirected();
+        await streamed();
+      };
+      const what =
+        "HTTP GET /blobs/{hash} redirected (307 to a presigned S3 URL, followed)";
+      const vs = "vs streamed through the handler from S3";
+      cases.push({
+        name: `${what}: time to first byte ${vs}`,
+        size,
+        cost: "ms",
+        setup,
+        ours: async () => (await redirected()).firstByteMs,
+        baseline: async () => (await streamed()).firstByteMs,
+        note: (row) =>
+          `${row.case}: from the request to the first body chunk (fetch), loopback, Swift's s3api behind both`,
+      }, {
+        name: `${what}: whole download time ${vs}`,
+        size,
+        cost: "ms",
+        setup,
+        ours: async () => (await redirected()).totalMs,
+        baseline: async () => (await streamed()).totalMs,
+      });
+    }
+    return { cases, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
 
 /** Writes `size` bytes of the shared chunks to `path` (the bare download's file). */
 async function writeFileOf(path: string, size: number): Promise<void> {
@@ -400,6 +574,27 @@ async function serve(kind: string, size: number, data: string): Promise<void> {
       });
     };
     await writeFileOf(`${data}/bare-download`, size);
+  } else if (kind === "s3") {
+    // The S3 backend from the S3_ and AWS_ variables the parent set, as
+    // `serve` reads them; the catalog in DATA.
+    const seams = await openSeams({
+      data,
+      env: (name) => /^(S3|AWS)_/.test(name) ? Deno.env.get(name) : undefined,
+    });
+    const common = { authorize: false, cors: false } as const;
+    const redirected = createHandler(seams.store, {
+      ...common,
+      prefix: "/redirect",
+      redirect: true,
+    });
+    const streamed = createHandler(seams.store, {
+      ...common,
+      prefix: "/stream",
+    });
+    handler = (req, info) =>
+      new URL(req.url).pathname.startsWith("/redirect/")
+        ? redirected(req, info)
+        : streamed(req, info);
   } else {
     const seams = await openSeams({ data, env: () => undefined });
     handler = createHandler(seams.store, { authorize: false });
