@@ -247,7 +247,13 @@ export class Store {
       try {
         inserted = await this.catalog.insertRef(ref);
       } catch (err) {
-        await this.backend.remove(ref.name).catch(() => {});
+        // The answer was lost, not necessarily the insert: a catalog that
+        // died after applying it holds a reference to our bytes. Never
+        // remove them here; if the reference is there, the put succeeded,
+        // else they are an orphan for sweepOrphans, whose grace period and
+        // reference check keep them while any reference may name them.
+        const now = await this.catalog.getRef(ref.hash).catch(() => undefined);
+        if (now?.name === ref.name) return { created: true };
         throw err;
       }
       if (inserted) return { created: true };

@@ -331,6 +331,47 @@ export async function testStoreContract(
     },
   );
 
+  await step(
+    "a put whose catalog insert fails never removes bytes a reference may name",
+    async (s, f) => {
+      // The insert applied, its answer lost (the catalog died after it):
+      // the blob is stored and referenced, so the put succeeds.
+      const bytes = bytesOf(20_000, 16);
+      const hash = hashOf(bytes);
+      const lost = new Store({
+        catalog: withMethod(f.catalog, "insertRef", async (ref) => {
+          await f.catalog.insertRef(ref);
+          throw new Error("connection reset after the insert");
+        }),
+        backend: f.backend,
+      });
+      deepStrictEqual(await lost.put(bytes, hash, bytes.length), {
+        created: true,
+      });
+      deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+      // The insert never happened: the put fails, its bytes stay for the
+      // orphan sweep (no reference names them), which removes them.
+      const other = bytesOf(20_000, 17);
+      const failure = new Error("catalog unreachable");
+      const down = new Store({
+        catalog: withMethod(f.catalog, "insertRef", () => {
+          throw failure;
+        }),
+        backend: f.backend,
+      });
+      await rejects(
+        down.put(other, hashOf(other), other.length),
+        (err) => err === failure,
+      );
+      strictEqual(await f.catalog.getRef(hashOf(other)), undefined);
+      strictEqual((await collect(f.backend.list!())).length, 2);
+      // s3api rounds times up to the next second: sweep as of a bit later.
+      await new Promise((r) => setTimeout(r, 1100));
+      strictEqual((await s.sweepOrphans({ olderThan: 0 })).removed, 1);
+      deepStrictEqual(await readAll((await s.open(hash)).body), bytes);
+    },
+  );
+
   await step("ranges of a single blob", async (s) => {
     const bytes = bytesOf(10_000, 11);
     const hash = hashOf(bytes);
