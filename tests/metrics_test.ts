@@ -467,7 +467,11 @@ Deno.test("serve --metrics and BLOBSTORE_METRICS=1 serve /metrics; without them 
   ) {
     const child = serveCommand([...args], env).spawn();
     try {
-      const text = await stderrUntil(child, /data in memory.*\n/);
+      // The metrics line comes after the data line, perhaps in a later read.
+      const text = await stderrUntil(
+        child,
+        on ? /metrics at .*\n/ : /data in memory.*\n/,
+      );
       const base = text.match(/listening on (http:\/\/[^/]+)\//)![1];
       assert.strictEqual(text.includes(`metrics at ${base}/metrics`), on);
       const res = await fetch(`${base}/metrics`);
