@@ -9,10 +9,11 @@
 # package installed beside them at the version deno.lock resolves, so the
 # repository gets no package.json and no node_modules.
 #
-# Exits non-zero when either runtime fails a check.
+# Exits non-zero when either runtime fails a check. SMOKE_NODE_VERSION picks
+# another Node (e.g. 20.0.0, the oldest 20 it passes on).
 set -euo pipefail
 
-NODE_VERSION=20.20.2
+NODE_VERSION=${SMOKE_NODE_VERSION:-20.20.2}
 TSX_VERSION=4.23.15
 BUN_VERSION=1.4.5
 

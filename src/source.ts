@@ -48,7 +48,7 @@ export function toReadableStream(
   if (source instanceof ReadableStream) return source;
   if (source instanceof Uint8Array) return bytesStream(source);
   if (source instanceof Blob) return source.stream();
-  if (Symbol.asyncIterator in source) return ReadableStream.from(source);
+  if (Symbol.asyncIterator in source) return iterableStream(source);
   throw new TypeError(
     `unsupported blob source (expected ReadableStream, Uint8Array, Blob or AsyncIterable, got ${
       Object.prototype.toString.call(source)
@@ -78,4 +78,36 @@ function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
  */
 export function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream({ start: (controller) => controller.close() });
+}
+
+/**
+ * A stream of the values of `iterable`, pulled one at a time as the reader
+ * asks: what `ReadableStream.from` does, for runtimes that lack it (Node
+ * before 20.6). Cancelling the stream ends the iterator.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { iterableStream } from "./source.ts";
+ *
+ * const stream = iterableStream([new Uint8Array([1]), new Uint8Array([2, 3])]);
+ * assert((await new Response(stream).arrayBuffer()).byteLength === 3);
+ * ```
+ */
+export function iterableStream<T>(
+  iterable: Iterable<T> | AsyncIterable<T>,
+): ReadableStream<T> {
+  const iterator = Symbol.asyncIterator in iterable
+    ? iterable[Symbol.asyncIterator]()
+    : iterable[Symbol.iterator]();
+  return new ReadableStream<T>({
+    async pull(controller) {
+      const { done, value } = await iterator.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    async cancel(reason) {
+      await iterator.return?.(reason);
+    },
+  }, { highWaterMark: 0 });
 }

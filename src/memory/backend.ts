@@ -13,6 +13,7 @@ import type {
 import { NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
 import { VerifyStream } from "../verify.ts";
+import { iterableStream } from "../source.ts";
 
 interface StoredObject {
   chunks: Uint8Array[];
@@ -55,7 +56,7 @@ export class MemoryBackend implements Backend {
     const { start, end } = resolveRange(range, object.size);
     return Promise.resolve({
       size: object.size,
-      body: ReadableStream.from(sliceChunks(object.chunks, start, end)),
+      body: iterableStream(sliceChunks(object.chunks, start, end)),
     });
   }
 
