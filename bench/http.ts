@@ -54,6 +54,7 @@ import type { BenchCase, BenchRow, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
 import { standalone } from "./run.ts";
 import { chunksOf, drain } from "./data.ts";
+import { s3Unreachable } from "./s3.ts";
 
 const MiB = 2 ** 20;
 
@@ -420,19 +421,8 @@ async function openRedirect(
   data: string,
 ): Promise<{ cases: BenchCase[]; close(): Promise<void> } | string> {
   const endpoint = S3_ENDPOINT.replace(/\/+$/, "");
-  try {
-    const res = await fetch(`${endpoint}/healthcheck`, {
-      signal: AbortSignal.timeout(5000),
-    });
-    const body = (await res.text()).trim();
-    if (!res.ok || body !== "OK") {
-      throw new Error(`GET /healthcheck: HTTP ${res.status}`);
-    }
-  } catch (err) {
-    return `Swift's S3 API not reachable at ${endpoint} (${
-      (err as Error).message
-    }); run \`bash scripts/swift.sh start\``;
-  }
+  const unreachable = await s3Unreachable(endpoint);
+  if (unreachable) return unreachable;
   const bucket = `blobstore-bench-http-${crypto.randomUUID().slice(0, 8)}`;
   const params = {
     endpoint,

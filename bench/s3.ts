@@ -61,6 +61,29 @@ const credentials = {
 
 let cleanup: (() => Promise<void>) | undefined;
 
+/**
+ * Why the S3 API at `endpoint` cannot be benchmarked (its health check
+ * fails), or `undefined` when it answers.
+ */
+export async function s3Unreachable(
+  endpoint: string,
+): Promise<string | undefined> {
+  try {
+    const res = await fetch(`${endpoint}/healthcheck`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = (await res.text()).trim();
+    if (!res.ok || body !== "OK") {
+      throw new Error(`GET /healthcheck: HTTP ${res.status}`);
+    }
+    return undefined;
+  } catch (err) {
+    return `Swift's S3 API not reachable at ${endpoint} (${
+      (err as Error).message
+    }); run \`bash scripts/swift.sh start\``;
+  }
+}
+
 /** The S3Backend cases. */
 export const s3Suite: BenchSuite = {
   name: "s3",
@@ -68,19 +91,8 @@ export const s3Suite: BenchSuite = {
     const size = quick ? 64 * MiB : 256 * MiB;
     const gcCount = quick ? 200 : 10_000;
     const endpoint = S3_ENDPOINT.replace(/\/+$/, "");
-    try {
-      const res = await fetch(`${endpoint}/healthcheck`, {
-        signal: AbortSignal.timeout(5000),
-      });
-      const body = (await res.text()).trim();
-      if (!res.ok || body !== "OK") {
-        throw new Error(`GET /healthcheck: HTTP ${res.status}`);
-      }
-    } catch (err) {
-      return `Swift's S3 API not reachable at ${endpoint} (${
-        (err as Error).message
-      }); run \`bash scripts/swift.sh start\``;
-    }
+    const unreachable = await s3Unreachable(endpoint);
+    if (unreachable) return unreachable;
     const hash = hashOfSize(size);
     const bucket = `blobstore-bench-s3-${crypto.randomUUID().slice(0, 8)}`;
     const params: S3Params = {
