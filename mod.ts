@@ -64,6 +64,7 @@ export type {
 export type {
   BlobRef,
   Catalog,
+  HashState,
   MultipartEntry,
   MultipartRegistry,
   PartRecord,

@@ -60,6 +60,28 @@ export interface PartRecord {
 }
 
 /**
+ * The saved SHA-384 state of an upload's first parts: what hashing parts
+ * `0` to `parts - 1`, in order, left behind. `finishUpload` resumes it and
+ * reads back only the parts after them, so an upload whose parts arrived in
+ * order finishes without reading a byte.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { HashState } from "@blobstore/blobstore";
+ *
+ * const state: HashState = { parts: 2, state: new Uint8Array(212) };
+ * assert(state.parts === 2);
+ * ```
+ */
+export interface HashState {
+  /** How many parts, from part 0, the state has hashed. */
+  parts: number;
+  /** The state itself, as `ResumableSha384.save` returns it. */
+  state: Uint8Array;
+}
+
+/**
  * The record of one multipart upload.
  *
  * @example
@@ -82,6 +104,11 @@ export interface UploadRecord {
   parts: (PartRecord | null)[];
   /** Who uses the finished upload, set once by `setOwner`. */
   owner?: string;
+  /**
+   * The running hash of its first complete parts, advanced by
+   * `advanceHashState`; absent before any part was folded in.
+   */
+  hashState?: HashState;
 }
 
 /**
@@ -228,6 +255,14 @@ export interface Catalog {
    * still unowned). Returns whether it was removed.
    */
   removeUpload(id: string, owner: string | undefined): Promise<boolean>;
+  /**
+   * Optional: replaces the running hash of upload `id` with `next` only if
+   * the upload is unfinished and its current state has hashed exactly
+   * `from` parts (no state counts as 0), and `next.parts` is greater than
+   * `from`. Returns whether it was replaced. Without it, `finishUpload`
+   * reads every part back to hash the whole blob.
+   */
+  advanceHashState?(id: string, from: number, next: HashState): Promise<boolean>;
   /** Removes every upload record that expired before `now`; returns how many. */
   removeExpiredUploads(now: Date): Promise<number>;
 

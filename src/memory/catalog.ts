@@ -7,6 +7,7 @@
 import type {
   BlobRef,
   Catalog,
+  HashState,
   MultipartRegistry,
   PartRecord,
   UploadRecord,
@@ -132,6 +133,23 @@ export class MemoryCatalog implements Catalog {
     return Promise.resolve(true);
   }
 
+  /** See {@linkcode Catalog.advanceHashState}. */
+  advanceHashState(
+    id: string,
+    from: number,
+    next: HashState,
+  ): Promise<boolean> {
+    const upload = this.#uploads.get(id);
+    if (
+      !upload || upload.hash !== undefined ||
+      (upload.hashState?.parts ?? 0) !== from || next.parts <= from
+    ) {
+      return Promise.resolve(false);
+    }
+    upload.hashState = copyHashState(next);
+    return Promise.resolve(true);
+  }
+
   /** See {@linkcode Catalog.setOwner}. */
   setOwner(id: string, owner: string, expires: Date): Promise<boolean> {
     const upload = this.#uploads.get(id);
@@ -179,5 +197,10 @@ function copyUpload(
     ...upload,
     expires: new Date(upload.expires),
     parts: upload.parts.map((p) => p && { ...p }),
+    ...(upload.hashState && { hashState: copyHashState(upload.hashState) }),
   };
+}
+
+function copyHashState(state: HashState): HashState {
+  return { parts: state.parts, state: new Uint8Array(state.state) };
 }
