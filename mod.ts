@@ -37,7 +37,13 @@ export type {
 export type { BlobSource } from "./src/source.ts";
 export { toReadableStream } from "./src/source.ts";
 export { isValidHash, sha384, Sha384Stream } from "./src/digest.ts";
-export { VerifyStream } from "./src/verify.ts";
+export {
+  verified,
+  type VerifyOptions,
+  VerifyStream,
+} from "./src/verify.ts";
+export { type Hashing, WORKER_MIN_SIZE } from "./src/hashing.ts";
+export { ResumableSha384 } from "./src/resumable_sha384.ts";
 export { multipartIndex } from "./src/multipart.ts";
 export type {
   MultipartIndex,

@@ -262,7 +262,11 @@ export interface Catalog {
    * `from`. Returns whether it was replaced. Without it, `finishUpload`
    * reads every part back to hash the whole blob.
    */
-  advanceHashState?(id: string, from: number, next: HashState): Promise<boolean>;
+  advanceHashState?(
+    id: string,
+    from: number,
+    next: HashState,
+  ): Promise<boolean>;
   /** Removes every upload record that expired before `now`; returns how many. */
   removeExpiredUploads(now: Date): Promise<number>;
 

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { HashMismatchError, SizeMismatchError } from "./errors.ts";
+import { type Hashing, type Sha384Job, startSha384 } from "./hashing.ts";
 
 /**
  * A `TransformStream` that passes bytes through unchanged and errors the
@@ -13,8 +13,10 @@ import { HashMismatchError, SizeMismatchError } from "./errors.ts";
  * error the stream as soon as they arrive, before they are passed on; a short
  * or wrong content errors it at its end, in place of the final close.
  *
- * Backends pipe what they store through it and commit only once the stream
- * has ended cleanly, so a mismatch never leaves anything visible.
+ * Backends pipe what they store through it (see {@linkcode verified}) and
+ * commit only once the stream has ended cleanly, so a mismatch never leaves
+ * anything visible. Large bodies are hashed on a worker thread (see
+ * `Hashing`); the verdict still comes before the end.
  *
  * @example
  * ```ts
@@ -31,22 +33,129 @@ import { HashMismatchError, SizeMismatchError } from "./errors.ts";
  * ```
  */
 export class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * With `options.resume`: the state of the resumable hash after every
+   * byte, once the stream has ended verified. Rejects if it did not.
+   */
+  readonly resumed: Promise<Uint8Array>;
+  /** The size this stream checks for. */
+  readonly size: number;
+  /** The hash this stream checks for. */
+  readonly hash: string;
+
   /** Creates a stream that checks for exactly `size` bytes hashing to `hash`. */
-  constructor(size: number, hash: string) {
-    const digest = createHash("sha384");
+  constructor(size: number, hash: string, options: VerifyOptions = {}) {
+    const { hashing, resume } = options;
+    const jobs: Sha384Job[] = [];
     let count = 0;
+    let resolveState!: (state: Uint8Array) => void;
+    let rejectState!: (reason: unknown) => void;
+    const resumed = new Promise<Uint8Array>((resolve, reject) => {
+      resolveState = resolve;
+      rejectState = reject;
+    });
+    resumed.catch(() => {});
+    const abort = (reason: unknown) => {
+      for (const job of jobs) job.abort();
+      rejectState(reason);
+    };
     super({
-      transform(chunk, controller) {
+      async start() {
+        jobs.push(await startSha384({ hashing, size }));
+        if (resume !== undefined) {
+          jobs.push(await startSha384({ hashing, size, resume }));
+        }
+      },
+      async transform(chunk, controller) {
         count += chunk.byteLength;
-        if (count > size) throw new SizeMismatchError(size, count);
-        digest.update(chunk);
+        if (count > size) {
+          const error = new SizeMismatchError(size, count);
+          abort(error);
+          throw error;
+        }
+        try {
+          for (const job of jobs) await job.update(chunk);
+        } catch (err) {
+          abort(err);
+          throw err;
+        }
         controller.enqueue(chunk);
       },
-      flush() {
-        if (count !== size) throw new SizeMismatchError(size, count);
-        const actual = digest.digest("hex");
-        if (actual !== hash) throw new HashMismatchError(hash, actual);
+      async flush() {
+        try {
+          if (count !== size) throw new SizeMismatchError(size, count);
+          const [plain, running] = await Promise.all(
+            jobs.map((job) => job.finish()),
+          );
+          if (plain.digest !== hash) {
+            throw new HashMismatchError(hash, plain.digest);
+          }
+          if (running) resolveState(running.state!);
+        } catch (err) {
+          abort(err);
+          throw err;
+        }
+      },
+      cancel(reason) {
+        abort(reason ?? new Error("stream cancelled before its end"));
       },
     });
+    this.resumed = resumed;
+    this.size = size;
+    this.hash = hash;
+    VERIFIED.set(this.readable, { size, hash });
   }
+}
+
+/**
+ * Options of a {@linkcode VerifyStream}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { VerifyOptions } from "@blobstore/blobstore";
+ *
+ * const options: VerifyOptions = { hashing: "inline" };
+ * assert(options.resume === undefined);
+ * ```
+ */
+export interface VerifyOptions {
+  /** Where to hash (default `"auto"`: on a worker thread for large sizes). */
+  hashing?: Hashing;
+  /**
+   * Also run a resumable SHA-384 over the bytes, from this saved state
+   * (`null`: from the start), and give its state at the end as
+   * {@linkcode VerifyStream.resumed}.
+   */
+  resume?: Uint8Array | null;
+}
+
+/** The outputs of VerifyStreams, with what they verify. */
+const VERIFIED = new WeakMap<ReadableStream, { size: number; hash: string }>();
+
+/**
+ * Returns `body` verified to be `size` bytes hashing to `hash`: piped
+ * through a new {@linkcode VerifyStream}, unless it is already the output of
+ * one that checks exactly that (as the store passes it to backends), so
+ * that nothing is hashed twice.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { verified, VerifyStream } from "@blobstore/blobstore";
+ *
+ * const hash = "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7";
+ * const checked = new Blob(["abc"]).stream().pipeThrough(new VerifyStream(3, hash));
+ * assert(verified(checked, 3, hash) === checked);
+ * assert((await new Response(verified(new Blob(["abc"]).stream(), 3, hash)).text()) === "abc");
+ * ```
+ */
+export function verified(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  hash: string,
+): ReadableStream<Uint8Array> {
+  const known = VERIFIED.get(body);
+  if (known && known.size === size && known.hash === hash) return body;
+  return body.pipeThrough(new VerifyStream(size, hash));
 }

@@ -24,7 +24,7 @@ import { BadParamsError, CorruptBlobError, NotFoundError } from "../errors.ts";
 import { randomHex } from "../names.ts";
 import { resolveRange } from "../range.ts";
 import { DEFAULT_GRACE_MS } from "../sweep.ts";
-import { VerifyStream } from "../verify.ts";
+import { verified } from "../verify.ts";
 
 /** The prefix of temporary files; names may not start with a dot. */
 const TEMP_PREFIX = ".tmp-";
@@ -141,7 +141,7 @@ export class FileBackend implements Backend {
     let writing = Promise.resolve();
     try {
       for await (
-        const chunk of body.pipeThrough(new VerifyStream(size, hash))
+        const chunk of verified(body, size, hash)
       ) {
         await writing;
         writing = writeAll(file, chunk);

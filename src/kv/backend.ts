@@ -35,7 +35,7 @@ import { commit, retryBusy } from "./busy.ts";
 import { atomicBatches, getManyInGroups, keySize } from "./limits.ts";
 import { resolveRange } from "../range.ts";
 import { DEFAULT_GRACE_MS } from "../sweep.ts";
-import { VerifyStream } from "../verify.ts";
+import { verified } from "../verify.ts";
 
 /** The bytes held by one chunk: KV's value limit (64 KiB). */
 export const KV_CHUNK_SIZE = 65536;
@@ -150,7 +150,7 @@ export class KvBackend implements Backend {
     let header: ObjectHeader;
     try {
       for await (
-        const bytes of body.pipeThrough(new VerifyStream(size, hash))
+        const bytes of verified(body, size, hash)
       ) {
         await writer.write(bytes);
       }

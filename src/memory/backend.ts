@@ -12,7 +12,7 @@ import type {
 } from "../backend.ts";
 import { NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
-import { VerifyStream } from "../verify.ts";
+import { verified } from "../verify.ts";
 import { iterableStream } from "../source.ts";
 
 interface StoredObject {
@@ -68,7 +68,7 @@ export class MemoryBackend implements Backend {
     hash: string,
   ): Promise<void> {
     const chunks: Uint8Array[] = [];
-    for await (const chunk of body.pipeThrough(new VerifyStream(size, hash))) {
+    for await (const chunk of verified(body, size, hash)) {
       chunks.push(chunk);
     }
     this.#objects.set(name, { chunks, size, modified: new Date() });

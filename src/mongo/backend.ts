@@ -41,7 +41,7 @@ import { mongoStep, mongoSteps } from "./error.ts";
 import { resolveRange } from "../range.ts";
 import { emptyStream } from "../source.ts";
 import { DEFAULT_GRACE_MS } from "../sweep.ts";
-import { VerifyStream } from "../verify.ts";
+import { verified } from "../verify.ts";
 
 /** GridFS's customary chunk size, and the driver's and Go mgo's default. */
 const DEFAULT_CHUNK_SIZE = 255 * 1024;
@@ -186,10 +186,9 @@ export class MongoBackend implements Backend {
     upload.on("error", () => {});
     let ending = false;
     try {
-      const verified = body
-        .pipeThrough(new VerifyStream(size, hash))
+      const checked = verified(body, size, hash)
         .pipeThrough(readAhead(READ_AHEAD_CHUNKS * this.#chunkSize));
-      for await (const chunk of verified) {
+      for await (const chunk of checked) {
         // Pieces of at most one chunk: each write then sends at most one
         // chunk insert and calls back only once it has settled, so when a
         // put fails no insert is still in flight to land after the abort

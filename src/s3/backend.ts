@@ -16,7 +16,7 @@ import { NotFoundError } from "../errors.ts";
 import { rangeRequest, sizeFromContentRange, sliceStream } from "../range.ts";
 import { discard } from "../request.ts";
 import { emptyStream } from "../source.ts";
-import { VerifyStream } from "../verify.ts";
+import { verified } from "../verify.ts";
 import { S3Client, type S3Request } from "./client.ts";
 import type { S3Error } from "./error.ts";
 import { checkParams, MAX_PARTS, type S3Params } from "./params.ts";
@@ -148,7 +148,7 @@ export class S3Backend implements Backend {
       );
     }
     const parts = new PartReader(
-      body.pipeThrough(new VerifyStream(size, hash)),
+      verified(body, size, hash),
     );
     try {
       if (sizes.length === 1) {

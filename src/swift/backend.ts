@@ -15,7 +15,7 @@ import type {
 import { BadParamsError, NotFoundError } from "../errors.ts";
 import { rangeRequest, sliceStream } from "../range.ts";
 import { discard, parseJson } from "../request.ts";
-import { VerifyStream } from "../verify.ts";
+import { verified } from "../verify.ts";
 import { objectPath, SwiftClient } from "./client.ts";
 import { SwiftError } from "./error.ts";
 import { checkParams, type SwiftParams } from "./params.ts";
@@ -238,7 +238,7 @@ export class SwiftBackend implements Backend {
     size: number,
     hash: string,
   ): Promise<void> {
-    const source = body.pipeThrough(new VerifyStream(size, hash)).getReader();
+    const source = verified(body, size, hash).getReader();
     try {
       if (!Number.isSafeInteger(size) || size < 0) {
         throw new BadParamsError(
