@@ -4,11 +4,11 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import type { Backend, OpenedBlob } from "./backend.ts";
 import type {
   BlobRef,
   Catalog,
+  HashState,
   MultipartRegistry,
   PartRecord,
   UploadRecord,
@@ -23,6 +23,7 @@ import {
   RetryableError,
 } from "./errors.ts";
 import { type BlobStats, collectGarbage } from "./gc.ts";
+import { type Hashing, startSha384 } from "./hashing.ts";
 import {
   checkFinish,
   checkPartParams,
@@ -36,6 +37,7 @@ import {
 import { newBlobName, newUploadId } from "./names.ts";
 import { resolveRange } from "./range.ts";
 import type { Refs } from "./refs.ts";
+import { ResumableSha384, STATE_SIZE } from "./resumable_sha384.ts";
 import { sweepOrphans, type SweepStats } from "./sweep.ts";
 import { type BlobSource, toReadableStream } from "./source.ts";
 import { VerifyStream } from "./verify.ts";
@@ -63,6 +65,11 @@ export interface StoreOptions {
   maxPartSize?: number;
   /** One more than the greatest part number (default 400). */
   maxParts?: number;
+  /**
+   * Where to hash what is verified (default `"auto"`: on a worker thread
+   * for bodies of 1 MiB or more, where the runtime has workers).
+   */
+  hashing?: Hashing;
 }
 
 /**
@@ -168,6 +175,8 @@ export class Store {
   maxPartSize: number;
   /** One more than the greatest part number. */
   maxParts: number;
+  /** Where this store hashes what it verifies. */
+  readonly hashing: Hashing;
 
   /** Creates a store over `catalog` and `backend`. */
   constructor(options: StoreOptions) {
@@ -176,6 +185,7 @@ export class Store {
     this.minPartSize = options.minPartSize ?? 5 * 1024 * 1024;
     this.maxPartSize = options.maxPartSize ?? 2 ** 32 - 1;
     this.maxParts = options.maxParts ?? 400;
+    this.hashing = options.hashing ?? "auto";
   }
 
   /**
@@ -214,11 +224,23 @@ export class Store {
   ): Promise<PutResult> {
     checkHash(hash);
     checkSize(size);
-    const body = toReadableStream(source);
+    const verify = new VerifyStream(size, hash, { hashing: this.hashing });
+    return await this.#put(toReadableStream(source), verify, now);
+  }
+
+  /**
+   * Puts the blob `verify` checks, streaming `body` through it: the backend
+   * gets its output, which it knows to be verified (see `verified`), so
+   * the bytes are hashed once, where `this.hashing` says.
+   */
+  async #put(
+    body: ReadableStream<Uint8Array>,
+    verify: VerifyStream,
+    now: Date,
+  ): Promise<PutResult> {
+    const { size, hash } = verify;
     if (await this.catalog.touchRef(hash, now)) {
-      await body.pipeThrough(new VerifyStream(size, hash)).pipeTo(
-        new WritableStream(),
-      );
+      await body.pipeThrough(verify).pipeTo(new WritableStream());
       // The refresh above spares the blob from any GC whose cut-off is
       // before `now`, but not from one with a later cut-off that started
       // meanwhile. Look again: the reference still there (GC removes the
@@ -231,7 +253,7 @@ export class Store {
       return { created: false };
     }
     const name = newBlobName(hash);
-    await this.backend.put(name, body, size, hash);
+    await this.backend.put(name, body.pipeThrough(verify), size, hash);
     return await this.#record({ hash, name, putTime: now, size });
   }
 
@@ -434,7 +456,15 @@ export class Store {
       await cancelSource(source);
       return;
     }
-    await this.put(source, hash, size);
+    // A part that extends the hashed prefix of the upload (parts sent in
+    // order) feeds the running hash of the whole blob as it is verified,
+    // so that finishing reads nothing back.
+    const resume = await this.#resumable(upload, part);
+    const verify = new VerifyStream(size, hash, {
+      hashing: this.hashing,
+      resume,
+    });
+    await this.#put(toReadableStream(source), verify, new Date());
     if (!await this.catalog.completePart(uploadId, part, hash)) {
       const now = await this.catalog.getUpload(uploadId);
       if (!now) {
@@ -447,6 +477,57 @@ export class Store {
           now.parts[part]?.hash
         } while this one (hash ${hash}) was uploading`,
       );
+    }
+    if (resume !== undefined) {
+      const state = await verify.resumed;
+      await this.#advance(uploadId, part, { parts: part + 1, state });
+    }
+  }
+
+  /**
+   * The running hash state part `part` of `upload` resumes, when it is the
+   * first part the state has not hashed (`null`: part 0, a fresh hash);
+   * `undefined` when it is not, or the catalog cannot keep a state.
+   */
+  async #resumable(
+    upload: UploadRecord,
+    part: number,
+  ): Promise<Uint8Array | null | undefined> {
+    if (!this.catalog.advanceHashState) return undefined;
+    const prefix = upload.hashState;
+    if ((prefix?.parts ?? 0) !== part) return undefined;
+    if (!prefix) return null;
+    return await isState(prefix.state) ? prefix.state : undefined;
+  }
+
+  /**
+   * Saves `next` as the running hash of upload `uploadId` if the saved one
+   * still covers `from` parts, then folds in the complete parts right
+   * after it that arrived out of order (read back from the backend), as
+   * long as no one else advances the state meanwhile. A step lost to a
+   * race or to a finish only means a later finish reads more: every state
+   * saved hashes exactly the parts it counts.
+   */
+  async #advance(
+    uploadId: string,
+    from: number,
+    next: HashState,
+  ): Promise<void> {
+    const catalog = this.catalog;
+    if (!await catalog.advanceHashState!(uploadId, from, next)) return;
+    for (;;) {
+      const upload = await catalog.getUpload(uploadId);
+      if (!upload || upload.hash !== undefined) return;
+      const start = upload.hashState?.parts ?? 0;
+      let end = start;
+      while (upload.parts[end]?.complete) end++;
+      if (end === start || !upload.hashState) return;
+      const parts = upload.parts.slice(start, end) as PartRecord[];
+      const { state } = await this.#hashStored(parts, start, {
+        resume: upload.hashState.state,
+      });
+      const advanced = { parts: end, state: state! };
+      if (!await catalog.advanceHashState!(uploadId, start, advanced)) return;
     }
   }
 
@@ -465,7 +546,7 @@ export class Store {
     if (upload.hash !== undefined) return { index, hash: upload.hash };
     const hash = index.hashes.length === 1
       ? index.hashes[0]
-      : await this.#hashParts(index);
+      : await this.#wholeHash(upload);
     if (!await this.catalog.setUploadHash(uploadId, hash)) {
       // Another finish won the race (it computed the same hash from the same
       // parts), or the upload was removed meanwhile.
@@ -476,38 +557,90 @@ export class Store {
   }
 
   /**
-   * The SHA-384 of the blob made of `index`'s parts, read back from the
-   * backend. Each part is checked against its own hash and size on the
-   * way: a part found changed in storage is a `CorruptBlobError`, never a
-   * whole hash computed from bad bytes.
+   * The SHA-384 of the blob made of `upload`'s parts: resumed from its
+   * running hash, which already covers the parts sent in order, and
+   * completed by reading back only the parts after those. Without a usable
+   * state, every part is read back.
    */
-  async #hashParts(index: MultipartIndex): Promise<string> {
-    const whole = createHash("sha384");
-    for (let i = 0; i < index.hashes.length; i++) {
-      const [hash, size] = [index.hashes[i], index.sizes[i]];
-      const ref = await this.catalog.getRef(hash);
-      if (!ref) throw new NotFoundError(`part ${i} (blob ${hash}) not found`);
-      const part = createHash("sha384");
-      let got = 0;
+  async #wholeHash(upload: UploadRecord): Promise<string> {
+    const parts = upload.parts as PartRecord[];
+    const prefix = upload.hashState;
+    const usable = prefix !== undefined && prefix.parts <= parts.length &&
+      await isState(prefix.state);
+    const from = usable ? prefix.parts : 0;
+    const { digest } = await this.#hashStored(parts.slice(from), from, {
+      resume: usable ? prefix.state : undefined,
+    });
+    return digest;
+  }
+
+  /**
+   * Hashes the stored parts `parts` (numbered from `first`) in order,
+   * resuming `options.resume` if given (else a plain hash), and returns the
+   * digest and, when resumed, the state. Each part is checked against its
+   * own hash and size on the way: a part found changed in storage is a
+   * `CorruptBlobError`, never a whole hash computed from bad bytes.
+   */
+  async #hashStored(
+    parts: readonly PartRecord[],
+    first: number,
+    options: { resume?: Uint8Array },
+  ): Promise<{ digest: string; state?: Uint8Array }> {
+    const total = parts.reduce((sum, part) => sum + part.size, 0);
+    const whole = await startSha384({
+      hashing: this.hashing,
+      size: total,
+      resume: options.resume,
+    });
+    try {
+      for (let i = 0; i < parts.length; i++) {
+        await this.#hashStoredPart(
+          parts[i],
+          first + i,
+          whole.update.bind(whole),
+        );
+      }
+      return await whole.finish();
+    } catch (err) {
+      whole.abort();
+      throw err;
+    }
+  }
+
+  async #hashStoredPart(
+    part: PartRecord,
+    number: number,
+    update: (chunk: Uint8Array) => void | Promise<void>,
+  ): Promise<void> {
+    const { hash, size } = part;
+    const ref = await this.catalog.getRef(hash);
+    if (!ref) {
+      throw new NotFoundError(`part ${number} (blob ${hash}) not found`);
+    }
+    const own = await startSha384({ hashing: this.hashing, size });
+    let got = 0;
+    try {
       const { body } = await this.backend.get(ref.name);
       for await (const chunk of body) {
         got += chunk.byteLength;
         if (got > size) break; // leaving the loop cancels the body
-        whole.update(chunk);
-        part.update(chunk);
+        await Promise.all([own.update(chunk), update(chunk)]);
       }
-      const actual = got === size ? part.digest("hex") : undefined;
-      if (actual !== hash) {
-        throw new CorruptBlobError(
-          `part ${i} is corrupt in storage (object "${ref.name}": expected ${size} bytes hashing to ${hash}, got ${
-            actual === undefined
-              ? `${got > size ? "more than " : ""}${got} bytes`
-              : `a hash of ${actual}`
-          })`,
-        );
-      }
+    } catch (err) {
+      own.abort();
+      throw err;
     }
-    return whole.digest("hex");
+    const actual = got === size ? (await own.finish()).digest : undefined;
+    if (actual === undefined) own.abort();
+    if (actual !== hash) {
+      throw new CorruptBlobError(
+        `part ${number} is corrupt in storage (object "${ref.name}": expected ${size} bytes hashing to ${hash}, got ${
+          actual === undefined
+            ? `${got > size ? "more than " : ""}${got} bytes`
+            : `a hash of ${actual}`
+        })`,
+      );
+    }
   }
 
   /** Returns the state of upload `uploadId`. */
@@ -650,6 +783,18 @@ function checkResentPart(
       })`,
     );
   }
+}
+
+/**
+ * Whether `state` is a saved SHA-384 state: a catalog's copy found unusable
+ * (truncated, from another format) is ignored, and the parts it stood for
+ * are read back instead.
+ */
+async function isState(state: Uint8Array): Promise<boolean> {
+  if (!(state instanceof Uint8Array) || state.byteLength !== STATE_SIZE) {
+    return false;
+  }
+  return await ResumableSha384.create(state).then(() => true, () => false);
 }
 
 async function cancelSource(source: BlobSource): Promise<void> {

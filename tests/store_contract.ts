@@ -18,6 +18,7 @@ import {
   RetryableError,
   SizeMismatchError,
 } from "../src/errors.ts";
+import type { Hashing } from "../src/hashing.ts";
 import { multipartIndex } from "../src/multipart.ts";
 import { MultipartBlobs } from "../src/multipart_blobs.ts";
 import { Refs } from "../src/refs.ts";
@@ -49,6 +50,8 @@ export interface StoreFixture {
 export interface StoreContractOptions {
   /** Size of the large streamed blob (default 64 MiB). */
   largeSize?: number;
+  /** Where the store hashes (default the store's default, `"auto"`). */
+  hashing?: Hashing;
 }
 
 const MIN_PART = 100;
@@ -73,6 +76,7 @@ export async function testStoreContract(
           minPartSize: MIN_PART,
           maxPartSize: 100_000,
           maxParts: 10,
+          hashing: options.hashing,
         });
         await fn(store, fixture);
       } finally {
