@@ -515,6 +515,14 @@ export class Store {
   ): Promise<void> {
     const catalog = this.catalog;
     if (!await catalog.advanceHashState!(uploadId, from, next)) return;
+    // Folding is a saving for the finish, not part of this part's put,
+    // which has succeeded: a part that fails to read back now (removed,
+    // corrupt) is left for the finish to read, and to report.
+    await this.#fold(uploadId).catch(() => {});
+  }
+
+  async #fold(uploadId: string): Promise<void> {
+    const catalog = this.catalog;
     for (;;) {
       const upload = await catalog.getUpload(uploadId);
       if (!upload || upload.hash !== undefined) return;
