@@ -41,6 +41,14 @@ export type Hashing = "auto" | "inline" | "worker";
  * The least declared size that `"auto"` hashes on a worker. Below it, the
  * cost of copying chunks to another thread and waiting for its answer is
  * more than the overlap gains (see the bench's hashing rows).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { WORKER_MIN_SIZE } from "@blobstore/blobstore";
+ *
+ * assert(WORKER_MIN_SIZE >= 64 * 1024);
+ * ```
  */
 export const WORKER_MIN_SIZE = 1024 * 1024;
 
