@@ -11,7 +11,8 @@
  * - `["ref", hash]`: a reference (`name`, `size`, `putTime` in ms).
  * - `["refPutTime", putTimeMs, hash]`: the same reference again, ordered by
  *   put time, so GC lists only the references older than its cut-off.
- * - `["upload", id]`: an upload's header (hash, owner, expiry, part count).
+ * - `["upload", id]`: an upload's header (hash, owner, expiry, part count,
+ *   hash state).
  * - `["uploadPart", id, page]`: up to {@linkcode PARTS_PER_PAGE} part
  *   records, so no value nears KV's 64 KiB limit whatever the part count.
  * - `["uploadExpires", expiresMs, id]`: an index by expiry, so expiry lists
@@ -25,6 +26,7 @@
 import type {
   BlobRef,
   Catalog,
+  HashState,
   MultipartRegistry,
   PartRecord,
   UploadRecord,
@@ -36,6 +38,10 @@ import {
   GET_MANY_LIMIT,
   getManyInGroups,
   keySize,
+  LIST_BATCH_LIMIT,
+  MAX_KEY_SIZE,
+  MAX_OPERATION_BYTES,
+  MAX_VALUE_SIZE,
 } from "./limits.ts";
 import { KvMultipartRegistry } from "./registry.ts";
 
@@ -48,11 +54,31 @@ import { KvMultipartRegistry } from "./registry.ts";
 export const PARTS_PER_PAGE = 64;
 
 /**
- * The most parts an upload may have here: removing an upload deletes its
- * header, expiry key and every page in one atomic operation, and KV allows
- * 1000 mutations per operation.
+ * The most pages an upload may have. Removing an upload deletes its
+ * header, expiry key and every page in one atomic operation checked on the
+ * header, and KV counts every key of an operation, deleted or checked,
+ * towards its 800 KiB: with keys of up to 2 KiB (KV's limit), 256 pages
+ * and those three keys need at most 518 KiB, whatever the prefix and id.
+ * A `list` batch (500 entries at most) reads them all as one snapshot.
  */
-export const MAX_KV_PARTS = 900 * PARTS_PER_PAGE;
+const MAX_PAGES = 256;
+
+/**
+ * The most parts an upload may have here: 16,384, above S3's 10,000 (the
+ * most the service's `maxParts` may be set to); see `MAX_PAGES` in the
+ * source for why no more.
+ */
+export const MAX_KV_PARTS = MAX_PAGES * PARTS_PER_PAGE;
+
+/**
+ * How many pages one atomic operation of `insertUpload` writes: 10. A page
+ * is at most 64 KiB (KV refuses a bigger value) and its key 2 KiB, so with
+ * room for two more such entries (the header; the expiry key and the
+ * check) they stay under KV's 800 KiB per operation whatever the records
+ * hold, and their keys under its 80 KiB of keys set.
+ */
+const PAGES_PER_OPERATION =
+  Math.floor(MAX_OPERATION_BYTES / (MAX_VALUE_SIZE + MAX_KEY_SIZE)) - 2;
 
 /**
  * How long a step keeps retrying after lost races before giving up, in ms.
@@ -73,6 +99,15 @@ interface StoredUpload {
   owner?: string;
   /** The length of the upload's `parts` list. */
   partCount: number;
+  /** See {@linkcode UploadRecord.hashState}; `state` is a copy of its own. */
+  hashState?: HashState;
+  /**
+   * Set while `insertUpload` writes the pages of a record too big for one
+   * atomic operation, in several: such a header is no upload yet (every
+   * step takes it for absent), and if the insert never ends (the process
+   * died) expiry removes it, pages included, as it would the upload.
+   */
+  inserting?: true;
 }
 
 type StoredPage = (PartRecord | null)[];
@@ -225,7 +260,15 @@ export class KvCatalog implements Catalog {
 
   // --- uploads -----------------------------------------------------------
 
-  /** See {@linkcode Catalog.insertUpload}. */
+  /**
+   * See {@linkcode Catalog.insertUpload}. A record of up to 640 parts (10
+   * pages) is written in one atomic operation. A bigger one would not fit
+   * in KV's 800 KiB per operation, so its header is written first, marked
+   * as being inserted (no step sees it as an upload yet), with the first
+   * pages, then the other pages 10 at a time, each operation checked on
+   * that header, and the last one unmarks it: the upload appears whole or
+   * not at all.
+   */
   async insertUpload(upload: UploadRecord): Promise<void> {
     checkPartCount(upload.parts.length);
     const header: StoredUpload = {
@@ -234,18 +277,46 @@ export class KvCatalog implements Catalog {
     };
     if (upload.hash !== undefined) header.hash = upload.hash;
     if (upload.owner !== undefined) header.owner = upload.owner;
-    const key = this.#uploadKey(upload.id);
-    const op = this.#kv.atomic()
-      .check({ key, versionstamp: null })
-      .set(key, header)
-      .set(this.#expiresKey(header.expires, upload.id), null);
-    for (const [page, records] of toPages(upload.parts)) {
-      op.set(this.#pageKey(upload.id, page), records);
+    if (upload.hashState !== undefined) {
+      header.hashState = storedHashState(upload.hashState);
     }
-    if (!(await commit(op)).ok) {
+    const key = this.#uploadKey(upload.id);
+    const pages = [...toPages(upload.parts)];
+    const big = pages.length > PAGES_PER_OPERATION;
+    const first = this.#kv.atomic()
+      .check({ key, versionstamp: null })
+      .set(key, big ? { ...header, inserting: true } : header)
+      .set(this.#expiresKey(header.expires, upload.id), null);
+    for (const [page, records] of pages.slice(0, PAGES_PER_OPERATION)) {
+      first.set(this.#pageKey(upload.id, page), records);
+    }
+    const result = await commit(first);
+    if (!result.ok) {
       throw new ConflictError(
         `upload "${upload.id}" already exists (expected a fresh id)`,
       );
+    }
+    // The header stays as written until the last operation rewrites it,
+    // so each checks the versionstamp of the first.
+    const written = { key, versionstamp: result.versionstamp };
+    for (
+      let i = PAGES_PER_OPERATION;
+      i < pages.length;
+      i += PAGES_PER_OPERATION
+    ) {
+      const op = this.#kv.atomic().check(written);
+      for (const [page, records] of pages.slice(i, i + PAGES_PER_OPERATION)) {
+        op.set(this.#pageKey(upload.id, page), records);
+      }
+      if (i + PAGES_PER_OPERATION >= pages.length) op.set(key, header);
+      if (!(await commit(op)).ok) {
+        // Only expiry removes a header being inserted.
+        throw new ConflictError(
+          `upload "${upload.id}" was removed while its ${pages.length} pages were written (expected it to stay until inserted; its expiry, ${
+            new Date(header.expires).toISOString()
+          }, had passed when removeExpiredUploads ran)`,
+        );
+      }
     }
   }
 
@@ -275,7 +346,9 @@ export class KvCatalog implements Catalog {
       const [header, records] = await this.#getMany<
         [StoredUpload, StoredPage]
       >([headerKey, pageKey]);
-      if (!header.value || header.value.hash !== undefined) return false;
+      if (!isLive(header.value) || header.value.hash !== undefined) {
+        return false;
+      }
       const parts = records.value ?? [];
       if (parts[slot]?.complete) return false;
       while (parts.length <= slot) parts.push(null);
@@ -296,10 +369,17 @@ export class KvCatalog implements Catalog {
     checkPartNumber(part);
     const { page, slot } = pageOf(part);
     const pageKey = this.#pageKey(id, page);
+    const headerKey = this.#uploadKey(id);
     return settle(`complete part ${part} of upload ${id}`, async () => {
-      // Pages are deleted with their header, so a page read here belongs
-      // to a live upload; the check makes that still true at commit.
-      const records = await this.#get<StoredPage>(pageKey);
+      // Pages are deleted with their header, so a page read with a live
+      // header belongs to a live upload, and the check on the page makes
+      // that still true at commit. The header is read (in the same round
+      // trip) but not checked: a header change (a part added, the hash
+      // state advanced) must not make every part's completion start over.
+      const [header, records] = await this.#getMany<
+        [StoredUpload, StoredPage]
+      >([headerKey, pageKey]);
+      if (!isLive(header.value)) return false;
       const record = records.value?.[slot];
       if (!record || record.hash !== hash) return false;
       if (record.complete) return true;
@@ -318,10 +398,43 @@ export class KvCatalog implements Catalog {
     const key = this.#uploadKey(id);
     return settle(`set hash of upload ${id}`, async () => {
       const header = await this.#get<StoredUpload>(key);
-      if (!header.value || header.value.hash !== undefined) return false;
+      if (!isLive(header.value) || header.value.hash !== undefined) {
+        return false;
+      }
       const result = await commit(
         this.#kv.atomic().check(header)
           .set(key, { ...header.value, hash }),
+      );
+      return result.ok ? true : RETRY;
+    });
+  }
+
+  /**
+   * See {@linkcode Catalog.advanceHashState}: the state lives in the
+   * header, so the step is one atomic operation checked on the header
+   * read. A malformed `next` (not a whole number of parts and a
+   * `Uint8Array`) is a `BadParamsError`.
+   */
+  async advanceHashState(
+    id: string,
+    from: number,
+    next: HashState,
+  ): Promise<boolean> {
+    const state = storedHashState(next); // async: a bad one rejects
+    if (!(state.parts > from)) return false;
+    const key = this.#uploadKey(id);
+    return await settle(`advance the hash state of upload ${id}`, async () => {
+      const header = await this.#get<StoredUpload>(key);
+      const upload = header.value;
+      if (
+        !isLive(upload) || upload.hash !== undefined ||
+        (upload.hashState?.parts ?? 0) !== from
+      ) {
+        return false;
+      }
+      const result = await commit(
+        this.#kv.atomic().check(header)
+          .set(key, { ...upload, hashState: state }),
       );
       return result.ok ? true : RETRY;
     });
@@ -335,7 +448,7 @@ export class KvCatalog implements Catalog {
       const header = await this.#get<StoredUpload>(key);
       const upload = header.value;
       if (
-        !upload || upload.hash === undefined ||
+        !isLive(upload) || upload.hash === undefined ||
         (upload.owner !== undefined && upload.owner !== owner)
       ) {
         return false;
@@ -355,7 +468,12 @@ export class KvCatalog implements Catalog {
     const key = this.#uploadKey(id);
     return settle(`remove upload ${id}`, async () => {
       const header = await this.#get<StoredUpload>(key);
-      if (!header.value || header.value.owner !== owner) return false;
+      if (
+        !header.value || !isLive(header.value) ||
+        header.value.owner !== owner
+      ) {
+        return false;
+      }
       return (await this.#deleteUpload(id, header)) ? true : RETRY;
     });
   }
@@ -374,7 +492,9 @@ export class KvCatalog implements Catalog {
       const id = key[key.length - 1] as string;
       const gone = await settle(`expire upload ${id}`, async () => {
         const header = await this.#get<StoredUpload>(this.#uploadKey(id));
-        // Its owner may have extended it since the index was read.
+        // Its owner may have extended it since the index was read. A
+        // header still marked as being inserted goes too: its insert died
+        // (or inserts an expired record, and fails).
         if (!header.value || header.value.expires >= cutoff) return false;
         return (await this.#deleteUpload(id, header)) ? true : RETRY;
       });
@@ -389,7 +509,8 @@ export class KvCatalog implements Catalog {
    * Deletes an upload's header, pages and expiry key in one operation,
    * only if the header is still the one read. Every page lies below the
    * header's part count, and adding a page beyond it changes the header,
-   * so the check also guarantees no page is left behind.
+   * so the check also guarantees no page is left behind. At most
+   * `MAX_PAGES` pages: 259 keys, within KV's limits on one operation.
    */
   async #deleteUpload(
     id: string,
@@ -405,12 +526,23 @@ export class KvCatalog implements Catalog {
   }
 
   /**
-   * Reads an upload as one snapshot: the header and its first 9 pages (576
-   * parts) come from one `getMany`, which KV reads consistently. A bigger
-   * upload reads the rest after, then reads the header again and starts
-   * over if it changed (finished, owned, grown or removed meanwhile); parts
-   * only ever get added or completed between those reads, so the record
-   * returned is never older than its header.
+   * Reads an upload. Up to 9 pages (576 parts), the header and the pages
+   * come from one `getMany`, which KV reads as one snapshot.
+   *
+   * A bigger upload's pages (at most `MAX_PAGES`) are read after the
+   * header, all in one `list` batch, which is one snapshot of its own;
+   * then the header once more, only to tell whether the upload was removed
+   * meanwhile (read again: gone). When that header is unchanged, the
+   * record is an exact snapshot. When it changed (a part added beyond the
+   * end, the hash state advanced, the upload finished or owned), the
+   * record is the header as first read with the pages as they were a
+   * little later. That is still a record the store can act on: between
+   * the two reads parts are only added, replaced while incomplete, or
+   * completed, and a completed part is final, so what the header says of
+   * the parts (its hash state covers complete parts; a finished upload's
+   * parts are all complete) holds of pages read after it; parts added
+   * beyond its count are left out. Starting over instead would starve a
+   * reader of a big upload whose parts keep arriving.
    */
   #readUpload(id: string): Promise<{ record: UploadRecord } | undefined> {
     const headerKey = this.#uploadKey(id);
@@ -422,21 +554,36 @@ export class KvCatalog implements Catalog {
         ...pageKeys(0, GET_MANY_LIMIT - 1),
       ]);
       const header = first[0] as Deno.KvEntryMaybe<StoredUpload>;
-      if (!header.value) return undefined;
-      const pages = first.slice(1).map((e) => e.value as StoredPage | null);
+      if (!isLive(header.value)) return undefined;
       const count = pageCount(header.value.partCount);
-      if (count <= pages.length) {
+      if (count < GET_MANY_LIMIT) {
+        const pages = first.slice(1).map((e) => e.value as StoredPage | null);
         return { record: toUpload(id, header.value, pages) };
       }
-      for (let page = pages.length; page < count; page += GET_MANY_LIMIT) {
-        const rest = await this.#getMany<StoredPage[]>(
-          pageKeys(page, Math.min(page + GET_MANY_LIMIT, count)),
-        );
-        pages.push(...rest.map((e) => e.value));
-      }
-      const again = await this.#get(headerKey);
-      if (again.versionstamp !== header.versionstamp) return RETRY;
+      const pages = await this.#listPages(id, count);
+      const again = await this.#get<StoredUpload>(headerKey);
+      if (!isLive(again.value)) return RETRY;
       return { record: toUpload(id, header.value, pages) };
+    });
+  }
+
+  /**
+   * Pages `0` to `count - 1` of upload `id` (`null` where none is
+   * stored), from one `list` batch while `count` is at most
+   * {@linkcode LIST_BATCH_LIMIT}, which `MAX_PAGES` guarantees for every
+   * upload this catalog wrote.
+   */
+  #listPages(id: string, count: number): Promise<(StoredPage | null)[]> {
+    return retryBusy(async () => {
+      const pages: (StoredPage | null)[] = new Array(count).fill(null);
+      const entries = this.#kv.list<StoredPage>(
+        { start: this.#pageKey(id, 0), end: this.#pageKey(id, count) },
+        { limit: count, batchSize: Math.min(count, LIST_BATCH_LIMIT) },
+      );
+      for await (const { key, value } of entries) {
+        pages[key[key.length - 1] as number] = value;
+      }
+      return pages;
     });
   }
 
@@ -556,6 +703,29 @@ async function settle<T>(
   }
 }
 
+/** Whether `header` is an upload's: present, and not being inserted. */
+function isLive(header: StoredUpload | null): header is StoredUpload {
+  return header !== null && header.inserting !== true;
+}
+
+/**
+ * A copy of `state` to store (the caller may reuse its buffer; a view's
+ * whole buffer would be serialized), or a `BadParamsError`.
+ */
+function storedHashState(state: HashState): HashState {
+  if (
+    !Number.isSafeInteger(state?.parts) || state.parts < 0 ||
+    !(state.state instanceof Uint8Array)
+  ) {
+    throw new BadParamsError(
+      `invalid hash state (expected { parts: a non-negative integer, state: a Uint8Array }, got parts ${state?.parts} and a state of type ${
+        state?.state?.constructor?.name ?? typeof state?.state
+      })`,
+    );
+  }
+  return { parts: state.parts, state: new Uint8Array(state.state) };
+}
+
 function toMillis(date: Date, what: string): number {
   const time = date instanceof Date ? date.getTime() : NaN;
   if (!Number.isFinite(time)) {
@@ -641,5 +811,12 @@ function toUpload(
   };
   if (header.hash !== undefined) upload.hash = header.hash;
   if (header.owner !== undefined) upload.owner = header.owner;
+  if (header.hashState !== undefined) {
+    // Each read deserializes a fresh Uint8Array: already a copy.
+    upload.hashState = {
+      parts: header.hashState.parts,
+      state: header.hashState.state,
+    };
+  }
   return upload;
 }

@@ -11,15 +11,39 @@
  * KV's limits on one atomic operation: 100 checks, 1000 mutations, 800
  * KiB of keys and values, and 80 KiB of keys. Which keys count towards
  * the last differs between Deno versions (2.9 counts only those set), so
- * batches count every key they name, checks included.
+ * batches count every key they name, checks included. The 800 KiB counts
+ * every key named, checked, set or deleted, and every value set.
+ * `src/kv/kv_test.ts` checks each of these on the Deno it runs on.
  */
 export const MAX_CHECKS = 100;
+
+/** KV's limit on the mutations of one atomic operation. */
+export const MAX_MUTATIONS = 1000;
 
 /** KV's limit on the keys of one atomic operation; see {@linkcode MAX_CHECKS}. */
 export const MAX_KEY_BYTES = 80 * 1024;
 
+/**
+ * KV's limit on the keys and values of one atomic operation, all counted;
+ * see {@linkcode MAX_CHECKS}.
+ */
+export const MAX_OPERATION_BYTES = 800 * 1024;
+
+/** KV's limit on one key written, encoded. */
+export const MAX_KEY_SIZE = 2048;
+
+/** KV's limit on one value, serialized. */
+export const MAX_VALUE_SIZE = 64 * 1024;
+
 /** `getMany` reads at most this many keys. */
 export const GET_MANY_LIMIT = 10;
+
+/**
+ * The largest `list` batch the documentation promises (Deno 2.9 accepts
+ * 1000). Each batch is one snapshot read: its entries are consistent with
+ * each other, as `getMany`'s are.
+ */
+export const LIST_BATCH_LIMIT = 500;
 
 /**
  * How many `getMany` calls a batch has in flight at once: on the hosted KV
