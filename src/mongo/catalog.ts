@@ -7,6 +7,15 @@
  * - `<prefix>.upload`: `{ _id: uploadId, hash?, expires: Date,
  *   parts: [{ hash, size: int64, complete, offset: int64 } | null], owner? }`
  *
+ * Beside them, one field of our own: `hashstate?: { parts: int, state:
+ * BinData }` on an upload, the running hash of its first parts
+ * (`advanceHashState`). The Go store ignores it (mgo skips fields its
+ * structs lack) and its updates `$set` other fields, so it leaves it be;
+ * a Go document without it reads as an upload with no hash state.
+ *
+ * An upload document of 10,000 parts (S3's limit, the most the service's
+ * `maxParts` may be) is about 1.6 MB, a tenth of MongoDB's 16 MiB.
+ *
  * Every conditional step is one atomic update or delete of a single
  * document, its condition in the filter, as in Go: no multi-document
  * transactions, so a single server (no replica set) is enough.
@@ -30,6 +39,7 @@
  */
 
 import {
+  Binary,
   type Collection,
   type Db,
   type Filter,
@@ -39,10 +49,12 @@ import {
 import type {
   BlobRef,
   Catalog,
+  HashState,
   MultipartRegistry,
   PartRecord,
   UploadRecord,
 } from "../catalog.ts";
+import { BadParamsError } from "../errors.ts";
 import {
   isDuplicateKey,
   mongoStep,
@@ -67,13 +79,20 @@ interface PartDoc {
   offset: number | Long;
 }
 
-/** An upload record as stored: the Go `uploadDoc`. */
+/** A hash state as stored; not in Go. */
+interface HashStateDoc {
+  parts: number;
+  state: Binary;
+}
+
+/** An upload record as stored: the Go `uploadDoc`, and `hashstate`. */
 interface UploadDoc {
   _id: string;
   hash?: string;
   expires: Date;
   parts: (PartDoc | null)[];
   owner?: string;
+  hashstate?: HashStateDoc;
 }
 
 /**
@@ -407,6 +426,34 @@ export class MongoCatalog implements Catalog {
     );
   }
 
+  /**
+   * See {@linkcode Catalog.advanceHashState}: one conditional update, its
+   * condition in the filter (no hash yet; the stored state's part count is
+   * `from`, or, from 0, no state at all). A malformed `next` (not a whole
+   * number of parts and a `Uint8Array`) is a `BadParamsError`.
+   */
+  async advanceHashState(
+    id: string,
+    from: number,
+    next: HashState,
+  ): Promise<boolean> {
+    const hashstate = fromHashState(next); // async: a bad one rejects
+    if (!(hashstate.parts > from)) return false;
+    return await this.#updateUpload(
+      "advanceHashState",
+      {
+        _id: id,
+        hash: { $exists: false },
+        ...(from === 0
+          ? {
+            $or: [{ hashstate: { $exists: false } }, { "hashstate.parts": 0 }],
+          }
+          : { "hashstate.parts": from }),
+      },
+      { $set: { hashstate } },
+    );
+  }
+
   /** See {@linkcode Catalog.setOwner}. */
   setOwner(id: string, owner: string, expires: Date): Promise<boolean> {
     return this.#updateUpload(
@@ -524,6 +571,30 @@ function toPart(doc: PartDoc | null | undefined): PartRecord | null {
   };
 }
 
+/** `state` as stored (a copy of its bytes), or a `BadParamsError`. */
+function fromHashState(state: HashState): HashStateDoc {
+  if (
+    !Number.isSafeInteger(state?.parts) || state.parts < 0 ||
+    !(state.state instanceof Uint8Array)
+  ) {
+    throw new BadParamsError(
+      `invalid hash state (expected { parts: a non-negative integer, state: a Uint8Array }, got parts ${state?.parts} and a state of type ${
+        state?.state?.constructor?.name ?? typeof state?.state
+      })`,
+    );
+  }
+  return { parts: state.parts, state: new Binary(state.state.slice()) };
+}
+
+function toHashState(doc: HashStateDoc): HashState {
+  // A plain Uint8Array copy, not the driver's Buffer: records returned are
+  // copies, and compare equal to what was stored.
+  const bytes: Uint8Array = doc.state instanceof Binary
+    ? doc.state.value()
+    : doc.state;
+  return { parts: toNumber(doc.parts), state: new Uint8Array(bytes) };
+}
+
 function fromUpload(upload: UploadRecord): UploadDoc {
   // Go omits an empty hash and owner (`omitempty`); so do we, and the
   // conditions above test for their absence.
@@ -533,6 +604,8 @@ function fromUpload(upload: UploadRecord): UploadDoc {
     expires: upload.expires,
     parts: upload.parts.map((part) => part && fromPart(part)),
     ...(upload.owner !== undefined && { owner: upload.owner }),
+    ...(upload.hashState !== undefined &&
+      { hashstate: fromHashState(upload.hashState) }),
   };
 }
 
@@ -544,5 +617,8 @@ function toUpload(doc: UploadDoc): UploadRecord {
   };
   if (doc.hash !== undefined && doc.hash !== null) upload.hash = doc.hash;
   if (doc.owner !== undefined && doc.owner !== null) upload.owner = doc.owner;
+  if (doc.hashstate !== undefined && doc.hashstate !== null) {
+    upload.hashState = toHashState(doc.hashstate);
+  }
   return upload;
 }
