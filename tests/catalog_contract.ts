@@ -8,7 +8,7 @@
  */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert";
-import type { Catalog, PartRecord } from "../src/catalog.ts";
+import type { Catalog, PartRecord, UploadRecord } from "../src/catalog.ts";
 import { collect, hashOf } from "./helpers.ts";
 
 /** A fresh, empty catalog, and how to dispose of it. */
@@ -25,6 +25,42 @@ const part = (hash: string, offset = 0, size = 10): PartRecord => ({
   offset,
   complete: false,
 });
+
+/** A SHA-384 state's size as `ResumableSha384.save` returns it. */
+const STATE_SIZE = 212;
+
+const randomState = () => crypto.getRandomValues(new Uint8Array(STATE_SIZE));
+
+/** S3's most parts per upload, the most the service's `maxParts` may be. */
+export const MOST_PARTS = 10_000;
+
+/**
+ * Part `i` of a big upload: 5 MiB parts, complete unless `complete` says
+ * otherwise, with a hash of its own (`salt` gives another).
+ */
+function bigPart(i: number, complete = true, salt = ""): PartRecord {
+  return {
+    hash: hashOf(`part ${i}${salt}`),
+    size: 5 * 1024 * 1024,
+    offset: i * 5 * 1024 * 1024,
+    complete,
+  };
+}
+
+/**
+ * An upload record of {@linkcode MOST_PARTS} parts but its last two:
+ * every part complete but part 5000, part 9998 a gap (`null`), part 9999
+ * beyond the end. Inserting it whole is how a contract step gets there
+ * quickly; the catalog steps then fill it in.
+ */
+export function bigUpload(id: string, expires: Date): UploadRecord {
+  const parts: (PartRecord | null)[] = Array.from(
+    { length: MOST_PARTS - 1 },
+    (_, i) => bigPart(i, i !== 5000),
+  );
+  parts[MOST_PARTS - 2] = null;
+  return { id, expires, parts };
+}
 
 /** Runs the catalog contract as steps of `t`, each on a fresh fixture. */
 export async function testCatalogContract(
@@ -320,10 +356,191 @@ export async function testCatalogContract(
     },
   );
 
-  // The optional batch removal GC uses; skipped for a catalog without it.
+  await step(
+    "uploads: 10,000 parts (S3's limit) read back exactly, finish, own, and go whole",
+    async (c) => {
+      const expires = new Date(10_000);
+      const upload = bigUpload("big", expires);
+      await c.insertUpload(upload);
+      deepStrictEqual(await c.getUpload("big"), upload, "as inserted");
+      const last = MOST_PARTS - 1;
+      ok(await c.initPart("big", last - 1, bigPart(last - 1, false)), "a gap");
+      ok(await c.initPart("big", last, bigPart(last, false)), "at the end");
+      ok(
+        await c.initPart("big", 5000, bigPart(5000, false, "again")),
+        "incomplete: replaced",
+      );
+      ok(!await c.initPart("big", 4999, bigPart(4999, false, "x")), "final");
+      ok(await c.completePart("big", last - 1, bigPart(last - 1).hash));
+      ok(await c.completePart("big", last, bigPart(last).hash));
+      ok(await c.completePart("big", 5000, bigPart(5000, true, "again").hash));
+      const parts = Array.from(
+        { length: MOST_PARTS },
+        (_, i) => bigPart(i, true, i === 5000 ? "again" : ""),
+      );
+      const full: UploadRecord = { id: "big", expires, parts };
+      deepStrictEqual(await c.getUpload("big"), full, "every part complete");
+      deepStrictEqual(await collect(c.uploads()), [full], "listed");
+      if (c.advanceHashState) {
+        const state = randomState();
+        ok(await c.advanceHashState("big", 0, { parts: MOST_PARTS, state }));
+        full.hashState = { parts: MOST_PARTS, state };
+      }
+      ok(await c.setUploadHash("big", h("whole")));
+      ok(!await c.initPart("big", MOST_PARTS, bigPart(MOST_PARTS)), "finished");
+      ok(await c.setOwner("big", "alice", new Date(20_000)));
+      deepStrictEqual(await c.getUpload("big"), {
+        ...full,
+        hash: h("whole"),
+        owner: "alice",
+        expires: new Date(20_000),
+      }, "finished and owned");
+      ok(!await c.removeUpload("big", undefined), "owned: not as unowned");
+      ok(await c.removeUpload("big", "alice"));
+      strictEqual(await c.getUpload("big"), undefined);
+      deepStrictEqual(await collect(c.uploads()), []);
+      // Expiry removes a big record whole too.
+      await c.insertUpload(bigUpload("old", new Date(1000)));
+      strictEqual(await c.removeExpiredUploads(new Date(2000)), 1);
+      strictEqual(await c.getUpload("old"), undefined);
+      deepStrictEqual(await collect(c.uploads()), []);
+    },
+  );
+
+  // The optional steps; each skipped for a catalog without it.
   const probe = await open();
   const noBatch = typeof probe.catalog.removeRefs !== "function";
+  const noHashState = typeof probe.catalog.advanceHashState !== "function";
   await probe.close();
+  const state = (parts: number) => ({ parts, state: randomState() });
+
+  await step(
+    "uploads: advanceHashState moves on only from the parts hashed, forwards",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      strictEqual((await c.getUpload("u"))!.hashState, undefined, "none yet");
+      const one = state(1);
+      ok(await c.advanceHashState!("u", 0, one), "from none, as from 0");
+      deepStrictEqual((await c.getUpload("u"))!.hashState, one);
+      ok(!await c.advanceHashState!("u", 0, state(2)), "a stale from");
+      ok(!await c.advanceHashState!("u", 2, state(3)), "a from not reached");
+      ok(!await c.advanceHashState!("u", 1, state(1)), "not forwards");
+      ok(!await c.advanceHashState!("u", 1, state(0)), "backwards");
+      deepStrictEqual((await c.getUpload("u"))!.hashState, one, "unchanged");
+      const three = state(3);
+      ok(await c.advanceHashState!("u", 1, three), "several parts at once");
+      deepStrictEqual((await c.getUpload("u"))!.hashState, three);
+      // A record inserted with a state moves on from it.
+      const two = state(2);
+      await c.insertUpload({
+        id: "v",
+        expires: new Date(10_000),
+        parts: [],
+        hashState: two,
+      });
+      deepStrictEqual((await c.getUpload("v"))!.hashState, two, "inserted");
+      ok(!await c.advanceHashState!("v", 0, state(1)), "it has 2, not 0");
+      ok(await c.advanceHashState!("v", 2, state(4)));
+    },
+    noHashState,
+  );
+
+  await step(
+    "uploads: advanceHashState refuses a finished upload and an absent one",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      const one = state(1);
+      ok(await c.advanceHashState!("u", 0, one));
+      ok(await c.setUploadHash("u", h("whole")));
+      ok(!await c.advanceHashState!("u", 1, state(2)), "finished");
+      deepStrictEqual((await c.getUpload("u"))!.hashState, one, "kept");
+      await c.insertUpload({ id: "f", expires: new Date(10_000), parts: [] });
+      ok(await c.setUploadHash("f", h("whole")));
+      ok(!await c.advanceHashState!("f", 0, state(1)), "finished, none yet");
+      strictEqual((await c.getUpload("f"))!.hashState, undefined);
+      ok(!await c.advanceHashState!("missing", 0, state(1)), "absent");
+      strictEqual(await c.getUpload("missing"), undefined, "not created");
+    },
+    noHashState,
+  );
+
+  await step(
+    "uploads: the hash state's bytes round-trip exactly, in records that are copies",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      const bytes = randomState();
+      const sent = bytes.slice();
+      ok(await c.advanceHashState!("u", 0, { parts: 1, state: bytes }));
+      bytes.fill(0); // the caller reuses its buffer
+      const got = (await c.getUpload("u"))!.hashState!;
+      deepStrictEqual(got, { parts: 1, state: sent });
+      strictEqual(
+        Object.getPrototypeOf(got.state),
+        Uint8Array.prototype,
+        "a plain Uint8Array",
+      );
+      got.state.fill(1);
+      got.parts = 7;
+      deepStrictEqual((await c.getUpload("u"))!.hashState, {
+        parts: 1,
+        state: sent,
+      });
+      // A view stores its own bytes, not the rest of its buffer.
+      const buffer = new Uint8Array(4096);
+      crypto.getRandomValues(buffer);
+      const view = buffer.subarray(100, 100 + STATE_SIZE);
+      ok(await c.advanceHashState!("u", 1, { parts: 2, state: view }));
+      deepStrictEqual((await c.getUpload("u"))!.hashState, {
+        parts: 2,
+        state: view.slice(),
+      });
+    },
+    noHashState,
+  );
+
+  await step(
+    "uploads: concurrent advances from one state: exactly one wins",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      let from = 0;
+      for (let round = 0; round < 3; round++) {
+        const candidates = [1, 2, 3, 4].map((n) => state(from + n));
+        const results = await Promise.all(
+          candidates.map((next) => c.advanceHashState!("u", from, next)),
+        );
+        strictEqual(results.filter(Boolean).length, 1, `round ${round}`);
+        const winner = candidates[results.indexOf(true)];
+        deepStrictEqual((await c.getUpload("u"))!.hashState, winner);
+        from = winner.parts;
+      }
+    },
+    noHashState,
+  );
+
+  await step(
+    "uploads: the hash state survives setOwner, and uploads() lists it",
+    async (c) => {
+      await c.insertUpload({ id: "u", expires: new Date(10_000), parts: [] });
+      await c.insertUpload({ id: "w", expires: new Date(10_000), parts: [] });
+      const one = state(1);
+      ok(await c.advanceHashState!("u", 0, one));
+      ok(await c.setUploadHash("u", h("whole")));
+      ok(await c.setOwner("u", "alice", new Date(20_000)));
+      deepStrictEqual(await c.getUpload("u"), {
+        id: "u",
+        expires: new Date(20_000),
+        parts: [],
+        hash: h("whole"),
+        owner: "alice",
+        hashState: one,
+      });
+      const listed = (await collect(c.uploads())).sort((a, b) =>
+        a.id < b.id ? -1 : 1
+      );
+      deepStrictEqual(listed.map((u) => u.hashState), [one, undefined]);
+    },
+    noHashState,
+  );
   const ref = (name: string, time: number) => ({
     hash: h(name),
     name: `${h(name)}-${name}`,
