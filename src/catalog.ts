@@ -109,6 +109,11 @@ export interface UploadRecord {
    * `advanceHashState`; absent before any part was folded in.
    */
   hashState?: HashState;
+  /**
+   * What the upload's creator recorded about it (such as a tus upload's
+   * length and metadata), as text; set by `insertUpload`, never changed.
+   */
+  info?: string;
 }
 
 /**

@@ -81,6 +81,8 @@ export interface UploadInfo {
   hash?: string;
   /** Who uses the finished upload, once set. */
   owner?: string;
+  /** What `newUpload` was given as `info`, if anything. */
+  info?: string;
 }
 
 /**

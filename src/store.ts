@@ -40,7 +40,7 @@ import type { Refs } from "./refs.ts";
 import { ResumableSha384, STATE_SIZE } from "./resumable_sha384.ts";
 import { sweepOrphans, type SweepStats } from "./sweep.ts";
 import { type BlobSource, toReadableStream } from "./source.ts";
-import { VerifyStream } from "./verify.ts";
+import { trustedStream, VerifyStream } from "./verify.ts";
 
 /**
  * What a {@linkcode Store} is made of.
@@ -397,11 +397,138 @@ export class Store {
    * Starts a multipart upload whose record expires at `expires`, and
    * returns its id.
    */
-  async newUpload(expires: Date): Promise<string> {
+  async newUpload(
+    expires: Date,
+    options: { info?: string } = {},
+  ): Promise<string> {
     checkDate("expiry", expires);
+    const { info } = options;
+    if (info !== undefined && typeof info !== "string") {
+      throw new BadParamsError(
+        `invalid upload info (expected a string, got ${typeof info})`,
+      );
+    }
     const id = newUploadId();
-    await this.catalog.insertUpload({ id, expires, parts: [] });
+    await this.catalog.insertUpload({
+      id,
+      expires,
+      parts: [],
+      ...(info !== undefined && { info }),
+    });
     return id;
+  }
+
+  /**
+   * Stores `bytes`, hashing them itself, and returns their hash and
+   * whether this call created the blob: for callers that hold a body in
+   * memory and do not know its hash (a part cut from a stream). The hash
+   * is computed once, where `hashing` says, and not again by the backend.
+   */
+  async putBytes(
+    bytes: Uint8Array,
+  ): Promise<PutResult & { hash: string }> {
+    if (!(bytes instanceof Uint8Array)) {
+      throw new BadParamsError(
+        `invalid bytes (expected a Uint8Array, got ${typeof bytes})`,
+      );
+    }
+    const { digest: hash } = await hashBytes(bytes, this.hashing);
+    return { hash, ...await this.#putTrusted(bytes, hash, new Date()) };
+  }
+
+  /**
+   * Puts `bytes`, which this store has just hashed to `hash` itself, with
+   * no second hash: a blob already there is only refreshed.
+   */
+  async #putTrusted(
+    bytes: Uint8Array,
+    hash: string,
+    now: Date,
+  ): Promise<PutResult> {
+    if (await this.catalog.touchRef(hash, now)) return { created: false };
+    const name = newBlobName(hash);
+    const size = bytes.byteLength;
+    await this.backend.put(name, trustedStream(bytes, hash), size, hash);
+    return await this.#record({ hash, name, putTime: now, size });
+  }
+
+  /**
+   * Stores the in-memory `bytes` as part `part` of upload `uploadId`,
+   * starting at `offset` in the whole blob, hashing them itself, and
+   * returns the part's hash. Unlike {@linkcode Store.putPart}, the bytes
+   * are stored before the record, so replacing an incomplete part (see
+   * `complete`) never leaves a record whose bytes are gone: a crash in
+   * between leaves the old record, or the new one with its bytes stored.
+   * A GC that removed the fresh blob before the record held it is caught
+   * by looking again, and the bytes are put again.
+   *
+   * With `complete: false`, the part is recorded but left incomplete, its
+   * bytes kept (GC spares what upload records name): a resumable upload's
+   * tail, to be replaced by a longer part later. A complete part that
+   * extends the upload's running hash advances it, as `putPart` does.
+   */
+  async putPartBytes(
+    uploadId: string,
+    part: number,
+    bytes: Uint8Array,
+    offset: number,
+    options: { complete?: boolean } = {},
+  ): Promise<{ hash: string }> {
+    const complete = options.complete ?? true;
+    const size = bytes.byteLength;
+    checkPartParams(part, size, this);
+    const upload = await this.#getUpload(uploadId);
+    if (upload.hash !== undefined) {
+      throw new ConflictError(
+        `cannot upload part ${part}: upload "${uploadId}" already finished`,
+      );
+    }
+    const resume = complete ? await this.#resumable(upload, part) : undefined;
+    const { digest: hash, state } = await hashBytes(
+      bytes,
+      this.hashing,
+      resume,
+    );
+    const existing = upload.parts[part];
+    if (existing?.complete) {
+      checkResentPart(part, existing, { hash, size, offset });
+      return { hash };
+    }
+    checkPartPlacement(upload.parts, part, size, offset, this.minPartSize);
+    await this.#putTrusted(bytes, hash, new Date());
+    const record = { hash, size, offset, complete: false };
+    if (!await this.catalog.initPart(uploadId, part, record)) {
+      const now = await this.#getUpload(uploadId);
+      if (now.hash !== undefined) {
+        throw new ConflictError(
+          `cannot upload part ${part}: upload "${uploadId}" already finished`,
+        );
+      }
+      checkResentPart(part, now.parts[part]!, { hash, size, offset });
+      return { hash };
+    }
+    // The blob was put before the record named it: a GC with a later
+    // cut-off may have removed it in between. The record holds it now, so
+    // a put from here on is safe.
+    if (!await this.catalog.getRef(hash)) {
+      await this.#putTrusted(bytes, hash, new Date());
+    }
+    if (!complete) return { hash };
+    if (!await this.catalog.completePart(uploadId, part, hash)) {
+      const now = await this.catalog.getUpload(uploadId);
+      if (!now) {
+        throw new NotFoundError(
+          `upload "${uploadId}" was removed while part ${part} was uploading`,
+        );
+      }
+      throw new ConflictError(
+        `part ${part} of upload "${uploadId}" was sent again with hash ${
+          now.parts[part]?.hash
+        } while this one (hash ${hash}) was uploading`,
+      );
+    }
+    if (state) await this.#advance(uploadId, part, { parts: part + 1, state });
+    return { hash };
   }
 
   /**
@@ -653,8 +780,10 @@ export class Store {
 
   /** Returns the state of upload `uploadId`. */
   async uploadInfo(uploadId: string): Promise<UploadInfo> {
-    const { parts, expires, hash, owner } = await this.#getUpload(uploadId);
-    return { parts, expires, hash, owner };
+    const { parts, expires, hash, owner, info } = await this.#getUpload(
+      uploadId,
+    );
+    return { parts, expires, hash, owner, info };
   }
 
   /**
@@ -791,6 +920,34 @@ function checkResentPart(
       })`,
     );
   }
+}
+
+/**
+ * The SHA-384 of `bytes`, and with `resume` (a state, or `null` for a
+ * fresh hash) the resumable hash's state after them, computed side by side
+ * (on two workers, where `hashing` puts them there).
+ */
+async function hashBytes(
+  bytes: Uint8Array,
+  hashing: Hashing,
+  resume?: Uint8Array | null,
+): Promise<{ digest: string; state?: Uint8Array }> {
+  const size = bytes.byteLength;
+  const run = async (resume?: Uint8Array | null) => {
+    const job = await startSha384({ hashing, size, resume });
+    try {
+      await job.update(bytes);
+      return await job.finish();
+    } catch (err) {
+      job.abort();
+      throw err;
+    }
+  };
+  const [plain, running] = await Promise.all([
+    run(),
+    resume === undefined ? undefined : run(resume),
+  ]);
+  return { digest: plain.digest, state: running?.state };
 }
 
 /**
