@@ -178,12 +178,20 @@ async function startThread(events: ThreadEvents): Promise<HashThread> {
   const worker = new NodeWorker(url);
   worker.on("message", events.message);
   worker.on("error", (err) => events.error(`hash worker failed: ${err}`));
-  worker.on("exit", (code) => events.error(`hash worker exited (${code})`));
+  // The exit that terminate() causes (an idle worker ending) is no failure:
+  // reporting it would turn workers off for good after the first idle end.
+  let terminated = false;
+  worker.on("exit", (code) => {
+    if (!terminated) events.error(`hash worker exited (${code})`);
+  });
   worker.unref();
   return {
     postMessage: (message, transfer) => worker.postMessage(message, transfer),
     hold: (busy) => busy ? worker.ref() : worker.unref(),
-    terminate: () => void worker.terminate(),
+    terminate: () => {
+      terminated = true;
+      void worker.terminate();
+    },
   };
 }
 
