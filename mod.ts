@@ -37,11 +37,7 @@ export type {
 export type { BlobSource } from "./src/source.ts";
 export { toReadableStream } from "./src/source.ts";
 export { isValidHash, sha384, Sha384Stream } from "./src/digest.ts";
-export {
-  verified,
-  type VerifyOptions,
-  VerifyStream,
-} from "./src/verify.ts";
+export { verified, type VerifyOptions, VerifyStream } from "./src/verify.ts";
 export { type Hashing, WORKER_MIN_SIZE } from "./src/hashing.ts";
 export { ResumableSha384 } from "./src/resumable_sha384.ts";
 export { multipartIndex } from "./src/multipart.ts";
@@ -82,7 +78,9 @@ export {
   type FoundBlob,
   MultipartBlobs,
   SERVICE_OWNER,
+  UNKNOWN_PART_SIZE,
 } from "./src/multipart_blobs.ts";
+export { PartCutter } from "./src/cut.ts";
 export { MemoryBackend } from "./src/memory/backend.ts";
 export {
   BadParamsError,

@@ -22,7 +22,14 @@
  */
 
 import type { OpenedBlob } from "./backend.ts";
-import { NotFoundError } from "./errors.ts";
+import { PartCutter } from "./cut.ts";
+import { checkHash } from "./digest.ts";
+import {
+  HashMismatchError,
+  NotFoundError,
+  SizeMismatchError,
+} from "./errors.ts";
+import { type BlobSource, toReadableStream } from "./source.ts";
 import { type MultipartIndex, multipartIndex, type Part } from "./multipart.ts";
 import type { BlobStat, Store } from "./store.ts";
 import type { MultipartEntry, MultipartRegistry } from "./catalog.ts";
@@ -45,6 +52,25 @@ const KEEP_FOREVER = new Date(Date.UTC(9999, 11, 31));
 
 /** Attempts at registering a hash before giving up on a pathological race. */
 const REGISTER_ATTEMPTS = 8;
+
+/**
+ * The part size {@linkcode MultipartBlobs.putUnknown} cuts a large body
+ * into: 8 MiB, so that a body is hashed and stored as it arrives, in
+ * parts big enough for S3 (5 MiB at least) and few enough for 400 parts
+ * to hold 3.2 GiB (larger bodies get larger parts).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { UNKNOWN_PART_SIZE } from "@blobstore/blobstore";
+ *
+ * assert(UNKNOWN_PART_SIZE === 8 * 1024 * 1024);
+ * ```
+ */
+export const UNKNOWN_PART_SIZE = 8 * 1024 * 1024;
+
+/** How long the upload of a `putUnknown` in progress is kept: a day. */
+const UNKNOWN_TTL_MS = 24 * 3600_000;
 
 /**
  * A blob found by its hash: what `Store.open` returns, plus the index when
@@ -144,6 +170,86 @@ export class MultipartBlobs {
     throw new Error(
       `could not register multipart blob ${result.hash} after ${REGISTER_ATTEMPTS} attempts`,
     );
+  }
+
+  /**
+   * Stores the `size` bytes of `source` without knowing their hash, and
+   * returns it: the store computes it as the bytes arrive. A body of at
+   * most `partSize` bytes (default {@linkcode UNKNOWN_PART_SIZE}, or more
+   * to stay within the store's `maxParts`) becomes a single blob; a larger
+   * one, parts of `partSize` gathered in memory one at a time, each hashed
+   * and stored as it fills (and folded into the running hash of the
+   * whole), finished with no byte read back and registered here, so it is
+   * read by hash like any blob. Memory: one part.
+   *
+   * With `expected`, the whole hash must be it: else `HashMismatchError`,
+   * and nothing is recorded (parts already stored are garbage for the next
+   * GC). A source whose length is not `size` is `SizeMismatchError`, with
+   * the same outcome. `created` is false when the blob was already there.
+   */
+  async putUnknown(
+    source: BlobSource,
+    size: number,
+    options: { partSize?: number; expected?: string } = {},
+  ): Promise<{ hash: string; size: number; created: boolean }> {
+    const { expected } = options;
+    if (expected !== undefined) checkHash(expected, "expected hash");
+    const store = this.store;
+    const partSize = Math.max(
+      options.partSize ?? UNKNOWN_PART_SIZE,
+      store.minPartSize,
+      Math.ceil(size / store.maxParts),
+    );
+    const cutter = new PartCutter(toReadableStream(source), partSize);
+    if (size <= partSize) {
+      let bytes: Uint8Array = new Uint8Array(0);
+      for await (const part of cutter.parts()) {
+        if (bytes.byteLength > 0 || part.byteLength > size) {
+          throw new SizeMismatchError(size, cutter.bytes);
+        }
+        bytes = part;
+      }
+      if (bytes.byteLength !== size) {
+        throw new SizeMismatchError(size, bytes.byteLength);
+      }
+      const { hash, created } = await store.putBytes(bytes, { expected });
+      return { hash, size, created };
+    }
+    const id = await store.newUpload(new Date(Date.now() + UNKNOWN_TTL_MS));
+    try {
+      const parts: Part[] = [];
+      let offset = 0;
+      for await (const bytes of cutter.parts()) {
+        if (offset + bytes.byteLength > size) {
+          throw new SizeMismatchError(size, offset + bytes.byteLength);
+        }
+        const { hash } = await store.putPartBytes(
+          id,
+          parts.length,
+          bytes,
+          offset,
+        );
+        parts.push({ hash });
+        offset += bytes.byteLength;
+      }
+      if (offset !== size) throw new SizeMismatchError(size, offset);
+      const { hash } = await store.finishUpload(id, parts);
+      if (expected !== undefined && hash !== expected) {
+        throw new HashMismatchError(expected, hash);
+      }
+      if (await store.catalog.getRef(hash)) {
+        // Already stored whole: this copy is not needed.
+        await store.removeUpload(id);
+        return { hash, size, created: false };
+      }
+      await this.finish(id, parts);
+      const created = (await this.registry.get(hash))?.uploadId === id;
+      if (!created) await store.removeUpload(id);
+      return { hash, size, created };
+    } catch (err) {
+      await store.removeUpload(id).catch(() => {});
+      throw err;
+    }
   }
 
   /**

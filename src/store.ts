@@ -19,6 +19,7 @@ import {
   BadParamsError,
   ConflictError,
   CorruptBlobError,
+  HashMismatchError,
   NotFoundError,
   RetryableError,
 } from "./errors.ts";
@@ -423,16 +424,24 @@ export class Store {
    * whether this call created the blob: for callers that hold a body in
    * memory and do not know its hash (a part cut from a stream). The hash
    * is computed once, where `hashing` says, and not again by the backend.
+   * With `expected`, bytes that hash otherwise are `HashMismatchError`,
+   * and nothing is stored.
    */
   async putBytes(
     bytes: Uint8Array,
+    options: { expected?: string } = {},
   ): Promise<PutResult & { hash: string }> {
     if (!(bytes instanceof Uint8Array)) {
       throw new BadParamsError(
         `invalid bytes (expected a Uint8Array, got ${typeof bytes})`,
       );
     }
+    const { expected } = options;
+    if (expected !== undefined) checkHash(expected, "expected hash");
     const { digest: hash } = await hashBytes(bytes, this.hashing);
+    if (expected !== undefined && hash !== expected) {
+      throw new HashMismatchError(expected, hash);
+    }
     return { hash, ...await this.#putTrusted(bytes, hash, new Date()) };
   }
 

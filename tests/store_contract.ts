@@ -1324,6 +1324,78 @@ export async function testStoreContract(
   );
 
   await step(
+    "putUnknown: the store learns the hash, single or in parts, de-duplicated",
+    async (s) => {
+      const blobs = new MultipartBlobs(s);
+      const small = bytesOf(80, 7);
+      deepStrictEqual(
+        await blobs.putUnknown(chunkedStream(small, 7), small.length, {
+          partSize: MIN_PART,
+        }),
+        { hash: hashOf(small), size: 80, created: true },
+      );
+      strictEqual((await s.stat(hashOf(small))).kind, "single");
+      const big = bytesOf(MIN_PART * 3 + 17, 8);
+      const put = () =>
+        blobs.putUnknown(chunkedStream(big, 33), big.length, {
+          partSize: MIN_PART,
+        });
+      deepStrictEqual(await put(), {
+        hash: hashOf(big),
+        size: big.length,
+        created: true,
+      });
+      const stat = await blobs.stat(hashOf(big));
+      deepStrictEqual(stat.index?.sizes, [100, 100, 100, 17]);
+      deepStrictEqual(await readAll((await blobs.open(hashOf(big))).body), big);
+      // Again: the blob is there; the second upload does not stay.
+      const before = await collect(s.catalog.uploads());
+      strictEqual((await put()).created, false);
+      strictEqual((await collect(s.catalog.uploads())).length, before.length);
+      // Stored whole already: the multipart copy goes.
+      const whole = bytesOf(MIN_PART * 2 + 1, 9);
+      await s.put(whole, hashOf(whole), whole.length);
+      const again = await blobs.putUnknown(whole, whole.length, {
+        partSize: MIN_PART,
+      });
+      deepStrictEqual(again, {
+        hash: hashOf(whole),
+        size: whole.length,
+        created: false,
+      });
+      strictEqual(await blobs.registry.get(hashOf(whole)), undefined);
+    },
+  );
+
+  await step(
+    "putUnknown: a wrong expected hash or size records nothing",
+    async (s) => {
+      const blobs = new MultipartBlobs(s);
+      for (const size of [60, MIN_PART * 2 + 5]) {
+        const bytes = bytesOf(size, 10);
+        const before = await collect(s.catalog.uploads());
+        await rejects(
+          blobs.putUnknown(bytes, size, {
+            partSize: MIN_PART,
+            expected: hashOf("other"),
+          }),
+          HashMismatchError,
+        );
+        await rejects(
+          blobs.putUnknown(bytes, size + 1, { partSize: MIN_PART }),
+          SizeMismatchError,
+        );
+        await rejects(
+          blobs.putUnknown(bytes, size - 1, { partSize: MIN_PART }),
+          SizeMismatchError,
+        );
+        await rejects(blobs.stat(hashOf(bytes)), NotFoundError);
+        deepStrictEqual(await collect(s.catalog.uploads()), before);
+      }
+    },
+  );
+
+  await step(
     "multipart: a finish racing a removal fails with NotFoundError",
     async (s) => {
       const { parts, hashes } = parts3();
