@@ -2,9 +2,11 @@
  * `deno task bench [--quick] [--only NAME] [--json FILE]`: brings up the
  * local services the tests use (FerretDB, Swift and Keystone on
  * 127.0.0.1, through `scripts/services.ts`), runs every benchmark suite
- * (core, embedded, mongo, swift, s3, http), skipping with its reason a suite
- * whose service is missing, prints one markdown table of ratios against
- * raw baselines measured in the same run, and releases the services.
+ * (core, embedded, mongo, swift, s3, http, and registry: the HTTP service
+ * against the Docker registry, which the suite builds with Go), skipping
+ * with its reason a suite whose service is missing, prints one markdown
+ * table of ratios against raw baselines measured in the same run, and
+ * releases the services.
  *
  * It reports; it never fails on a ratio (a failing case, a crash, does
  * fail). `--quick` (smaller sizes, one round) keeps the whole run under
@@ -18,6 +20,7 @@ import { coreSuite } from "./core.ts";
 import { embeddedSuite } from "./embedded.ts";
 import { httpSuite } from "./http.ts";
 import { mongoSuite } from "./mongo.ts";
+import { registrySuite } from "./registry.ts";
 import { parseArgs, printResult, runSuites, writeJson } from "./run.ts";
 import { s3Suite } from "./s3.ts";
 import { swiftSuite } from "./swift.ts";
@@ -30,7 +33,15 @@ for (const name of services.failed) {
 }
 try {
   const result = await runSuites(
-    [coreSuite, embeddedSuite, mongoSuite, swiftSuite, s3Suite, httpSuite],
+    [
+      coreSuite,
+      embeddedSuite,
+      mongoSuite,
+      swiftSuite,
+      s3Suite,
+      httpSuite,
+      registrySuite,
+    ],
     options,
   );
   printResult(result);
