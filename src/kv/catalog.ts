@@ -12,7 +12,7 @@
  * - `["refPutTime", putTimeMs, hash]`: the same reference again, ordered by
  *   put time, so GC lists only the references older than its cut-off.
  * - `["upload", id]`: an upload's header (hash, owner, expiry, part count,
- *   hash state).
+ *   hash state, info).
  * - `["uploadPart", id, page]`: up to {@linkcode PARTS_PER_PAGE} part
  *   records, so no value nears KV's 64 KiB limit whatever the part count.
  * - `["uploadExpires", expiresMs, id]`: an index by expiry, so expiry lists
@@ -101,6 +101,8 @@ interface StoredUpload {
   partCount: number;
   /** See {@linkcode UploadRecord.hashState}; `state` is a copy of its own. */
   hashState?: HashState;
+  /** See {@linkcode UploadRecord.info}. */
+  info?: string;
   /**
    * Set while `insertUpload` writes the pages of a record too big for one
    * atomic operation, in several: such a header is no upload yet (every
@@ -277,6 +279,7 @@ export class KvCatalog implements Catalog {
     };
     if (upload.hash !== undefined) header.hash = upload.hash;
     if (upload.owner !== undefined) header.owner = upload.owner;
+    if (upload.info !== undefined) header.info = upload.info;
     if (upload.hashState !== undefined) {
       header.hashState = storedHashState(upload.hashState);
     }
@@ -811,6 +814,7 @@ function toUpload(
   };
   if (header.hash !== undefined) upload.hash = header.hash;
   if (header.owner !== undefined) upload.owner = header.owner;
+  if (header.info !== undefined) upload.info = header.info;
   if (header.hashState !== undefined) {
     // Each read deserializes a fresh Uint8Array: already a copy.
     upload.hashState = {

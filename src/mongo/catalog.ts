@@ -7,11 +7,12 @@
  * - `<prefix>.upload`: `{ _id: uploadId, hash?, expires: Date,
  *   parts: [{ hash, size: int64, complete, offset: int64 } | null], owner? }`
  *
- * Beside them, one field of our own: `hashstate?: { parts: int, state:
- * BinData }` on an upload, the running hash of its first parts
- * (`advanceHashState`). The Go store ignores it (mgo skips fields its
- * structs lack) and its updates `$set` other fields, so it leaves it be;
- * a Go document without it reads as an upload with no hash state.
+ * Beside them, two fields of our own on an upload: `hashstate?: { parts:
+ * int, state: BinData }`, the running hash of its first parts
+ * (`advanceHashState`), and `info?: string`, what its creator recorded
+ * about it. The Go store ignores them (mgo skips fields its structs lack)
+ * and its updates `$set` other fields, so it leaves them be; a Go document
+ * reads as an upload with neither.
  *
  * An upload document of 10,000 parts (S3's limit, the most the service's
  * `maxParts` may be) is about 1.6 MB, a tenth of MongoDB's 16 MiB.
@@ -85,7 +86,7 @@ interface HashStateDoc {
   state: Binary;
 }
 
-/** An upload record as stored: the Go `uploadDoc`, and `hashstate`. */
+/** An upload record as stored: the Go `uploadDoc`, `hashstate` and `info`. */
 interface UploadDoc {
   _id: string;
   hash?: string;
@@ -93,6 +94,7 @@ interface UploadDoc {
   parts: (PartDoc | null)[];
   owner?: string;
   hashstate?: HashStateDoc;
+  info?: string;
 }
 
 /**
@@ -606,6 +608,7 @@ function fromUpload(upload: UploadRecord): UploadDoc {
     ...(upload.owner !== undefined && { owner: upload.owner }),
     ...(upload.hashState !== undefined &&
       { hashstate: fromHashState(upload.hashState) }),
+    ...(upload.info !== undefined && { info: upload.info }),
   };
 }
 
@@ -620,5 +623,6 @@ function toUpload(doc: UploadDoc): UploadRecord {
   if (doc.hashstate !== undefined && doc.hashstate !== null) {
     upload.hashState = toHashState(doc.hashstate);
   }
+  if (typeof doc.info === "string") upload.info = doc.info;
   return upload;
 }
