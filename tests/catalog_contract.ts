@@ -407,6 +407,50 @@ export async function testCatalogContract(
     },
   );
 
+  await step(
+    "uploads: info is written by insertUpload and kept as is by every step",
+    async (c) => {
+      const info = '{"length":433,"metadata":"ünïcode, \\"quoted\\""}';
+      await c.insertUpload({
+        id: "u",
+        expires: new Date(10_000),
+        parts: [],
+        info,
+      });
+      await c.insertUpload({
+        id: "none",
+        expires: new Date(10_000),
+        parts: [],
+      });
+      strictEqual((await c.getUpload("u"))!.info, info);
+      ok(!("info" in (await c.getUpload("none"))!), "none: no info at all");
+      ok(await c.initPart("u", 0, part(h("p0"))));
+      ok(await c.completePart("u", 0, h("p0")));
+      await c.advanceHashState?.("u", 0, { parts: 1, state: randomState() });
+      ok(await c.setUploadHash("u", h("whole")));
+      ok(await c.setOwner("u", "alice", new Date(20_000)));
+      strictEqual((await c.getUpload("u"))!.info, info, "after every step");
+      deepStrictEqual(
+        (await collect(c.uploads())).map((u) => u.info).sort(),
+        [info, undefined],
+      );
+      // A record too big for one write in some catalogs keeps it too.
+      const parts = bigUpload("big", new Date(10_000)).parts.slice(0, 700);
+      await c.insertUpload({
+        id: "big",
+        expires: new Date(10_000),
+        parts,
+        info,
+      });
+      deepStrictEqual(await c.getUpload("big"), {
+        id: "big",
+        expires: new Date(10_000),
+        parts,
+        info,
+      });
+    },
+  );
+
   // The optional steps; each skipped for a catalog without it.
   const probe = await open();
   const noBatch = typeof probe.catalog.removeRefs !== "function";
