@@ -2,10 +2,12 @@
  * Deno KV: the backend and store contracts on `KvBackend` and `KvCatalog`
  * (on `:memory:` and on a KV file), the catalog compared step by step with
  * `MemoryCatalog`, its atomicity when two instances share one KV file, its
- * secondary indexes (GC and expiry read only what they return), 400-part
- * uploads, crash safety of a put killed midway, and GC's batch removals
- * (`removeRefs`, `removeMany`) across batches, within KV's limits and
- * against a writer racing a batch.
+ * secondary indexes (GC and expiry read only what they return), KV's limits
+ * on one operation as measured, uploads of 400, 10,000 and `MAX_KV_PARTS`
+ * parts within them (inserted in several operations, read while they
+ * change, an insert killed midway), crash safety of a put killed midway,
+ * and GC's batch removals (`removeRefs`, `removeMany`) across batches,
+ * within KV's limits and against a writer racing a batch.
  *
  * Run with `--unstable-kv` (as `deno task test` does).
  *
@@ -14,16 +16,36 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import { KvBackend } from "./backend.ts";
-import { KvCatalog, PARTS_PER_PAGE } from "./catalog.ts";
+import { KvCatalog, MAX_KV_PARTS, PARTS_PER_PAGE } from "./catalog.ts";
+import {
+  GET_MANY_LIMIT,
+  keySize,
+  LIST_BATCH_LIMIT,
+  MAX_CHECKS,
+  MAX_KEY_BYTES,
+  MAX_KEY_SIZE,
+  MAX_MUTATIONS,
+  MAX_OPERATION_BYTES,
+  MAX_VALUE_SIZE,
+} from "./limits.ts";
 import { MemoryCatalog } from "../memory/catalog.ts";
 import { FileBackend } from "../fs/backend.ts";
-import type { Catalog, PartRecord, UploadRecord } from "../catalog.ts";
-import { NotFoundError } from "../errors.ts";
+import type {
+  Catalog,
+  HashState,
+  PartRecord,
+  UploadRecord,
+} from "../catalog.ts";
+import { BadParamsError, ConflictError, NotFoundError } from "../errors.ts";
 import { newBlobName } from "../names.ts";
 import { Refs } from "../refs.ts";
 import { Store } from "../store.ts";
 import { testBackendContract } from "../../tests/backend_contract.ts";
-import { testCatalogContract } from "../../tests/catalog_contract.ts";
+import {
+  bigUpload,
+  MOST_PARTS,
+  testCatalogContract,
+} from "../../tests/catalog_contract.ts";
 import { testStoreContract } from "../../tests/store_contract.ts";
 import {
   bytesOf,
@@ -182,11 +204,22 @@ Deno.test("KvCatalog answers every step as MemoryCatalog does", async () => {
     await both((c) => c.completePart("u1", 0, h(7)), "complete, wrong hash");
     await both((c) => c.completePart("u1", 5, part(5).hash), "complete absent");
     await both((c) => c.completePart("nope", 0, h(7)), "complete, no upload");
+    const state = (parts: number) => ({
+      parts,
+      state: new Uint8Array(212).fill(parts),
+    });
+    await both((c) => c.advanceHashState!("u1", 0, state(1)), "advance");
+    await both((c) => c.advanceHashState!("u1", 0, state(2)), "stale from");
+    await both((c) => c.advanceHashState!("u1", 1, state(1)), "not forwards");
+    await both((c) => c.advanceHashState!("u1", 1, state(4)), "advance by 3");
+    await both((c) => c.advanceHashState!("nope", 0, state(1)), "no upload");
+    await both((c) => c.getUpload("u1"), "with a hash state");
     await both((c) => c.setOwner("u1", "o", at(2 * HOUR)), "own unfinished");
     await both((c) => c.setUploadHash("u1", h(42)), "set hash");
     await both((c) => c.setUploadHash("u1", h(43)), "set hash again");
     await both((c) => c.setUploadHash("nope", h(43)), "set hash, no upload");
     await both((c) => c.initPart("u1", 7, part(7)), "init when finished");
+    await both((c) => c.advanceHashState!("u1", 4, state(5)), "when finished");
     await both((c) => c.removeUpload("u1", "o"), "remove, wrong owner");
     await both((c) => c.setOwner("u1", "o", at(2 * HOUR)), "own");
     await both((c) => c.setOwner("u1", "o", at(3 * HOUR)), "own again");
@@ -263,7 +296,7 @@ Deno.test("KvCatalog: an upload of 400 parts, every value under 64 KiB", async (
 });
 
 Deno.test("KvCatalog: an upload of 1000 parts reads back whole", async () => {
-  // Beyond one getMany (9 pages): read in several, checked by the header.
+  // Beyond one getMany (9 pages): the pages are listed in one batch.
   const { kv, close } = await memoryKv();
   try {
     const catalog = new KvCatalog(kv);
@@ -283,6 +316,487 @@ Deno.test("KvCatalog: an upload of 1000 parts reads back whole", async () => {
     strictEqual(upload.parts.filter((p) => p).length, 4);
     strictEqual(upload.parts[999]?.size, 999);
     ok(await catalog.removeUpload("u", undefined));
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KV's limits on one atomic operation are the ones the catalog is built on", async (t) => {
+  // Measured, so that a Deno whose limits moved fails here, by name,
+  // rather than in a catalog step at 10,000 parts.
+  const { kv, close } = await memoryKv();
+  const commits = async (build: (op: Deno.AtomicOperation) => void) => {
+    const op = kv.atomic();
+    build(op);
+    try {
+      return (await op.commit()).ok;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  const refused = (what: RegExp) => (got: boolean | string) =>
+    ok(typeof got === "string" && what.test(got), `refused: ${got}`);
+  try {
+    await t.step(`${MAX_MUTATIONS} mutations, not one more`, async () => {
+      strictEqual(
+        await commits((op) => {
+          for (let i = 0; i < MAX_MUTATIONS; i++) op.delete(["m", i]);
+        }),
+        true,
+      );
+      refused(/mutations/)(
+        await commits((op) => {
+          for (let i = 0; i <= MAX_MUTATIONS; i++) op.delete(["m", i]);
+        }),
+      );
+    });
+    await t.step(`${MAX_CHECKS} checks, not one more`, async () => {
+      const check = (op: Deno.AtomicOperation, i: number) =>
+        op.check({ key: ["c", i], versionstamp: null });
+      strictEqual(
+        await commits((op) => {
+          for (let i = 0; i < MAX_CHECKS; i++) check(op, i);
+        }),
+        true,
+      );
+      refused(/checks/)(
+        await commits((op) => {
+          for (let i = 0; i <= MAX_CHECKS; i++) check(op, i);
+        }),
+      );
+    });
+    await t.step(
+      `keys of ${MAX_KEY_SIZE} bytes, values of ${MAX_VALUE_SIZE}`,
+      async () => {
+        const key = (bytes: number) => ["x".repeat(bytes - 2)];
+        strictEqual(keySize(key(MAX_KEY_SIZE)), MAX_KEY_SIZE);
+        strictEqual(await commits((op) => op.set(key(MAX_KEY_SIZE), 1)), true);
+        refused(/Key too large/)(
+          await commits((op) => op.set(key(MAX_KEY_SIZE + 1), 1)),
+        );
+        strictEqual(
+          await commits((op) => op.set(["v"], new Uint8Array(MAX_VALUE_SIZE))),
+          true,
+        );
+        refused(/Value too large/)(
+          await commits((op) =>
+            op.set(["v"], new Uint8Array(MAX_VALUE_SIZE + 1))
+          ),
+        );
+      },
+    );
+    await t.step(
+      `${MAX_OPERATION_BYTES} bytes of keys and values, deleted and checked keys counted`,
+      async () => {
+        const long = (i: number) => ["d", "x".repeat(MAX_KEY_SIZE - 16), i];
+        const fit = Math.floor(MAX_OPERATION_BYTES / keySize(long(0)));
+        strictEqual(
+          await commits((op) => {
+            for (let i = 0; i < fit; i++) op.delete(long(i));
+          }),
+          true,
+          `${fit} deletes of 2 KiB keys`,
+        );
+        refused(/Total mutation size/)(
+          await commits((op) => {
+            for (let i = 0; i <= fit; i++) op.delete(long(i));
+          }),
+        );
+        refused(/Total mutation size/)(
+          await commits((op) => {
+            op.check({ key: long(-1), versionstamp: null });
+            for (let i = 0; i < fit; i++) op.delete(long(i));
+          }),
+        );
+        const value = new Uint8Array(60 * 1024);
+        const values = Math.floor(MAX_OPERATION_BYTES / value.length);
+        refused(/Total mutation size/)(
+          await commits((op) => {
+            for (let i = 0; i <= values; i++) op.set(["v", i], value);
+          }),
+        );
+      },
+    );
+    await t.step(
+      `${MAX_KEY_BYTES} bytes of keys set (deleted ones not counted)`,
+      async () => {
+        const long = (i: number) => ["k", "x".repeat(1500), i];
+        const fit = Math.floor(MAX_KEY_BYTES / keySize(long(0)));
+        strictEqual(
+          await commits((op) => {
+            for (let i = 0; i < fit; i++) op.set(long(i), 1);
+          }),
+          true,
+        );
+        refused(/Total key size/)(
+          await commits((op) => {
+            for (let i = 0; i <= fit; i++) op.set(long(i), 1);
+          }),
+        );
+        strictEqual(
+          await commits((op) => {
+            for (let i = 0; i < 2 * fit; i++) op.delete(long(i));
+          }),
+          true,
+        );
+      },
+    );
+    await t.step(
+      `getMany of ${GET_MANY_LIMIT} keys; a list batch of ${LIST_BATCH_LIMIT}`,
+      async () => {
+        const keys = (n: number) =>
+          Array.from({ length: n }, (_, i): Deno.KvKey => ["g", i]);
+        strictEqual((await kv.getMany(keys(GET_MANY_LIMIT))).length, 10);
+        await rejects(kv.getMany(keys(GET_MANY_LIMIT + 1)), /ranges/);
+        for (let i = 0; i < LIST_BATCH_LIMIT; i += 100) {
+          const op = kv.atomic();
+          for (let j = i; j < i + 100; j++) op.set(["l", j], j);
+          ok((await op.commit()).ok);
+        }
+        const listed = await collect(
+          kv.list({ prefix: ["l"] }, {
+            limit: LIST_BATCH_LIMIT,
+            batchSize: LIST_BATCH_LIMIT,
+          }),
+        );
+        strictEqual(listed.length, LIST_BATCH_LIMIT);
+      },
+    );
+  } finally {
+    await close();
+  }
+});
+
+/** The record of part `i` that the catalog steps below send. */
+const stepPart = (i: number, complete = false): PartRecord => ({
+  hash: hashOf(`step part ${i}`),
+  size: 5 * 1024 * 1024,
+  offset: i * 5 * 1024 * 1024,
+  complete,
+});
+
+Deno.test("KvCatalog: 10,000 parts through initPart and completePart, the hash state advanced in order beside them, read, finished, owned and removed whole", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    await catalog.insertUpload({ id: "big", expires: new Date(), parts: [] });
+    // 4 parts in flight at once, as a client sending in order would (on
+    // one page, mostly: they race each other's commits); the hash state
+    // follows the completed parts in order, as the store does, its header
+    // changes racing the parts' own.
+    const stateOf = (parts: number) => new Uint8Array(212).fill(parts % 251);
+    const complete = new Set<number>();
+    let hashed = 0;
+    let advancing = Promise.resolve();
+    const advance = () =>
+      advancing = advancing.then(async () => {
+        while (complete.has(hashed)) {
+          ok(
+            await catalog.advanceHashState("big", hashed, {
+              parts: hashed + 1,
+              state: stateOf(hashed + 1),
+            }),
+            `advance from ${hashed}`,
+          );
+          hashed++;
+        }
+      });
+    let next = 0;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let i = next++; i < MOST_PARTS; i = next++) {
+        ok(await catalog.initPart("big", i, stepPart(i)), `init ${i}`);
+        ok(await catalog.completePart("big", i, stepPart(i).hash), `${i}`);
+        complete.add(i);
+        advance();
+      }
+    }));
+    await advancing;
+    strictEqual(hashed, MOST_PARTS);
+    const expected: UploadRecord = {
+      id: "big",
+      expires: (await catalog.getUpload("big"))!.expires,
+      parts: Array.from({ length: MOST_PARTS }, (_, i) => stepPart(i, true)),
+      hashState: { parts: MOST_PARTS, state: stateOf(MOST_PARTS) },
+    };
+    deepStrictEqual(await catalog.getUpload("big"), expected);
+    const pages = await collect(
+      kv.list<unknown>({ prefix: ["blobstore", "uploadPart", "big"] }),
+    );
+    strictEqual(pages.length, Math.ceil(MOST_PARTS / PARTS_PER_PAGE));
+    for (const { value } of pages) {
+      const bytes = new TextEncoder().encode(JSON.stringify(value)).length;
+      ok(bytes < 16 * 1024, `a page of ${bytes} bytes as JSON`);
+    }
+    ok(await catalog.setUploadHash("big", hashOf("whole")));
+    ok(await catalog.setOwner("big", "alice", new Date(9e12)));
+    deepStrictEqual(await collect(catalog.uploads()), [{
+      ...expected,
+      hash: hashOf("whole"),
+      owner: "alice",
+      expires: new Date(9e12),
+    }]);
+    ok(await catalog.removeUpload("big", "alice"), "one atomic operation");
+    deepStrictEqual(await keysUnder(kv, "blobstore"), [], "nothing left");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog: MAX_KV_PARTS parts under the longest id: inserted in batches, listed in one snapshot, removed in one operation", async () => {
+  // The expiry key [prefix, "uploadExpires", ms, id] is the longest: an id
+  // that makes it 2048 bytes is the longest the catalog can store.
+  const id = "i".repeat(
+    MAX_KEY_SIZE - keySize(["blobstore", "uploadExpires", 0, ""]),
+  );
+  strictEqual(keySize(["blobstore", "uploadExpires", 0, id]), MAX_KEY_SIZE);
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    const parts = Array.from(
+      { length: MAX_KV_PARTS },
+      (_, i) => stepPart(i, i % 3 === 0),
+    );
+    const upload: UploadRecord = { id, expires: new Date(1000), parts };
+    await catalog.insertUpload(upload);
+    deepStrictEqual(await catalog.getUpload(id), upload);
+    ok(!await catalog.initPart(id, MAX_KV_PARTS - 1, stepPart(0)), "final");
+    ok(await catalog.initPart(id, MAX_KV_PARTS - 2, stepPart(1)), "replaced");
+    await rejects(
+      async () => await catalog.initPart(id, MAX_KV_PARTS, stepPart(0)),
+      /invalid part number/,
+    );
+    await rejects(
+      catalog.insertUpload({
+        id: "more",
+        expires: new Date(),
+        parts: [...parts, null],
+      }),
+      /too many parts/,
+    );
+    ok(await catalog.removeUpload(id, undefined));
+    deepStrictEqual(await keysUnder(kv, "blobstore"), [], "nothing left");
+    await catalog.insertUpload(upload);
+    strictEqual(await catalog.removeExpiredUploads(new Date(2000)), 1);
+    deepStrictEqual(await keysUnder(kv, "blobstore"), [], "nor after expiry");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog: pages of nearly 64 KiB under the longest id insert within KV's limits", async () => {
+  // Records the store would never write (a hash of 900 characters), so
+  // that each page nears KV's value limit and each key its key limit.
+  const id = "i".repeat(
+    MAX_KEY_SIZE - keySize(["blobstore", "uploadExpires", 0, ""]),
+  );
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    const parts = Array.from({ length: 25 * PARTS_PER_PAGE }, (_, i) => ({
+      ...stepPart(i),
+      hash: `${i}`.padEnd(900, "h"),
+    }));
+    await catalog.insertUpload({ id, expires: new Date(), parts });
+    for await (
+      const { value } of kv.list({ prefix: ["blobstore", "uploadPart"] })
+    ) {
+      const bytes = JSON.stringify(value).length;
+      ok(bytes > 55 * 1024, `a page of ${bytes} bytes as JSON`);
+    }
+    deepStrictEqual((await catalog.getUpload(id))?.parts, parts);
+    ok(await catalog.removeUpload(id, undefined));
+    deepStrictEqual(await keysUnder(kv, "blobstore"), []);
+  } finally {
+    await close();
+  }
+});
+
+/**
+ * Wraps `kv` so that the atomic commit numbered `failAt` (from 1) throws
+ * instead, as if the process died then, and `onCommit` runs after each
+ * commit that went through.
+ */
+function dyingKv(
+  kv: Deno.Kv,
+  failAt: number,
+  onCommit: (n: number) => Promise<void> = () => Promise.resolve(),
+): Deno.Kv {
+  let commits = 0;
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            if (++commits === failAt) throw new Error("killed");
+            const result = await commit();
+            await onCommit(commits);
+            return result;
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("KvCatalog: a malformed hash state is a BadParamsError, as a rejection", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    await catalog.insertUpload({ id: "u", expires: new Date(), parts: [] });
+    for (
+      const bad of [
+        { parts: 1.5, state: new Uint8Array(212) },
+        { parts: -1, state: new Uint8Array(212) },
+        { parts: 1, state: [1, 2, 3] },
+      ]
+    ) {
+      await rejects(
+        catalog.advanceHashState("u", 0, bad as HashState),
+        (err) =>
+          err instanceof BadParamsError &&
+          /invalid hash state \(expected \{ parts: a non-negative integer, state: a Uint8Array \}, got parts/
+            .test(err.message),
+      );
+    }
+    strictEqual((await catalog.getUpload("u"))?.hashState, undefined);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog: a big insert killed midway is no upload, and expiry removes what it wrote", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    const dying = new KvCatalog(dyingKv(kv, 4));
+    const upload = bigUpload("half", new Date(1000));
+    await rejects(dying.insertUpload(upload), /killed/);
+    ok((await keysUnder(kv, "blobstore", "uploadPart")).length > 0, "pages");
+    strictEqual(await catalog.getUpload("half"), undefined);
+    deepStrictEqual(await collect(catalog.uploads()), []);
+    ok(!await catalog.initPart("half", 0, stepPart(0)));
+    ok(!await catalog.completePart("half", 1, upload.parts[1]!.hash));
+    ok(!await catalog.setUploadHash("half", hashOf("whole")));
+    ok(
+      !await catalog.advanceHashState("half", 0, {
+        parts: 1,
+        state: new Uint8Array(212),
+      }),
+    );
+    ok(!await catalog.removeUpload("half", undefined));
+    await rejects(catalog.insertUpload(upload), ConflictError, "not fresh");
+    strictEqual(await catalog.removeExpiredUploads(new Date(500)), 0);
+    strictEqual(await catalog.removeExpiredUploads(new Date(2000)), 1);
+    deepStrictEqual(await keysUnder(kv, "blobstore"), [], "nothing left");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog: an expired record removed while it is inserted fails the insert, and leaves nothing", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    const racing = new KvCatalog(
+      dyingKv(kv, 0, async (n) => {
+        if (n === 2) {
+          strictEqual(await catalog.removeExpiredUploads(new Date(2000)), 1);
+        }
+      }),
+    );
+    await rejects(
+      racing.insertUpload(bigUpload("late", new Date(1000))),
+      (err) =>
+        err instanceof ConflictError &&
+        /was removed while its 157 pages were written/.test(err.message),
+    );
+    strictEqual(await catalog.getUpload("late"), undefined);
+    // The removal took every page below the header's part count, and no
+    // page was written after it.
+    deepStrictEqual(await keysUnder(kv, "blobstore"), [], "nothing left");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("KvCatalog: a big upload read while it changes: never a header without its pages, nor parts its hash state does not cover", async () => {
+  const { kv, close } = await memoryKv();
+  try {
+    const catalog = new KvCatalog(kv);
+    // Runs `between` once, after the reader read the header and before it
+    // lists the pages.
+    let between: (() => Promise<unknown>) | undefined;
+    const reader = new KvCatalog(
+      new Proxy(kv, {
+        get(target, prop) {
+          if (prop === "list") {
+            return (
+              selector: Deno.KvListSelector,
+              options?: Deno.KvListOptions,
+            ) => {
+              const hook = between;
+              between = undefined;
+              return (async function* () {
+                await hook?.();
+                yield* target.list(selector, options);
+              })();
+            };
+          }
+          const value = Reflect.get(target, prop, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      }),
+    );
+    const upload = bigUpload("big", new Date(9e12));
+    const state = { parts: 5000, state: new Uint8Array(212).fill(7) };
+    await catalog.insertUpload({ ...upload, hashState: state });
+
+    // A part completed in between (pages only): an exact snapshot.
+    between = () => catalog.completePart("big", 5000, upload.parts[5000]!.hash);
+    const completed = await reader.getUpload("big");
+    strictEqual(between, undefined, "the hook ran");
+    strictEqual(completed?.parts[5000]?.complete, true);
+    deepStrictEqual(completed.hashState, state);
+
+    // The header changed in between (a part added beyond the end, the
+    // state advanced over part 5000): the header as first read, the pages
+    // as listed after it.
+    const added = {
+      ...upload.parts[0]!,
+      hash: hashOf("added"),
+      complete: false,
+    };
+    between = async () => {
+      ok(await catalog.initPart("big", MOST_PARTS - 1, added));
+      ok(
+        await catalog.advanceHashState("big", 5000, {
+          parts: 5001,
+          state: new Uint8Array(212).fill(8),
+        }),
+      );
+    };
+    const changed = await reader.getUpload("big");
+    strictEqual(between, undefined, "the hook ran");
+    strictEqual(changed?.parts.length, MOST_PARTS - 1, "the first count");
+    deepStrictEqual(changed.hashState, state, "the first state");
+    ok(
+      changed.parts.slice(0, changed.hashState!.parts).every((p) =>
+        p?.complete
+      ),
+      "every part the state covers is complete",
+    );
+    strictEqual((await reader.getUpload("big"))?.parts.length, MOST_PARTS);
+
+    // Removed in between: gone, not a header with no parts.
+    between = () => catalog.removeUpload("big", undefined);
+    strictEqual(await reader.getUpload("big"), undefined);
+    strictEqual(between, undefined, "the hook ran");
     deepStrictEqual(await keysUnder(kv, "blobstore"), []);
   } finally {
     await close();
