@@ -9,6 +9,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert";
 import {
   Binary,
+  BSON,
   type Db,
   type Document,
   GridFSBucket,
@@ -20,6 +21,7 @@ import {
 } from "mongodb";
 import { MongoBackend, MongoCatalog, MongoStoreError } from "../../mongo.ts";
 import {
+  BadParamsError,
   CorruptBlobError,
   HashMismatchError,
   NotFoundError,
@@ -29,7 +31,11 @@ import { newBlobName } from "../names.ts";
 import { Refs } from "../refs.ts";
 import { Store } from "../store.ts";
 import { testBackendContract } from "../../tests/backend_contract.ts";
-import { testCatalogContract } from "../../tests/catalog_contract.ts";
+import {
+  bigUpload,
+  MOST_PARTS,
+  testCatalogContract,
+} from "../../tests/catalog_contract.ts";
 import { testStoreContract } from "../../tests/store_contract.ts";
 import {
   bytesOf,
@@ -452,6 +458,90 @@ mongoTest(
   },
 );
 
+mongoTest(
+  "MongoCatalog: hashstate, one field of our own beside the Go shapes",
+  async (server) => {
+    const db = server.freshDb();
+    const catalog = new MongoCatalog(db, PREFIX);
+    const uploads = db.collection<RawDoc>(`${PREFIX}.upload`);
+    const raw = () => uploads.findOne({ _id: "go" }, { promoteValues: false });
+    const expires = new Date("2017-02-01T00:00:00Z");
+    const goDoc = {
+      _id: "go",
+      expires,
+      parts: [{
+        hash: hashOf("p0"),
+        size: Long.fromNumber(7),
+        offset: Long.fromNumber(0),
+        complete: true,
+      }],
+    };
+    await uploads.insertOne(goDoc);
+    // A Go document has none: it advances from 0.
+    const state = crypto.getRandomValues(new Uint8Array(212));
+    ok(await catalog.advanceHashState("go", 0, { parts: 1, state }));
+    const doc = await raw();
+    const { hashstate, ...rest } = doc!;
+    deepStrictEqual(rest, goDoc, "the Go fields as they were");
+    deepStrictEqual(Object.keys(hashstate).sort(), ["parts", "state"]);
+    strictEqual(hashstate.parts._bsontype, "Int32");
+    strictEqual(hashstate.parts.value, 1);
+    ok(hashstate.state instanceof Binary, "BinData");
+    strictEqual(hashstate.state.sub_type, 0);
+    deepStrictEqual(new Uint8Array(hashstate.state.value()), state);
+    await rejects(
+      catalog.advanceHashState("go", 1, { parts: 2.5, state }),
+      BadParamsError,
+      "a malformed state rejects",
+    );
+    // Go's steps $set their own fields: the state stays.
+    ok(await catalog.setUploadHash("go", hashOf("whole")));
+    ok(await catalog.setOwner("go", "cs:~who/x-1", new Date(9e12)));
+    deepStrictEqual((await catalog.getUpload("go"))?.hashState, {
+      parts: 1,
+      state,
+    });
+  },
+);
+
+mongoTest(
+  "MongoCatalog: an upload of 10,000 parts is one document of about 1.6 MB, well under 16 MiB",
+  async (server) => {
+    const db = server.freshDb();
+    const catalog = new MongoCatalog(db, PREFIX);
+    const uploads = db.collection<RawDoc>(`${PREFIX}.upload`);
+    await catalog.insertUpload(bigUpload("big", new Date(9e12)));
+    for (const n of [MOST_PARTS - 2, MOST_PARTS - 1]) {
+      const record = {
+        hash: hashOf(`last ${n}`),
+        size: 5 * 1024 * 1024,
+        offset: n * 5 * 1024 * 1024,
+        complete: false,
+      };
+      ok(await catalog.initPart("big", n, record));
+      ok(await catalog.completePart("big", n, record.hash));
+    }
+    ok(await catalog.completePart("big", 5000, hashOf("part 5000")));
+    const state = crypto.getRandomValues(new Uint8Array(212));
+    ok(await catalog.advanceHashState("big", 0, { parts: MOST_PARTS, state }));
+    const doc = await uploads.findOne({ _id: "big" }, { promoteLongs: false });
+    const size = BSON.calculateObjectSize(doc!);
+    ok(size > 1.5e6 && size < 1.7e6, `${size} bytes`);
+    strictEqual(doc!.parts.length, MOST_PARTS);
+    deepStrictEqual(doc!.parts[MOST_PARTS - 1], {
+      hash: hashOf(`last ${MOST_PARTS - 1}`),
+      size: Long.fromNumber(5 * 1024 * 1024),
+      offset: Long.fromNumber((MOST_PARTS - 1) * 5 * 1024 * 1024),
+      complete: true,
+    }, "the Go shape, int64s included");
+    const upload = await catalog.getUpload("big");
+    ok(upload?.parts.every((p) => p?.complete), "all complete");
+    deepStrictEqual(upload?.hashState, { parts: MOST_PARTS, state });
+    ok(await catalog.removeUpload("big", undefined));
+    strictEqual(await uploads.countDocuments(), 0, "nothing left");
+  },
+);
+
 mongoTest("MongoCatalog: conditional steps", async (server, t) => {
   const db = server.freshDb();
   const catalog = new MongoCatalog(db, PREFIX);
@@ -776,6 +866,15 @@ Deno.test(
           "MongoCatalog.setOwner",
           "x.upload",
           () => catalog.setOwner("u", "o", new Date()),
+        ],
+        [
+          "MongoCatalog.advanceHashState",
+          "x.upload",
+          () =>
+            catalog.advanceHashState("u", 0, {
+              parts: 1,
+              state: new Uint8Array(212),
+            }),
         ],
         [
           "MongoCatalog.removeUpload",
