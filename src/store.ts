@@ -38,7 +38,7 @@ import {
 import { newBlobName, newUploadId } from "./names.ts";
 import { resolveRange } from "./range.ts";
 import type { Refs } from "./refs.ts";
-import { ResumableSha384, STATE_SIZE } from "./resumable_sha384.ts";
+import { openState, sealState } from "./hash_state.ts";
 import { sweepOrphans, type SweepStats } from "./sweep.ts";
 import { type BlobSource, toReadableStream } from "./source.ts";
 import { trustedStream, VerifyStream } from "./verify.ts";
@@ -492,7 +492,7 @@ export class Store {
         `cannot upload part ${part}: upload "${uploadId}" already finished`,
       );
     }
-    const resume = complete ? await this.#resumable(upload, part) : undefined;
+    const resume = complete ? this.#resumable(upload, part) : undefined;
     const { digest: hash, state } = await hashBytes(
       bytes,
       this.hashing,
@@ -595,7 +595,7 @@ export class Store {
     // A part that extends the hashed prefix of the upload (parts sent in
     // order) feeds the running hash of the whole blob as it is verified,
     // so that finishing reads nothing back.
-    const resume = await this.#resumable(upload, part);
+    const resume = this.#resumable(upload, part);
     const verify = new VerifyStream(size, hash, {
       hashing: this.hashing,
       resume,
@@ -625,15 +625,15 @@ export class Store {
    * first part the state has not hashed (`null`: part 0, a fresh hash);
    * `undefined` when it is not, or the catalog cannot keep a state.
    */
-  async #resumable(
+  #resumable(
     upload: UploadRecord,
     part: number,
-  ): Promise<Uint8Array | null | undefined> {
+  ): Uint8Array | null | undefined {
     if (!this.catalog.advanceHashState) return undefined;
     const prefix = upload.hashState;
     if ((prefix?.parts ?? 0) !== part) return undefined;
     if (!prefix) return null;
-    return await isState(prefix.state) ? prefix.state : undefined;
+    return openState(prefix.state);
   }
 
   /**
@@ -650,7 +650,8 @@ export class Store {
     next: HashState,
   ): Promise<void> {
     const catalog = this.catalog;
-    if (!await catalog.advanceHashState!(uploadId, from, next)) return;
+    const sealed = { parts: next.parts, state: sealState(next.state) };
+    if (!await catalog.advanceHashState!(uploadId, from, sealed)) return;
     // Folding is a saving for the finish, not part of this part's put,
     // which has succeeded: a part that fails to read back now (removed,
     // corrupt) is left for the finish to read, and to report.
@@ -665,12 +666,11 @@ export class Store {
       const start = upload.hashState?.parts ?? 0;
       let end = start;
       while (upload.parts[end]?.complete) end++;
-      if (end === start || !upload.hashState) return;
+      const resume = openState(upload.hashState?.state);
+      if (end === start || !resume) return;
       const parts = upload.parts.slice(start, end) as PartRecord[];
-      const { state } = await this.#hashStored(parts, start, {
-        resume: upload.hashState.state,
-      });
-      const advanced = { parts: end, state: state! };
+      const { state } = await this.#hashStored(parts, start, { resume });
+      const advanced = { parts: end, state: sealState(state!) };
       if (!await catalog.advanceHashState!(uploadId, start, advanced)) return;
     }
   }
@@ -709,11 +709,12 @@ export class Store {
   async #wholeHash(upload: UploadRecord): Promise<string> {
     const parts = upload.parts as PartRecord[];
     const prefix = upload.hashState;
-    const usable = prefix !== undefined && prefix.parts <= parts.length &&
-      await isState(prefix.state);
-    const from = usable ? prefix.parts : 0;
+    const state = prefix && prefix.parts <= parts.length
+      ? openState(prefix.state)
+      : undefined;
+    const from = state ? prefix!.parts : 0;
     const { digest } = await this.#hashStored(parts.slice(from), from, {
-      resume: usable ? prefix.state : undefined,
+      resume: state,
     });
     return digest;
   }
@@ -957,18 +958,6 @@ async function hashBytes(
     resume === undefined ? undefined : run(resume),
   ]);
   return { digest: plain.digest, state: running?.state };
-}
-
-/**
- * Whether `state` is a saved SHA-384 state: a catalog's copy found unusable
- * (truncated, from another format) is ignored, and the parts it stood for
- * are read back instead.
- */
-async function isState(state: Uint8Array): Promise<boolean> {
-  if (!(state instanceof Uint8Array) || state.byteLength !== STATE_SIZE) {
-    return false;
-  }
-  return await ResumableSha384.create(state).then(() => true, () => false);
 }
 
 async function cancelSource(source: BlobSource): Promise<void> {

@@ -1207,6 +1207,32 @@ export async function testStoreContract(
       const again = counting(s);
       await finishes(again.store, other, hashes, whole);
       strictEqual(again.reads.count, 5 + 5);
+      // A state with one byte changed would resume silently to a wrong
+      // hash; its check makes it unusable, and every part is read.
+      const third = await s.newUpload(new Date(Date.now() + HOUR));
+      let offset = 0;
+      for (let i = 0; i < 4; i++) {
+        await s.putPart(third, i, parts[i], parts[i].length, offset, hashes[i]);
+        offset += parts[i].length;
+      }
+      const kept = (await s.catalog.getUpload(third))!.hashState!;
+      strictEqual(kept.parts, 4);
+      const flipped = new Uint8Array(kept.state);
+      flipped[100] ^= 1;
+      ok(
+        await s.catalog.advanceHashState(third, 4, {
+          parts: 5,
+          state: flipped,
+        }),
+      );
+      await s.putPart(third, 4, parts[4], parts[4].length, offset, hashes[4]);
+      const last = counting(s);
+      const { hash } = await last.store.finishUpload(
+        third,
+        hashes.map((hash) => ({ hash })),
+      );
+      strictEqual(hash, hashOf(whole));
+      strictEqual(last.reads.count, 5);
     },
   );
 
