@@ -8,8 +8,9 @@
  *
  * Messages in: `start` (a job, plain or resumed from a saved state),
  * `data` (a chunk, transferred), `end`, `abort`. Messages out: `ack` (the
- * bytes a job has hashed, for the sender's flow control), `done` (the
- * digest, and for a resumable job its saved state), `error`.
+ * bytes a job has hashed, for the sender's flow control, with the chunk
+ * transferred back for reuse), `done` (the digest, and for a resumable job
+ * its saved state), `error`.
  *
  * @module
  */
@@ -26,7 +27,7 @@ export type ToWorker =
 
 /** A message from the worker. */
 export type FromWorker =
-  | { op: "ack"; id: number; bytes: number }
+  | { op: "ack"; id: number; bytes: number; chunk?: Uint8Array }
   | { op: "done"; id: number; digest: string; state?: Uint8Array }
   | { op: "error"; id: number; message: string }
   | { op: "ready" };
@@ -98,9 +99,15 @@ if (port) {
     if (!job) return;
     if (message.op === "data") {
       step(id, job, () => {
-        job.hasher!.update(message.chunk);
-        job.bytes += message.chunk.byteLength;
-        send({ op: "ack", id, bytes: job.bytes });
+        const { chunk } = message;
+        job.hasher!.update(chunk);
+        job.bytes += chunk.byteLength;
+        // The chunk goes back for the sender to fill again: buffers then
+        // ping-pong between the threads instead of piling up here until
+        // this isolate's garbage collector notices them.
+        send({ op: "ack", id, bytes: job.bytes, chunk }, [
+          chunk.buffer as ArrayBuffer,
+        ]);
       });
     } else if (message.op === "end") {
       step(id, job, () => {

@@ -67,6 +67,13 @@ const IDLE_MS = 200;
 /** How many worker threads hash at most: one per core, up to two. */
 const MAX_WORKERS = 2;
 
+/**
+ * Batches the workers have sent back, ready to be filled again: enough for
+ * every worker's in-flight bytes, so that steady hashing allocates nothing.
+ */
+const spare: Uint8Array[] = [];
+const MAX_SPARE = MAX_WORKERS * (8 + 2);
+
 /** How long a new worker may take to load before hashing stays inline. */
 const READY_TIMEOUT_MS = 30_000;
 
@@ -329,7 +336,7 @@ class WorkerJob implements Sha384Job {
     if (this.#error) throw this.#error;
     let at = 0;
     while (at < chunk.byteLength) {
-      this.#batch ??= new Uint8Array(BATCH_SIZE);
+      this.#batch ??= spare.pop() ?? new Uint8Array(BATCH_SIZE);
       const n = Math.min(chunk.byteLength - at, BATCH_SIZE - this.#filled);
       this.#batch.set(chunk.subarray(at, at + n), this.#filled);
       this.#filled += n;
@@ -371,6 +378,10 @@ class WorkerJob implements Sha384Job {
   receive(message: FromWorker): void {
     if (message.op === "ack") {
       this.#hashed = message.bytes;
+      const chunk = message.chunk;
+      if (chunk?.byteLength === BATCH_SIZE && spare.length < MAX_SPARE) {
+        spare.push(chunk);
+      }
       if (this.#resume && this.#sent - this.#hashed <= MAX_IN_FLIGHT / 2) {
         this.#resume();
         this.#resume = undefined;
