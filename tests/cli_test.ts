@@ -14,6 +14,7 @@ import type { StoreContext } from "../src/cli/command.ts";
 import { gcCommand } from "../src/cli/commands/gc.ts";
 import { FileBackend } from "../fs.ts";
 import { MultipartBlobs } from "../src/multipart_blobs.ts";
+import { BadParamsError } from "../src/errors.ts";
 import { openSeams } from "../src/server/config.ts";
 import { Store } from "../src/store.ts";
 
@@ -26,6 +27,7 @@ const ENV = {
   SWIFT_AUTH_URL: "",
   BLOBSTORE_TOKEN: "",
   BLOBSTORE_DATA: "",
+  BLOBSTORE_MAX_PARTS: "",
   NO_COLOR: "1",
 };
 
@@ -36,10 +38,14 @@ interface Result {
   err: string;
 }
 
-function command(data: string, args: string[]): Deno.Command {
+function command(
+  data: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", MAIN, "--data", data, ...args],
-    env: ENV,
+    env: { ...ENV, ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -47,7 +53,16 @@ function command(data: string, args: string[]): Deno.Command {
 }
 
 async function cli(data: string, ...args: string[]): Promise<Result> {
-  const { code, stdout, stderr } = await command(data, args).output();
+  return await cliWith({}, data, ...args);
+}
+
+/** {@linkcode cli} with `env` added to the environment. */
+async function cliWith(
+  env: Record<string, string>,
+  data: string,
+  ...args: string[]
+): Promise<Result> {
+  const { code, stdout, stderr } = await command(data, args, env).output();
   const decoder = new TextDecoder();
   return {
     code,
@@ -122,6 +137,9 @@ Deno.test("cli: usage and exit codes", async (t) => {
           ["gc", "--before", "1h"],
           ["gc", "--keep", "x", "--before", "soon"],
           ["upload", "f", "--part-size", "lots"],
+          ["--max-parts", "0", "put", "f"],
+          ["--max-parts", "10001", "put", "f"],
+          ["put", "f", "--max-parts", "lots"],
         ]
       ) {
         const res = await cli(data, ...args);
@@ -379,6 +397,130 @@ Deno.test("cli: upload refuses a part size outside the store's limits before sta
       assert.strictEqual((await hashesIn(seams.catalog)).size, 0);
     } finally {
       await seams.close();
+    }
+  });
+});
+
+Deno.test("cli: --max-parts, else BLOBSTORE_MAX_PARTS, sets the parts an upload may have", async () => {
+  await withTempDir(async (dir) => {
+    const data = join(dir, "data");
+    const file = join(dir, "eleven.bin");
+    const bytes = bytesOf(11 * MiB, 5);
+    await Deno.writeFile(file, bytes);
+    const upload = ["upload", file, "--part-size", "5M"];
+    const tooMany = /too many parts \(at most 2, got 3\)/;
+    let res = await cli(data, "--max-parts", "2", ...upload);
+    assert.strictEqual(res.code, 2, res.err);
+    assert.match(res.err, tooMany);
+    res = await cliWith({ BLOBSTORE_MAX_PARTS: "2" }, data, ...upload);
+    assert.strictEqual(res.code, 2, res.err);
+    assert.match(res.err, tooMany);
+    res = await cliWith({ BLOBSTORE_MAX_PARTS: "lots" }, data, ...upload);
+    assert.strictEqual(res.code, 1, res.err);
+    assert.strictEqual(
+      res.err,
+      'blobstore: invalid BLOBSTORE_MAX_PARTS "lots" (expected a whole number from 1 to 10000)\n',
+    );
+    res = await cli(data, "--max-parts", "10001", ...upload);
+    assert.strictEqual(res.code, 2, res.err);
+    assert.match(
+      res.err,
+      /^blobstore: invalid --max-parts "10001" \(expected a whole number from 1 to 10000\)\n/,
+    );
+    // The flag wins over the variable.
+    res = await cliWith(
+      { BLOBSTORE_MAX_PARTS: "2" },
+      data,
+      "--max-parts",
+      "3",
+      ...upload,
+    );
+    assert.strictEqual(res.code, 0, res.err);
+    assert.strictEqual(res.out, `${sha384Hex(bytes)}\n`);
+  });
+});
+
+Deno.test("openSeams: maxParts, else BLOBSTORE_MAX_PARTS, else 400; 1 to 10,000", async () => {
+  const open = (options: { maxParts?: number; env?: string }) =>
+    openSeams({
+      data: "unused",
+      memory: true,
+      maxParts: options.maxParts,
+      env: (name) => name === "BLOBSTORE_MAX_PARTS" ? options.env : undefined,
+    });
+  for (
+    const [options, expected] of [
+      [{}, 400],
+      [{ env: "" }, 400],
+      [{ env: "10000" }, 10_000],
+      [{ env: " 7 " }, 7],
+      [{ maxParts: 1, env: "9" }, 1],
+      [{ maxParts: 10_000 }, 10_000],
+    ] as const
+  ) {
+    const seams = await open(options);
+    assert.strictEqual(seams.store.maxParts, expected, JSON.stringify(options));
+    await seams.close();
+  }
+  for (
+    const [options, message] of [
+      [{ maxParts: 0 }, 'invalid maxParts "0"'],
+      [{ maxParts: 10_001 }, 'invalid maxParts "10001"'],
+      [{ maxParts: 2.5 }, 'invalid maxParts "2.5"'],
+      [{ env: "0x10" }, 'invalid BLOBSTORE_MAX_PARTS "0x10"'],
+      [{ env: "-1" }, 'invalid BLOBSTORE_MAX_PARTS "-1"'],
+    ] as const
+  ) {
+    await assert.rejects(
+      open(options),
+      (err) =>
+        err instanceof BadParamsError &&
+        err.message ===
+          `${message} (expected a whole number from 1 to 10000)`,
+      JSON.stringify(options),
+    );
+  }
+});
+
+Deno.test("cli: serve --max-parts takes part numbers up to it, and says so", async () => {
+  await withTempDir(async (dir) => {
+    const server = command(join(dir, "data"), [
+      "--max-parts",
+      "10000",
+      "serve",
+      "--port",
+      "0",
+    ]).spawn();
+    try {
+      const { text } = await readUntil(
+        server.stderr,
+        /uploads may have up to 10000 parts\n/,
+      );
+      const base = `http://127.0.0.1:${text.match(/:(\d+)\//)![1]}`;
+      const created = await fetch(`${base}/uploads`, {
+        method: "POST",
+        body: "{}",
+      });
+      assert.strictEqual(created.status, 201);
+      const { id } = await created.json();
+      const body = new TextEncoder().encode("the last part\n");
+      const put = (n: number) =>
+        fetch(
+          `${base}/uploads/${id}/parts/${n}?hash=${sha384Hex(body)}&offset=${
+            n * 5 * MiB
+          }`,
+          { method: "PUT", body },
+        );
+      const beyondDefault = await put(9999);
+      assert.strictEqual(beyondDefault.status, 200, await beyondDefault.text());
+      const beyondMax = await put(10_000);
+      assert.strictEqual(beyondMax.status, 400);
+      assert.match(await beyondMax.text(), /part number 10000 too big/);
+    } finally {
+      server.kill("SIGINT");
+      assert.strictEqual((await server.status).code, 0);
+      await server.stdout.cancel();
+      await server.stderr.cancel();
     }
   });
 });

@@ -15,6 +15,11 @@ import type { OptionSpecs, ParsedArgs } from "./args.ts";
 export interface CommandContext {
   /** The data directory (`--data`, `BLOBSTORE_DATA`, default `./data`). */
   data: string;
+  /**
+   * The most parts an upload may have, from `--max-parts`; unset, the
+   * seams take `BLOBSTORE_MAX_PARTS`, else 400.
+   */
+  maxParts?: number;
   /** Writes a line of results to standard output. */
   print(line: string): void;
   /** Writes a line of diagnostics to standard error. */

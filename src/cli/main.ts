@@ -8,7 +8,7 @@
  */
 
 import { MultipartBlobs } from "../multipart_blobs.ts";
-import { openSeams } from "../server/config.ts";
+import { openSeams, parseMaxParts } from "../server/config.ts";
 import { type OptionSpecs, parseArgs, UsageError } from "./args.ts";
 import type { Command, CommandContext } from "./command.ts";
 import { gcCommand } from "./commands/gc.ts";
@@ -29,6 +29,7 @@ const COMMANDS: Command[] = [
 
 const GLOBAL_OPTIONS: OptionSpecs = {
   data: { type: "string", short: "d" },
+  "max-parts": { type: "string" },
   help: { type: "boolean", short: "h" },
 };
 
@@ -48,13 +49,15 @@ export function usage(): string {
   return [
     "blobstore: a content-addressed blob store (SHA-384)",
     "",
-    "Usage: blobstore [--data DIR] COMMAND [ARGS…]",
+    "Usage: blobstore [--data DIR] [--max-parts N] COMMAND [ARGS…]",
     "",
     ...COMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
     "",
     "Options:",
-    "  -d, --data DIR  the data directory (default $BLOBSTORE_DATA or ./data)",
-    "  -h, --help      show this help",
+    "  -d, --data DIR     the data directory (default $BLOBSTORE_DATA or ./data)",
+    "      --max-parts N  the most parts an upload may have, 1 to 10000",
+    "                     (default $BLOBSTORE_MAX_PARTS or 400)",
+    "  -h, --help         show this help",
     "",
     "Every command but serve works on the data directory directly (safely",
     "beside a running server); MONGODB_URL and SWIFT_* switch both to",
@@ -97,8 +100,16 @@ export async function main(args: string[]): Promise<number> {
     }
     const data = global.options.data ?? parsed.options.data;
     if (typeof data === "string") context.data = data;
+    const maxParts = global.options["max-parts"] ??
+      parsed.options["max-parts"];
+    if (typeof maxParts === "string") {
+      context.maxParts = maxPartsOption(maxParts);
+    }
     if (command.opensSeams) return await command.run(context, parsed);
-    const seams = await openSeams({ data: context.data });
+    const seams = await openSeams({
+      data: context.data,
+      maxParts: context.maxParts,
+    });
     try {
       const blobs = new MultipartBlobs(seams.store);
       return await command.run({ ...context, seams, blobs }, parsed);
@@ -107,6 +118,15 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (err) {
     return report(context, err);
+  }
+}
+
+/** The part count of `--max-parts`, or a {@linkcode UsageError}. */
+function maxPartsOption(text: string): number {
+  try {
+    return parseMaxParts(text, "--max-parts");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
 }
 

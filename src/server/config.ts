@@ -18,6 +18,11 @@
  *   too, else beside the KV catalog;
  * - `memory: true`: everything in memory, gone when the process ends.
  *
+ * The store over them takes uploads of up to `maxParts` parts, else
+ * `BLOBSTORE_MAX_PARTS`, else 400 (Go's default): at most 10,000, S3's
+ * limit, which every catalog holds (about 1.6 MB as one MongoDB document;
+ * 157 pages in Deno KV).
+ *
  * The MongoDB and Swift modules are loaded with `import()` only when they
  * are configured, so nobody else loads a driver.
  *
@@ -26,6 +31,7 @@
 
 import { join, resolve } from "node:path";
 import type { Backend } from "../backend.ts";
+import { BadParamsError } from "../errors.ts";
 import { MemoryBackend } from "../memory/backend.ts";
 import { MemoryCatalog } from "../memory/catalog.ts";
 import { Store } from "../store.ts";
@@ -41,6 +47,60 @@ export interface SeamOptions {
   env?: (name: string) => string | undefined;
   /** Keep everything in memory instead (nothing persists). */
   memory?: boolean;
+  /**
+   * The most parts an upload may have (the store's `maxParts`), 1 to
+   * {@linkcode MAX_PARTS_LIMIT}; default `BLOBSTORE_MAX_PARTS`, else 400.
+   */
+  maxParts?: number;
+}
+
+/**
+ * The most a store's `maxParts` may be set to here: S3's limit on the
+ * parts of one upload, so a client written for S3 fits, and within what
+ * every catalog holds.
+ */
+export const MAX_PARTS_LIMIT = 10_000;
+
+/** The store's own default, Go's. */
+const DEFAULT_MAX_PARTS = 400;
+
+/**
+ * The part count `text` says (`what` names where it came from, for the
+ * message): a whole number from 1 to {@linkcode MAX_PARTS_LIMIT}, else a
+ * `BadParamsError` saying what was expected and what was got.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { parseMaxParts } from "./config.ts";
+ *
+ * assert.strictEqual(parseMaxParts("10000", "--max-parts"), 10_000);
+ * assert.throws(() => parseMaxParts("10001", "--max-parts"), /from 1 to 10000/);
+ * ```
+ */
+export function parseMaxParts(text: string, what: string): number {
+  const trimmed = text.trim();
+  const count = /^\d+$/.test(trimmed) ? Number(trimmed) : NaN;
+  if (!(count >= 1 && count <= MAX_PARTS_LIMIT)) {
+    throw new BadParamsError(
+      `invalid ${what} ${
+        JSON.stringify(text)
+      } (expected a whole number from 1 to ${MAX_PARTS_LIMIT})`,
+    );
+  }
+  return count;
+}
+
+/** `options.maxParts`, else `BLOBSTORE_MAX_PARTS`, else the default. */
+function maxPartsOf(
+  options: SeamOptions,
+  env: (name: string) => string | undefined,
+): number {
+  if (options.maxParts !== undefined) {
+    return parseMaxParts(String(options.maxParts), "maxParts");
+  }
+  const text = env("BLOBSTORE_MAX_PARTS");
+  return text ? parseMaxParts(text, "BLOBSTORE_MAX_PARTS") : DEFAULT_MAX_PARTS;
 }
 
 /**
@@ -60,6 +120,8 @@ export interface SeamOptions {
  */
 export async function openSeams(options: SeamOptions): Promise<Seams> {
   const env = options.env ?? ((name: string) => Deno.env.get(name));
+  // Checked first: a bad setting fails before anything is opened.
+  const maxParts = maxPartsOf(options, env);
   const data = resolve(options.data);
   const closers: (() => Promise<void> | void)[] = [];
   const close = async () => {
@@ -95,7 +157,11 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
     }
     return {
       ...seams,
-      store: new Store({ catalog: seams.catalog, backend: seams.backend }),
+      store: new Store({
+        catalog: seams.catalog,
+        backend: seams.backend,
+        maxParts,
+      }),
       close,
     };
   } catch (err) {

@@ -33,7 +33,10 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * storage serves directly, valid 5 minutes (S3; Swift with
  * `SWIFT_TEMP_URL_KEY`); other backends stream as without it. With
  * `--metrics` (or `BLOBSTORE_METRICS=1`), `GET /metrics` answers in the
- * Prometheus text format, the hourly reaper's results included.
+ * Prometheus text format, the hourly reaper's results included. Uploads
+ * may have up to `--max-parts` parts (a global option; or
+ * `BLOBSTORE_MAX_PARTS`; 400 by default, 10,000 at most), said at start
+ * when not the default.
  */
 export const serveCommand: SelfOpeningCommand = {
   name: "serve",
@@ -72,7 +75,11 @@ export const serveCommand: SelfOpeningCommand = {
       (options.metrics === true || booleanFromEnv("BLOBSTORE_METRICS"))
         ? new Metrics()
         : undefined;
-    const seams = await openSeams({ data: context.data, memory });
+    const seams = await openSeams({
+      data: context.data,
+      memory,
+      maxParts: context.maxParts,
+    });
     const handler = createHandler(seams.store, {
       cors: cors ?? false,
       redirect,
@@ -109,6 +116,11 @@ export const serveCommand: SelfOpeningCommand = {
         if (metrics) {
           context.warn(
             `blobstore: metrics at http://${host}:${addr.port}/metrics`,
+          );
+        }
+        if (seams.store.maxParts !== 400) {
+          context.warn(
+            `blobstore: uploads may have up to ${seams.store.maxParts} parts`,
           );
         }
         if (cors) {
