@@ -20,6 +20,7 @@ import { coreSuite } from "./core.ts";
 import { embeddedSuite } from "./embedded.ts";
 import { httpSuite } from "./http.ts";
 import { mongoSuite } from "./mongo.ts";
+import { multipartSuite } from "./multipart.ts";
 import { registrySuite } from "./registry.ts";
 import { parseArgs, printResult, runSuites, writeJson } from "./run.ts";
 import { s3Suite } from "./s3.ts";
@@ -40,6 +41,7 @@ try {
       swiftSuite,
       s3Suite,
       httpSuite,
+      multipartSuite,
       registrySuite,
     ],
     options,

@@ -738,7 +738,33 @@ export const registrySuite: BenchSuite = {
         ),
     );
 
-    return [putCase, chunkedCase, getCase, smallPutCase, smallGetCase];
+    // Our own bound, in the same run: the upload against SHA-384 alone
+    // over the same bytes (the least work a verified put does).
+    let bound: LargeHashes | undefined;
+    const boundCase: BenchCase = {
+      name:
+        "HTTP upload PUT /blobs/{sha384} vs SHA-384 alone over the same bytes (node:crypto, in-process)",
+      size,
+      target: 0.9,
+      beforeRound() {
+        bound = markLarge(bytes, ++variant, false);
+        return Promise.resolve();
+      },
+      ours: () => oursPut(ours.base, bound!.sha384, bytes),
+      baseline() {
+        hashAlone("sha384", bytes);
+        return Promise.resolve();
+      },
+    };
+
+    return [
+      putCase,
+      boundCase,
+      chunkedCase,
+      getCase,
+      smallPutCase,
+      smallGetCase,
+    ];
   },
   async close() {
     await cleanup?.();
