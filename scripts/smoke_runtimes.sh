@@ -21,6 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 MONGODB_VERSION=$(sed -nE 's/.*"npm:mongodb@6": "([0-9.]+)".*/\1/p' deno.lock | head -n 1)
 MONGODB_VERSION=${MONGODB_VERSION:-6}
+HASH_WASM_VERSION=$(sed -nE 's/.*"npm:hash-wasm@([0-9.]+)": "([0-9.]+)".*/\2/p' deno.lock | head -n 1)
 
 work=$(mktemp -d)
 swift_started=0
@@ -36,12 +37,12 @@ cp -R mod.ts http.ts swift.ts s3.ts mongo.ts src "$work/"
 cp scripts/node_smoke.ts "$work/scripts/"
 printf '{ "private": true, "type": "module" }\n' >"$work/package.json"
 (cd "$work" && npm install --no-save --no-package-lock --no-audit --no-fund \
-  --loglevel=error "mongodb@$MONGODB_VERSION" >/dev/null)
+  --loglevel=error "mongodb@$MONGODB_VERSION" "hash-wasm@$HASH_WASM_VERSION" >/dev/null)
 # The runtimes themselves, fetched before the clock of each run starts.
 npx -y "node@$NODE_VERSION" --version >/dev/null
 npx -y -p "tsx@$TSX_VERSION" -- tsx --version >/dev/null
 npx -y "bun@$BUN_VERSION" --version >/dev/null
-echo "smoke: consumer project, mongodb@$MONGODB_VERSION, node@$NODE_VERSION, tsx@$TSX_VERSION, bun@$BUN_VERSION ready in $((SECONDS - t0)) s"
+echo "smoke: consumer project, mongodb@$MONGODB_VERSION, hash-wasm@$HASH_WASM_VERSION, node@$NODE_VERSION, tsx@$TSX_VERSION, bun@$BUN_VERSION ready in $((SECONDS - t0)) s"
 
 bash scripts/swift.sh start
 swift_started=1

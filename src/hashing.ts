@@ -165,7 +165,11 @@ interface ThreadEvents {
 }
 
 async function startThread(events: ThreadEvents): Promise<HashThread> {
-  const url = new URL("./hash_worker.ts", import.meta.url);
+  // The worker module beside this one, with this one's extension: `.ts`
+  // from source, `.js` where the package was built to JavaScript (JSR's
+  // npm form, which Node loads).
+  const extension = import.meta.url.endsWith(".js") ? ".js" : ".ts";
+  const url = new URL(`./hash_worker${extension}`, import.meta.url);
   if (typeof Worker === "function") {
     const worker = new Worker(url, { type: "module" });
     worker.onmessage = (event) => events.message(event.data);
