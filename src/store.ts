@@ -536,7 +536,9 @@ export class Store {
         } while this one (hash ${hash}) was uploading`,
       );
     }
-    if (state) await this.#advance(uploadId, part, { parts: part + 1, state });
+    if (state) {
+      await this.#advance(upload, part, { parts: part + 1, state });
+    }
     return { hash };
   }
 
@@ -616,7 +618,7 @@ export class Store {
     }
     if (resume !== undefined) {
       const state = await verify.resumed;
-      await this.#advance(uploadId, part, { parts: part + 1, state });
+      await this.#advance(upload, part, { parts: part + 1, state });
     }
   }
 
@@ -645,17 +647,22 @@ export class Store {
    * saved hashes exactly the parts it counts.
    */
   async #advance(
-    uploadId: string,
+    upload: UploadRecord,
     from: number,
     next: HashState,
   ): Promise<void> {
     const catalog = this.catalog;
     const sealed = { parts: next.parts, state: sealState(next.state) };
-    if (!await catalog.advanceHashState!(uploadId, from, sealed)) return;
+    if (!await catalog.advanceHashState!(upload.id, from, sealed)) return;
+    // Parts sent in order: when this part began, none was recorded after
+    // it, so there is nothing to fold, and reading the whole record again
+    // (large, with thousands of parts) would be wasted. A later part that
+    // completed meanwhile is read back by the finish instead.
+    if (upload.parts.length <= from + 1) return;
     // Folding is a saving for the finish, not part of this part's put,
     // which has succeeded: a part that fails to read back now (removed,
     // corrupt) is left for the finish to read, and to report.
-    await this.#fold(uploadId).catch(() => {});
+    await this.#fold(upload.id).catch(() => {});
   }
 
   async #fold(uploadId: string): Promise<void> {
