@@ -233,23 +233,68 @@ export class MultipartBlobs {
         offset += bytes.byteLength;
       }
       if (offset !== size) throw new SizeMismatchError(size, offset);
-      const { hash } = await store.finishUpload(id, parts);
-      if (expected !== undefined && hash !== expected) {
-        throw new HashMismatchError(expected, hash);
-      }
-      if (await store.catalog.getRef(hash)) {
-        // Already stored whole: this copy is not needed.
-        await store.removeUpload(id);
-        return { hash, size, created: false };
-      }
-      await this.finish(id, parts);
-      const created = (await this.registry.get(hash))?.uploadId === id;
-      if (!created) await store.removeUpload(id);
+      const { hash, created } = await this.publish(id, parts, { expected });
       return { hash, size, created };
     } catch (err) {
       await store.removeUpload(id).catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * Finishes upload `uploadId` with `parts` (as `Store.finishUpload`: with
+   * the running hash, nothing is read back) and makes its blob readable by
+   * hash, returning the hash, the size and whether this upload now serves
+   * it. A blob already stored whole (a one-part upload's blob is its part,
+   * a plain blob) needs nothing more; otherwise the upload is registered
+   * and owned as {@linkcode MultipartBlobs.finish} does, unless another
+   * upload serves the same hash already (`created: false`).
+   *
+   * An upload that does not end up serving the blob is removed, unless
+   * `keep` is set: then it stays, finished and unowned, until its own
+   * expiry (a resumable upload whose client may still ask for its state).
+   * With `expected`, a whole hash that differs is a `HashMismatchError`
+   * thrown after the upload was finished and before anything registers
+   * it: the caller removes the upload (its parts become garbage).
+   *
+   * @example Publish an upload whose parts were put from bytes
+   * ```ts
+   * import assert from "node:assert";
+   * import { MemoryBackend, MemoryCatalog, MultipartBlobs, Store } from "@blobstore/blobstore";
+   *
+   * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 5 });
+   * const blobs = new MultipartBlobs(store);
+   * const id = await store.newUpload(new Date(Date.now() + 3600_000));
+   * const encoder = new TextEncoder();
+   * const a = await store.putPartBytes(id, 0, encoder.encode("hello, "), 0);
+   * const b = await store.putPartBytes(id, 1, encoder.encode("world"), 7);
+   * const { hash, size, created } = await blobs.publish(id, [a, b]);
+   * assert(size === 12 && created);
+   * assert(await new Response((await blobs.open(hash)).body).text() === "hello, world");
+   * ```
+   */
+  async publish(
+    uploadId: string,
+    parts: Part[],
+    options: { expected?: string; keep?: boolean } = {},
+  ): Promise<{ hash: string; size: number; created: boolean }> {
+    const { expected, keep = false } = options;
+    if (expected !== undefined) checkHash(expected, "expected hash");
+    const store = this.store;
+    const { hash, index } = await store.finishUpload(uploadId, parts);
+    const size = index.sizes.reduce((sum, n) => sum + n, 0);
+    if (expected !== undefined && hash !== expected) {
+      throw new HashMismatchError(expected, hash);
+    }
+    if (await store.catalog.getRef(hash)) {
+      // Already stored whole: this copy is not needed to serve it.
+      if (!keep) await store.removeUpload(uploadId);
+      return { hash, size, created: false };
+    }
+    await this.finish(uploadId, parts);
+    const created = (await this.registry.get(hash))?.uploadId === uploadId;
+    if (!created && !keep) await store.removeUpload(uploadId);
+    return { hash, size, created };
   }
 
   /**

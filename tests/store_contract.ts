@@ -1422,6 +1422,85 @@ export async function testStoreContract(
   );
 
   await step(
+    "publish: a one-part upload's blob is its part; keep leaves the record, finished and unowned",
+    async (s) => {
+      const blobs = new MultipartBlobs(s);
+      const expires = new Date(Date.now() + HOUR);
+      // One part: its blob is a plain blob, readable by hash already.
+      const small = bytesOf(40, 11);
+      const one = await s.newUpload(expires, { info: "one" });
+      const part = await s.putPartBytes(one, 0, small, 0);
+      deepStrictEqual(await blobs.publish(one, [part], { keep: true }), {
+        hash: hashOf(small),
+        size: 40,
+        created: false,
+      });
+      const kept = await s.uploadInfo(one);
+      strictEqual(kept.hash, hashOf(small));
+      strictEqual(kept.owner, undefined);
+      strictEqual(kept.expires.getTime(), expires.getTime());
+      strictEqual(kept.info, "one");
+      strictEqual(await blobs.registry.get(hashOf(small)), undefined);
+      deepStrictEqual(
+        await readAll((await blobs.open(hashOf(small))).body),
+        small,
+      );
+      // Published again (a resumed client asking twice): the same answer.
+      strictEqual(
+        (await blobs.publish(one, [part], { keep: true })).hash,
+        hashOf(small),
+      );
+
+      // Parts: registered and owned by the service; a second upload of the
+      // same bytes is a duplicate, kept unowned with keep, removed without.
+      const big = bytesOf(MIN_PART * 2 + 9, 12);
+      const upload = async () => {
+        const id = await s.newUpload(expires);
+        const parts = [];
+        for (let at = 0, n = 0; at < big.length; at += MIN_PART, n++) {
+          const bytes = big.subarray(at, Math.min(at + MIN_PART, big.length));
+          parts.push(await s.putPartBytes(id, n, bytes, at));
+        }
+        return { id, parts };
+      };
+      const first = await upload();
+      deepStrictEqual(await blobs.publish(first.id, first.parts), {
+        hash: hashOf(big),
+        size: big.length,
+        created: true,
+      });
+      strictEqual((await s.uploadInfo(first.id)).owner, blobs.owner);
+      const second = await upload();
+      strictEqual(
+        (await blobs.publish(second.id, second.parts, { keep: true })).created,
+        false,
+      );
+      strictEqual((await s.uploadInfo(second.id)).owner, undefined);
+      const third = await upload();
+      strictEqual((await blobs.publish(third.id, third.parts)).created, false);
+      await rejects(s.uploadInfo(third.id), NotFoundError);
+      deepStrictEqual(await readAll((await blobs.open(hashOf(big))).body), big);
+
+      // A wrong expected hash: finished, but neither registered nor owned.
+      const other = bytesOf(MIN_PART + 3, 13);
+      const id = await s.newUpload(expires);
+      const p0 = await s.putPartBytes(id, 0, other.subarray(0, MIN_PART), 0);
+      const p1 = await s.putPartBytes(
+        id,
+        1,
+        other.subarray(MIN_PART),
+        MIN_PART,
+      );
+      await rejects(
+        blobs.publish(id, [p0, p1], { expected: hashOf("other") }),
+        HashMismatchError,
+      );
+      strictEqual((await s.uploadInfo(id)).owner, undefined);
+      strictEqual(await blobs.registry.get(hashOf(other)), undefined);
+    },
+  );
+
+  await step(
     "multipart: a finish racing a removal fails with NotFoundError",
     async (s) => {
       const { parts, hashes } = parts3();
