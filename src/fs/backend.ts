@@ -48,6 +48,18 @@ const NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 const READ_SIZE = 1024 * 1024;
 
 /**
+ * How many bytes a put writes before it starts flushing them to disk in
+ * the background (and again each time as many more are written while no
+ * flush runs). The put's final fsync, which it waits for before it
+ * succeeds, then only has the tail to write: an fsync of 8 MiB of dirty
+ * pages took ~9.7 ms here against ~1.5 ms after background flushes, so a
+ * part of 8 MiB is acknowledged sooner, and a 256 MiB put's final fsync
+ * drops from ~100-150 ms to ~5-30 ms. Bodies below this size never open
+ * the second handle.
+ */
+const FLUSH_AHEAD_BYTES = 1024 * 1024;
+
+/**
  * How many files a batch removal unlinks at once: enough to keep the
  * file system busy (each unlink runs off the main thread), few enough not
  * to flood Deno's blocking thread pool.
@@ -66,8 +78,9 @@ export interface FileBackendOptions {
 
 /**
  * A {@linkcode Backend} on the local filesystem. A put streams through
- * `VerifyStream` into a temporary file in the object's directory, syncs it,
- * and renames it into place only once the content was verified; the
+ * `VerifyStream` into a temporary file in the object's directory (flushed
+ * to disk in the background as it grows), syncs it, and renames it into
+ * place only once the content was verified; the
  * directory is synced too, so the rename survives a power cut. Ranged
  * reads seek to their start.
  *
@@ -136,26 +149,34 @@ export class FileBackend implements Backend {
     const temp = join(dir, `${TEMP_PREFIX}${name}-${randomHex(8)}`);
     const file = await Deno.open(temp, { write: true, createNew: true });
     let open = true;
+    const flush = new BackgroundFlush(temp);
     // One write in flight while the next chunk is read and hashed: the
     // write runs off the main thread, so hashing overlaps it.
     let writing = Promise.resolve();
+    let inFlight = 0;
     try {
       for await (
         const chunk of verified(body, size, hash)
       ) {
         await writing;
+        flush.wrote(inFlight);
         writing = writeAll(file, chunk);
+        inFlight = chunk.byteLength;
         // Handled here so a failure while the next chunk is awaited is not
         // reported as unhandled; the next `await writing` still throws it.
         writing.catch(() => {});
       }
       await writing;
+      await flush.finish();
+      // The put's durability rests on this fsync alone, as before: the
+      // background flushes only leave it less to write.
       await file.sync();
       file.close();
       open = false;
       await Deno.rename(temp, path);
     } catch (err) {
       await writing.catch(() => {}); // never close under a pending write
+      await flush.finish().catch(() => {});
       if (open) file.close();
       await Deno.remove(temp).catch(() => {}); // else the next sweep does it
       throw err;
@@ -351,6 +372,83 @@ function readFile(
       close();
     },
   }, { highWaterMark: 1 });
+}
+
+/**
+ * Flushes a file being written to disk in the background, so that the
+ * writer's final fsync has little left to do. Once
+ * {@linkcode FLUSH_AHEAD_BYTES} have been written it starts an fdatasync,
+ * and each time as many more have been written by the time one ends, the
+ * next: one at a time, so they batch themselves to the disk's pace.
+ *
+ * The flushes go through a handle of their own: Deno runs the operations
+ * of one `FsFile` one after another, so an fdatasync on the writer's
+ * handle would hold up its next write until the disk answered (a 1 MiB
+ * write waited 20-57 ms behind a flush of 64 MiB; on another handle it
+ * took 0.7-2 ms). It is opened for writing, which Windows needs to flush.
+ * Should it fail to open, the writer's final fsync does all the work, as
+ * without this. A failed flush fails the put: after an fdatasync error
+ * the kernel may have dropped dirty pages, and a later fsync need not
+ * report it again.
+ */
+class BackgroundFlush {
+  #path: string;
+  /** `null` once flushing is off: the handle could not be opened, or finished. */
+  #handle: Deno.FsFile | undefined | null;
+  #unflushed = 0;
+  #flushing: Promise<void> | undefined;
+  #failure: { error: unknown } | undefined;
+
+  constructor(path: string) {
+    this.#path = path;
+  }
+
+  /**
+   * Counts `bytes` more whose write has completed, and starts a flush when
+   * enough are unflushed and none is running. Throws the error of a flush
+   * that failed.
+   */
+  wrote(bytes: number): void {
+    if (this.#failure) throw this.#failure.error;
+    this.#unflushed += bytes;
+    if (
+      this.#flushing || this.#handle === null ||
+      this.#unflushed < FLUSH_AHEAD_BYTES
+    ) {
+      return;
+    }
+    this.#unflushed = 0;
+    this.#flushing = this.#flush()
+      .catch((error) => {
+        this.#failure = { error };
+      })
+      .finally(() => {
+        this.#flushing = undefined;
+      });
+  }
+
+  /**
+   * Waits for the running flush, closes the handle and throws the error
+   * of a flush that failed. Flushing is over after it.
+   */
+  async finish(): Promise<void> {
+    await this.#flushing;
+    this.#handle?.close();
+    this.#handle = null;
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#handle === undefined) {
+      try {
+        this.#handle = await Deno.open(this.#path, { write: true });
+      } catch {
+        this.#handle = null; // see the class comment
+        return;
+      }
+    }
+    await this.#handle?.syncData();
+  }
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
