@@ -7,12 +7,13 @@
 
 import type { Backend } from "../backend.ts";
 import { checkHash } from "../digest.ts";
-import { BadParamsError, NotFoundError } from "../errors.ts";
+import { BadParamsError, NotFoundError, SizeMismatchError } from "../errors.ts";
 import { bodyStream, declaredSize } from "./body.ts";
 import { HttpError, jsonResponse } from "./errors.ts";
 import type { FoundBlob, MultipartBlobs } from "../multipart_blobs.ts";
 import { type RangeSpec, resolveRangeSpec } from "../range.ts";
 import { parseRangeHeader } from "./range.ts";
+import { reprDigestSha384 } from "./repr_digest.ts";
 
 /**
  * What the blob routes need to know about their mount.
@@ -191,6 +192,52 @@ export async function putBlob(
   const { created } = await blobs.store.put(body, hash, size);
   // Created meanwhile by a concurrent put: the precondition failed after all.
   if (createOnly && !created) throw alreadyExists(hash);
+  return jsonResponse({ hash, size }, created ? 201 : 200, {
+    location: options.blobPath(hash),
+    etag: `"${hash}"`,
+  });
+}
+
+/**
+ * Answers `POST /blobs`: stores the body, whose hash the client need not
+ * know, under the SHA-384 the store computes as it streams
+ * (`MultipartBlobs.putUnknown`: one blob up to 8 MiB, else 8 MiB parts
+ * hashed as they fill and finished from the running hash). 201 with
+ * `Location: /blobs/{hash}` and `{"hash", "size"}`, 200 when the blob was
+ * there. A `Repr-Digest` with a `sha-384` member (RFC 9530) is verified:
+ * a mismatch is a 422 and nothing is recorded. `Content-Length` is
+ * required (411) and bounded (413), as for `PUT`; a body that is not as
+ * long as it says is a 400.
+ *
+ * @example
+ * ```ts ignore
+ * const res = await postBlob(req, blobs, options);
+ * ```
+ */
+export async function postBlob(
+  req: Request,
+  blobs: MultipartBlobs,
+  options: BlobRouteOptions,
+): Promise<Response> {
+  const size = declaredSize(req, options.maxBodySize);
+  const expected = reprDigestSha384(req.headers.get("repr-digest"));
+  const body = bodyStream(req, options.bodyIdleTimeout);
+  let result: { hash: string; created: boolean };
+  try {
+    result = await blobs.putUnknown(body, size, { expected });
+  } catch (err) {
+    // No hash was declared, so a length that differs is a malformed
+    // request rather than content that is not what it claims to be.
+    if (!(err instanceof SizeMismatchError)) throw err;
+    throw new HttpError(
+      400,
+      "size_mismatch",
+      `request body is not as long as its Content-Length (expected ${err.expected} bytes, got ${
+        err.actual > err.expected ? "at least " : ""
+      }${err.actual})`,
+    );
+  }
+  const { hash, created } = result;
   return jsonResponse({ hash, size }, created ? 201 : 200, {
     location: options.blobPath(hash),
     etag: `"${hash}"`,

@@ -64,18 +64,22 @@ export interface CorsPolicy {
   readonly maxAge: number;
 }
 
-/** The methods a preflight allows: every method the service answers. */
+/** The methods a preflight allows: every method the service answers (`PATCH`: tus). */
 export const CORS_ALLOW_METHODS: readonly string[] = [
   "GET",
   "HEAD",
   "PUT",
   "POST",
   "DELETE",
+  "PATCH",
 ];
 
 /**
  * The request headers a preflight allows, by name: `*` would not cover
  * `Authorization` (Firefox holds to the standard there, Chromium does not).
+ * `Repr-Digest` is for `POST /blobs`; the rest are the ones tus clients
+ * send (`tus-js-client` among them), including those of extensions the
+ * service refuses, so that the refusal reaches the page.
  */
 export const CORS_ALLOW_HEADERS: readonly string[] = [
   "Authorization",
@@ -84,9 +88,23 @@ export const CORS_ALLOW_HEADERS: readonly string[] = [
   "If-None-Match",
   "If-Match",
   "If-Range",
+  "Repr-Digest",
+  "Tus-Resumable",
+  "Upload-Length",
+  "Upload-Offset",
+  "Upload-Metadata",
+  "Upload-Checksum",
+  "Upload-Defer-Length",
+  "Upload-Concat",
+  "X-HTTP-Method-Override",
+  "X-Requested-With",
 ];
 
-/** The response headers a page may read besides the CORS-safelisted ones. */
+/**
+ * The response headers a page may read besides the CORS-safelisted ones:
+ * the blob routes' and the tus ones (`Upload-Offset` and the rest;
+ * `Content-Location` names the blob a finished tus upload made).
+ */
 export const CORS_EXPOSE_HEADERS: readonly string[] = [
   "ETag",
   "Content-Range",
@@ -95,6 +113,16 @@ export const CORS_EXPOSE_HEADERS: readonly string[] = [
   "Location",
   "Accept-Ranges",
   "Retry-After",
+  "Content-Location",
+  "Tus-Resumable",
+  "Tus-Version",
+  "Tus-Extension",
+  "Tus-Max-Size",
+  "Tus-Checksum-Algorithm",
+  "Upload-Offset",
+  "Upload-Length",
+  "Upload-Metadata",
+  "Upload-Expires",
 ];
 
 /** The default `Access-Control-Max-Age`, in seconds. */

@@ -115,9 +115,9 @@ Deno.test("cors: a preflight from an allowed origin gets 204 with every header a
   assert.strictEqual(res.body, null);
   assert.deepStrictEqual(Object.fromEntries(res.headers), {
     "access-control-allow-origin": A,
-    "access-control-allow-methods": "GET, HEAD, PUT, POST, DELETE",
+    "access-control-allow-methods": "GET, HEAD, PUT, POST, DELETE, PATCH",
     "access-control-allow-headers":
-      "Authorization, Content-Type, Range, If-None-Match, If-Match, If-Range",
+      "Authorization, Content-Type, Range, If-None-Match, If-Match, If-Range, Repr-Digest, Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat, X-HTTP-Method-Override, X-Requested-With",
     "access-control-max-age": "7200",
     "access-control-allow-credentials": "true",
     "vary": "Origin",
@@ -155,7 +155,7 @@ Deno.test("cors: withCorsHeaders exposes the headers to an allowed origin only, 
   );
   assert.strictEqual(
     res.headers.get("access-control-expose-headers"),
-    "ETag, Content-Range, Content-Length, Repr-Digest, Location, Accept-Ranges, Retry-After",
+    "ETag, Content-Range, Content-Length, Repr-Digest, Location, Accept-Ranges, Retry-After, Content-Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires",
   );
   assert.strictEqual(res.headers.get("vary"), "Origin");
 

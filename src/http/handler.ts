@@ -10,6 +10,7 @@ import { type Authorizer, tokenFromEnv } from "./auth.ts";
 import {
   type BlobRouteOptions,
   getBlob,
+  postBlob,
   putBlob,
   redirectOptions,
 } from "./blob_routes.ts";
@@ -183,6 +184,7 @@ interface Route {
  * | Route | |
  * |---|---|
  * | `PUT /blobs/{sha384}` | store the body (`Content-Length` required): 201 if this put stored it (exactly one of concurrent puts of a new blob), 200 if it was there; `If-None-Match: *` → 412 if it was there |
+ * | `POST /blobs` | store the body under the SHA-384 the service computes (`Content-Length` required): 201 with `Location: /blobs/{hash}` and `{"hash", "size"}`, 200 if it was there; a `Repr-Digest: sha-384=:…:` that does not match → 422, nothing stored |
  * | `GET`, `HEAD /blobs/{sha384}` | the blob, with `ETag`, `Repr-Digest`, ranges (206/416), `If-None-Match` → 304, `If-Match` → 412; with `redirect`, a `GET` of a single blob → 307 to the storage |
  * | `POST /uploads` | start a multipart upload: 201 `{"id", "expires"}` |
  * | `PUT /uploads/{id}/parts/{n}?hash=…&offset=…` | store one part |
@@ -266,6 +268,16 @@ export function createHandler(
         GET: {
           write: false,
           run: () => Promise.resolve(jsonResponse({ service: "blobstore" })),
+        },
+      },
+    },
+    {
+      path: ["blobs"],
+      methods: {
+        POST: {
+          write: true,
+          body: true,
+          run: (c) => postBlob(c.req, blobs, blobOptions),
         },
       },
     },
