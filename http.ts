@@ -25,10 +25,46 @@
  * await server.shutdown();
  * ```
  *
+ * Resumable uploads speak tus 1.0.0 under `/tus/` (the `tus` option):
+ * any tus client can send a blob in pieces, resume after a dropped
+ * connection or a restart, and learn the blob's hash at the end.
+ *
+ * @example A tus upload in two PATCHes, then the blob by its hash
+ * ```ts
+ * import assert from "node:assert";
+ * import { MemoryBackend, MemoryCatalog, Store } from "@blobstore/blobstore";
+ * import { createHandler } from "@blobstore/blobstore/http";
+ *
+ * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+ * const handler = createHandler(store, { authorize: false, tus: { prefix: "/files/" } });
+ * const tus = { "tus-resumable": "1.0.0" };
+ * const created = await handler(new Request("http://localhost/files/", {
+ *   method: "POST",
+ *   headers: { ...tus, "upload-length": "11", "upload-metadata": `filename ${btoa("hello.txt")}` },
+ * }));
+ * assert.strictEqual(created.status, 201);
+ * const url = new URL(created.headers.get("location")!, "http://localhost/");
+ * let offset = 0;
+ * for (const piece of ["hello", " world"]) {
+ *   const res = await handler(new Request(url, {
+ *     method: "PATCH",
+ *     headers: { ...tus, "content-type": "application/offset+octet-stream", "upload-offset": String(offset) },
+ *     body: piece,
+ *   }));
+ *   assert.strictEqual(res.status, 204);
+ *   offset = Number(res.headers.get("upload-offset"));
+ * }
+ * const done = await handler(new Request(url, { method: "HEAD", headers: tus }));
+ * const blob = done.headers.get("content-location")!; // /blobs/<sha384>
+ * const got = await handler(new Request(new URL(blob, "http://localhost/")));
+ * assert.strictEqual(await got.text(), "hello world");
+ * ```
+ *
  * @module
  */
 
 export { createHandler, type HandlerOptions } from "./src/http/handler.ts";
+export type { TusOptions } from "./src/tus/handler.ts";
 export type { CorsOptions } from "./src/http/cors.ts";
 export type { ServeInfo } from "./src/http/limits.ts";
 export { Metrics, METRICS_CONTENT_TYPE } from "./src/http/metrics.ts";

@@ -29,6 +29,13 @@ import {
 } from "./limits.ts";
 import { countRequests, Metrics, metricsResponse } from "./metrics.ts";
 import { MultipartBlobs, SERVICE_OWNER } from "../multipart_blobs.ts";
+import { TUS_VERSION } from "../tus/headers.ts";
+import {
+  DEFAULT_TUS_PREFIX,
+  type TusOptions,
+  tusPathSegments,
+  TusService,
+} from "../tus/handler.ts";
 import type { MultipartRegistry } from "../catalog.ts";
 import {
   createUpload,
@@ -143,6 +150,18 @@ export interface HandlerOptions {
    */
   metrics?: boolean | Metrics;
   /**
+   * The tus 1.0.0 resumable upload endpoint (core protocol, `creation`,
+   * `creation-with-upload`, `expiration`, `termination`, `checksum`):
+   * `POST <prefix>` creates an upload, `HEAD`, `PATCH` and `DELETE
+   * <prefix><id>` work on it, and a finished upload's blob is served at
+   * `/blobs/{hash}`. `prefix` is under the handler's own (default
+   * `"/tus/"`); `expiresInMs`, how long an upload lives (default
+   * `uploadTtl`). Its requests go through `authorize` (all but `OPTIONS`)
+   * and `maxConcurrentUploads` like the other writes. On by default; pass
+   * `false` to leave it out.
+   */
+  tus?: TusOptions | false;
+  /**
    * Called with every failure that is not the client's fault, before the
    * 500 goes out (default: `console.error`). Never sent to the client.
    */
@@ -176,6 +195,10 @@ interface Route {
    * `HEAD` with what `GET` answers, without the body.
    */
   methods: Record<string, Method>;
+  /** Headers set on every answer of the route, errors included. */
+  headers?: Record<string, string>;
+  /** The route's name in metrics, when not its path (a mount point that varies). */
+  pattern?: string;
 }
 
 /**
@@ -191,6 +214,7 @@ interface Route {
  * | `GET`, `HEAD /uploads/{id}` | the upload's state |
  * | `POST /uploads/{id}/finish` | `{"parts": [{"hash"}]}` → `{"hash", "size", "index"}` |
  * | `DELETE /uploads/{id}` | drop an upload: 204; 409 if the service owns it (its blob is served) |
+ * | `POST /tus/` · `HEAD`, `PATCH`, `DELETE /tus/{id}` · `OPTIONS` | tus 1.0.0 resumable uploads (see `tus`), every answer with `Tus-Resumable: 1.0.0` |
  * | `GET`, `HEAD /metrics` | with `metrics`, the Prometheus text exposition |
  *
  * `HEAD` works wherever `GET` does. Errors are
@@ -349,6 +373,57 @@ export function createHandler(
       },
     },
   ];
+  if (options.tus !== false) {
+    const tusOptions = options.tus ?? {};
+    const segments = tusPathSegments(tusOptions.prefix ?? DEFAULT_TUS_PREFIX);
+    const tusPrefix = `${prefix}/${
+      segments.map(encodeURIComponent).join("/")
+    }/`;
+    const tus = new TusService({
+      store,
+      blobs,
+      maxBodySize,
+      bodyIdleTimeout,
+      expiresInMs: tusOptions.expiresInMs ?? uploadOptions.uploadTtl,
+      partSize: tusOptions.partSize,
+      uploadPath: (id) => `${tusPrefix}${encodeURIComponent(id)}`,
+      blobPath,
+    });
+    const headers = { "tus-resumable": TUS_VERSION };
+    const discovery = {
+      write: false,
+      run: () => Promise.resolve(tus.options()),
+    };
+    routes.push({
+      path: segments,
+      pattern: "/tus",
+      headers,
+      methods: {
+        POST: { write: true, body: true, run: (c) => tus.create(c.req) },
+        OPTIONS: discovery,
+      },
+    }, {
+      path: [...segments, "*"],
+      pattern: "/tus/{id}",
+      headers,
+      methods: {
+        HEAD: { write: true, run: (c) => tus.head(c.req, c.params[0]) },
+        PATCH: {
+          write: true,
+          body: true,
+          run: (c) => tus.patch(c.req, c.params[0]),
+        },
+        DELETE: { write: true, run: (c) => tus.terminate(c.req, c.params[0]) },
+        // X-HTTP-Method-Override, for clients that cannot send PATCH.
+        POST: {
+          write: true,
+          body: true,
+          run: (c) => tus.override(c.req, c.params[0]),
+        },
+        OPTIONS: discovery,
+      },
+    });
+  }
   if (metrics) {
     routes.push({
       path: ["metrics"],
@@ -366,6 +441,7 @@ export function createHandler(
     info?: ServeInfo,
   ): Promise<Response> => {
     let release: (() => void) | undefined;
+    let route: Route | undefined;
     try {
       const url = requestURL(req);
       const segments = pathSegments(url.pathname, prefix);
@@ -373,6 +449,7 @@ export function createHandler(
       if (!match) {
         throw new HttpError(404, "not_found", `no route for ${url.pathname}`);
       }
+      route = match.route;
       const handler = methodOf(match.route, req.method);
       if (!handler) {
         const allow = allowedMethods(match.route).join(", ");
@@ -399,12 +476,15 @@ export function createHandler(
         if (metrics) release = metrics.trackUpload(release);
       }
       const res = await handler.run({ req, url, params: match.params });
-      return handler.streams ? reportBodyErrors(res, req, onError) : res;
+      return withRouteHeaders(
+        handler.streams ? reportBodyErrors(res, req, onError) : res,
+        route,
+      );
     } catch (err) {
       const res = errorResponse(err);
-      if (res) return res;
+      if (res) return withRouteHeaders(res, route);
       onError(err, req);
-      return internalErrorResponse();
+      return withRouteHeaders(internalErrorResponse(), route);
     } finally {
       // The body has been read, or abandoned with an error: the slot is free.
       release?.();
@@ -416,7 +496,7 @@ export function createHandler(
     try {
       const segments = pathSegments(new URL(req.url).pathname, prefix);
       const route = segments && matchRoute(routes, segments)?.route;
-      return route ? routePattern(route.path) : "other";
+      return route ? route.pattern ?? routePattern(route.path) : "other";
     } catch {
       return "other";
     }
@@ -437,6 +517,14 @@ function routePattern(path: string[]): string {
     path.map((part, i) =>
       part === "*" ? `{${PARAM_NAMES[path[i - 1]] ?? "param"}}` : part
     ).join("/");
+}
+
+/** `res` with the headers `route` sets on every answer (tus: `Tus-Resumable`). */
+function withRouteHeaders(res: Response, route: Route | undefined): Response {
+  for (const [name, value] of Object.entries(route?.headers ?? {})) {
+    res.headers.set(name, value);
+  }
+  return res;
 }
 
 /**
