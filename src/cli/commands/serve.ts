@@ -12,6 +12,11 @@ import {
 } from "../../http/cors.ts";
 import { createHandler } from "../../http/handler.ts";
 import { Metrics } from "../../http/metrics.ts";
+import {
+  DEFAULT_TUS_PREFIX,
+  type TusOptions,
+  tusPathSegments,
+} from "../../tus/handler.ts";
 import { openSeams } from "../../server/config.ts";
 import { UsageError } from "../args.ts";
 import type { SelfOpeningCommand } from "../command.ts";
@@ -36,12 +41,14 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * Prometheus text format, the hourly reaper's results included. Uploads
  * may have up to `--max-parts` parts (a global option; or
  * `BLOBSTORE_MAX_PARTS`; 400 by default, 10,000 at most), said at start
- * when not the default.
+ * when not the default. Resumable uploads speak tus 1.0.0 under `/tus/`,
+ * or the path of `--tus-prefix` (else `BLOBSTORE_TUS_PREFIX`); `off`
+ * turns them off; the endpoint is said at start.
  */
 export const serveCommand: SelfOpeningCommand = {
   name: "serve",
   usage:
-    "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…] [--redirect] [--metrics]",
+    "serve [--port N] [--hostname H] [--memory] [--cors-origin O,…] [--redirect] [--metrics] [--tus-prefix P|off]",
   summary: "serve the blob store over HTTP (default http://127.0.0.1:8000/)",
   options: {
     port: { type: "string", short: "p" },
@@ -50,6 +57,7 @@ export const serveCommand: SelfOpeningCommand = {
     "cors-origin": { type: "string" },
     redirect: { type: "boolean" },
     metrics: { type: "boolean" },
+    "tus-prefix": { type: "string" },
   },
   opensSeams: true,
   async run(context, { positionals, options }) {
@@ -75,6 +83,7 @@ export const serveCommand: SelfOpeningCommand = {
       (options.metrics === true || booleanFromEnv("BLOBSTORE_METRICS"))
         ? new Metrics()
         : undefined;
+    const tus = tusOption(options["tus-prefix"]);
     const seams = await openSeams({
       data: context.data,
       memory,
@@ -84,6 +93,7 @@ export const serveCommand: SelfOpeningCommand = {
       cors: cors ?? false,
       redirect,
       metrics,
+      tus,
     });
     const server = Deno.serve({
       hostname,
@@ -116,6 +126,13 @@ export const serveCommand: SelfOpeningCommand = {
         if (metrics) {
           context.warn(
             `blobstore: metrics at http://${host}:${addr.port}/metrics`,
+          );
+        }
+        if (tus) {
+          context.warn(
+            `blobstore: tus resumable uploads at http://${host}:${addr.port}/${
+              tusPathSegments(tus.prefix!).join("/")
+            }/`,
           );
         }
         if (seams.store.maxParts !== 400) {
@@ -190,4 +207,34 @@ function corsOption(
     );
   }
   return { origins };
+}
+
+/** The variable read when `--tus-prefix` is not given. */
+const TUS_PREFIX_VARIABLE = "BLOBSTORE_TUS_PREFIX";
+
+/**
+ * The tus endpoint of `--tus-prefix` (a path like `/files/`, or `off`),
+ * else of `BLOBSTORE_TUS_PREFIX` (the same), else `/tus/`: `false` when
+ * off. A bad flag is a usage error; a bad variable fails the start with
+ * its message.
+ */
+function tusOption(flag: string | boolean | undefined): TusOptions | false {
+  const fromFlag = typeof flag === "string";
+  const text = fromFlag ? flag : Deno.env.get(TUS_PREFIX_VARIABLE)?.trim();
+  if (!text) {
+    if (fromFlag) {
+      throw new UsageError(
+        "--tus-prefix needs a path like /files/ (or off)",
+      );
+    }
+    return { prefix: DEFAULT_TUS_PREFIX };
+  }
+  if (text.toLowerCase() === "off") return false;
+  try {
+    return { prefix: `/${tusPathSegments(text).join("/")}/` };
+  } catch (err) {
+    const message = (err as Error).message;
+    if (fromFlag) throw new UsageError(`--tus-prefix: ${message}`);
+    throw new Error(`${TUS_PREFIX_VARIABLE}: ${message}`);
+  }
 }
