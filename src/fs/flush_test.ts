@@ -1,5 +1,5 @@
 /**
- * FileBackend's background flushes: a body past 1 MiB is flushed while it
+ * FileBackend's background flushes: a body past 4 MiB is flushed while it
  * is written (and still synced in full before the put succeeds), a small
  * one never is, and a flush that fails fails the put, leaving nothing.
  *
@@ -55,12 +55,12 @@ async function withSyncs(
   }
 }
 
-Deno.test("FileBackend: a put past 1 MiB is flushed as it is written and still synced whole; a small one is not flushed", async () => {
+Deno.test("FileBackend: a put past 4 MiB is flushed as it is written and still synced whole; a small one is not flushed", async () => {
   const root = await Deno.makeTempDir({ prefix: "blobstore-flush-" });
   try {
     const backend = new FileBackend(root);
-    const big = bytesOf(5 * 1024 * 1024 + 123, 1);
-    const small = bytesOf(200_000, 2);
+    const big = bytesOf(9 * 1024 * 1024 + 123, 1);
+    const small = bytesOf(3 * 1024 * 1024, 2);
     await withSyncs(async (calls) => {
       await backend.put(
         "big",
@@ -76,7 +76,7 @@ Deno.test("FileBackend: a put past 1 MiB is flushed as it is written and still s
     await withSyncs(async (calls) => {
       await backend.put(
         "small",
-        chunkedStream(small, 10_000),
+        chunkedStream(small, 256 * 1024),
         small.length,
         hashOf(small),
       );
@@ -91,7 +91,7 @@ Deno.test("FileBackend: a failed background flush fails the put and leaves no fi
   const root = await Deno.makeTempDir({ prefix: "blobstore-flush-" });
   try {
     const backend = new FileBackend(root);
-    const bytes = bytesOf(4 * 1024 * 1024, 3);
+    const bytes = bytesOf(6 * 1024 * 1024, 3);
     const name = newBlobName(hashOf(bytes));
     const failure = new Error("flush failed (simulated EIO)");
     await withSyncs(async () => {
