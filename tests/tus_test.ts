@@ -234,6 +234,33 @@ Deno.test("tus over TCP: an aborted fetch streaming a PATCH keeps what arrived",
   });
 });
 
+Deno.test("tus over TCP: a creation without Content-Length (as curl -X POST sends it) is no body", async () => {
+  await withDir(async (dir) => {
+    const s = await open(dir);
+    try {
+      const res = await rawRequest(s.port, {
+        method: "POST",
+        path: "/tus/",
+        headers: { ...TUS, "upload-length": "3" },
+      });
+      assert.strictEqual(res!.status, 201, new TextDecoder().decode(res!.body));
+      const location = res!.headers.get("location")!;
+      assert.strictEqual((await head(s, location)).get("upload-offset"), "0");
+      // Bytes of another type are still refused.
+      const typed = await rawRequest(s.port, {
+        method: "POST",
+        path: "/tus/",
+        headers: { ...TUS, "upload-length": "3", "content-length": "3" },
+        body: [new TextEncoder().encode("abc")],
+      });
+      assert.strictEqual(typed!.status, 415);
+      assert.deepStrictEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 Deno.test("tus over TCP: a new handler over the same files resumes the upload (a restart)", async () => {
   await withDir(async (dir) => {
     const content = bytesOf(2 * PART + 5, 5);

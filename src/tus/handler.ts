@@ -286,8 +286,9 @@ export class TusService {
     }
     const declared = headerCount(req, "Content-Length");
     const withBody = isOffsetOctetStream(req.headers.get("content-type"));
-    const hasBody = declared !== undefined ? declared > 0 : req.body !== null;
-    if (hasBody && !withBody) {
+    // Without a Content-Length, only reading tells: a server passes an
+    // empty stream for a POST that sends nothing (curl -X POST).
+    if (!withBody && !(await this.#emptyBody(req, declared))) {
       throw new HttpError(
         415,
         "unsupported_media_type",
@@ -703,9 +704,9 @@ export class TusService {
   }
 
   /**
-   * Whether a `PATCH` to a finished upload carries no byte: its
-   * `Content-Length` says 0, or it has no body, or its body ends before
-   * its first byte.
+   * Whether a request carries no byte: its `Content-Length` says 0, or it
+   * has no body, or its body ends before its first byte (of which it
+   * reads one chunk at most).
    */
   async #emptyBody(
     req: Request,
