@@ -71,10 +71,11 @@ export interface HandlerOptions {
    */
   registry?: MultipartRegistry;
   /**
-   * The largest body a `PUT` of a blob or a part may declare, in bytes
-   * (default 2^32, 4 GiB); 413 above. The largest blob is this size when
-   * put whole; in parts it is bounded by the store's `maxParts` and
-   * `maxPartSize` instead (and each part by this size).
+   * The largest body a `PUT` of a blob or a part, or a `POST /blobs`, may
+   * declare, in bytes (default 2^32, 4 GiB); 413 above. The largest blob is
+   * this size when put whole; in parts it is bounded by the store's
+   * `maxParts` and `maxPartSize` instead (and each part by this size). It
+   * is also the largest tus `Upload-Length` (`Tus-Max-Size`).
    */
   maxBodySize?: number;
   /**
@@ -85,9 +86,9 @@ export interface HandlerOptions {
    */
   bodyIdleTimeout?: number;
   /**
-   * How many requests carrying a body (`PUT` of blobs and parts, and the
-   * `POST`s of uploads) one client may have in flight at once (default
-   * 16); 429 with `Retry-After` beyond it.
+   * How many requests carrying a body (`PUT` of blobs and parts, the
+   * `POST`s of blobs and uploads, tus `POST` and `PATCH`) one client may
+   * have in flight at once (default 16); 429 with `Retry-After` beyond it.
    */
   maxConcurrentUploads?: number;
   /**
