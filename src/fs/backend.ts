@@ -26,6 +26,9 @@ import { resolveRange } from "../range.ts";
 import { DEFAULT_GRACE_MS } from "../sweep.ts";
 import { verified } from "../verify.ts";
 
+/** How many fan-out directories a backend remembers making (of 65,536). */
+const MAX_KNOWN_DIRS = 4096;
+
 /** The prefix of temporary files; names may not start with a dot. */
 const TEMP_PREFIX = ".tmp-";
 
@@ -109,6 +112,8 @@ export class FileBackend implements Backend {
   /** The directory holding every object. */
   readonly root: string;
   #graceMs: number;
+  /** Fan-out directories known to exist (see `#ensureDir`). */
+  #dirs = new Set<string>();
 
   /** Stores objects under `root`, which is created on the first put. */
   constructor(root: string, options?: FileBackendOptions) {
@@ -149,9 +154,16 @@ export class FileBackend implements Backend {
   ): Promise<void> {
     const path = this.#path(name);
     const dir = this.#dir(name);
-    await Deno.mkdir(dir, { recursive: true });
+    await this.#ensureDir(name);
     const temp = join(dir, `${TEMP_PREFIX}${name}-${randomHex(8)}`);
-    const file = await Deno.open(temp, { write: true, createNew: true });
+    const file = await Deno.open(temp, { write: true, createNew: true })
+      .catch(async (err) => {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+        // Removed behind our back since we made it: make it again.
+        this.#dirs.clear();
+        await this.#ensureDir(name);
+        return await Deno.open(temp, { write: true, createNew: true });
+      });
     let open = true;
     const flush = new BackgroundFlush(temp);
     // One write in flight while the next chunk is read and hashed: the
@@ -290,6 +302,25 @@ export class FileBackend implements Backend {
         }
       }
     }
+  }
+
+  /**
+   * Makes the fan-out directories of `name`, each one's entry made durable
+   * in its parent when it is created (a put's own directory sync covers
+   * the file, not the directory that holds it). Directories known to exist
+   * are not asked for again: one `mkdir` per put was most of a small
+   * put's file-system work.
+   */
+  async #ensureDir(name: string): Promise<void> {
+    const dir = this.#dir(name);
+    if (this.#dirs.has(dir)) return;
+    if (this.#dirs.size === 0) await Deno.mkdir(this.root, { recursive: true });
+    const padded = name.padEnd(4, "_");
+    const first = join(this.root, padded.slice(0, 2));
+    if (await makeDir(first)) await syncDir(this.root);
+    if (await makeDir(dir)) await syncDir(first);
+    if (this.#dirs.size >= MAX_KNOWN_DIRS) this.#dirs.clear();
+    this.#dirs.add(dir);
   }
 
   #dir(name: string): string {
@@ -476,6 +507,17 @@ async function syncDir(dir: string): Promise<void> {
     // best effort, see above
   } finally {
     handle?.close();
+  }
+}
+
+/** Makes directory `path`; returns whether it was created (not there). */
+async function makeDir(path: string): Promise<boolean> {
+  try {
+    await Deno.mkdir(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    throw err;
   }
 }
 

@@ -69,13 +69,15 @@ Deno.test("FileBackend: a put past 4 MiB is flushed as it is written and still s
         hashOf(big),
       );
       ok(calls.syncData >= 1, `expected background flushes, got none`);
-      // The file's own fsync and its directory's, as without flushes.
-      strictEqual(calls.sync, 2);
+      // The file's own fsync and its directory's, as without flushes, and
+      // the entries of the two fan-out directories this first put made.
+      strictEqual(calls.sync, 4);
       deepStrictEqual(await readAll((await backend.get("big")).body), big);
     });
     await withSyncs(async (calls) => {
+      // In the same fan-out directory as "big": nothing new to make.
       await backend.put(
-        "small",
+        "big_small",
         chunkedStream(small, 256 * 1024),
         small.length,
         hashOf(small),

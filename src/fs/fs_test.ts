@@ -418,3 +418,18 @@ Deno.test("FileBackend.removeMany: removes every name given; absent ones and a b
     await close();
   }
 });
+
+Deno.test("FileBackend: new fan-out directories are made once and made again if removed behind its back", async () => {
+  const { root, close } = await tempRoot();
+  try {
+    const backend = new FileBackend(join(root, "fresh"));
+    const bytes = bytesOf(1000, 3);
+    const name = newBlobName(hashOf(bytes));
+    await backend.put(name, chunkedStream(bytes, 100), 1000, hashOf(bytes));
+    await Deno.remove(join(root, "fresh"), { recursive: true });
+    await backend.put(name, chunkedStream(bytes, 100), 1000, hashOf(bytes));
+    deepStrictEqual(await readAll((await backend.get(name)).body), bytes);
+  } finally {
+    await close();
+  }
+});
