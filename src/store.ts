@@ -555,7 +555,8 @@ export class Store {
    *
    * The part's record is created before its bytes are put, so GC keeps the
    * part's blob from then on, and a failed put leaves an incomplete record
-   * that a retry completes, never a lost blob.
+   * that a retry completes, never a lost blob. Resolves to the completed
+   * part's record (with the offset inferred, if it was).
    */
   async putPart(
     uploadId: string,
@@ -564,7 +565,7 @@ export class Store {
     size: number,
     offset: number,
     hash: string,
-  ): Promise<void> {
+  ): Promise<PartRecord> {
     checkHash(hash);
     checkPartParams(part, size, this);
     const upload = await this.#getUpload(uploadId);
@@ -577,7 +578,7 @@ export class Store {
     if (existing?.complete) {
       checkResentPart(part, existing, { hash, size, offset });
       await cancelSource(source);
-      return;
+      return { ...existing };
     }
     offset = inferOffset(upload.parts, part, offset);
     checkPartPlacement(upload.parts, part, size, offset, this.minPartSize);
@@ -592,7 +593,7 @@ export class Store {
       // Completed meanwhile by a concurrent request: the same part is fine.
       checkResentPart(part, now.parts[part]!, { hash, size, offset });
       await cancelSource(source);
-      return;
+      return { ...now.parts[part]! };
     }
     // A part that extends the hashed prefix of the upload (parts sent in
     // order) feeds the running hash of the whole blob as it is verified,
@@ -620,6 +621,7 @@ export class Store {
       const state = await verify.resumed;
       await this.#advance(upload, part, { parts: part + 1, state });
     }
+    return { hash, size, offset, complete: true };
   }
 
   /**

@@ -1239,6 +1239,29 @@ export async function testStoreContract(
   // ---- bytes the store hashes itself ----
 
   await step(
+    "putPart resolves to the completed record, offset inferred",
+    async (s) => {
+      const { parts, hashes } = parts3();
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      deepStrictEqual(
+        await s.putPart(id, 0, parts[0], parts[0].length, 0, hashes[0]),
+        { hash: hashes[0], size: parts[0].length, offset: 0, complete: true },
+      );
+      const second = { hash: hashes[1], size: parts[1].length, complete: true };
+      const offset = parts[0].length;
+      deepStrictEqual(
+        await s.putPart(id, 1, parts[1], parts[1].length, 0, hashes[1]),
+        { ...second, offset },
+      );
+      // Sent again: the same record, nothing done.
+      deepStrictEqual(
+        await s.putPart(id, 1, parts[1], parts[1].length, offset, hashes[1]),
+        { ...second, offset },
+      );
+    },
+  );
+
+  await step(
     "putBytes hashes, stores once, and says whether it created",
     async (s) => {
       const bytes = bytesOf(20_000, 123);

@@ -115,8 +115,7 @@ export async function putPart(
     : 0;
   const size = declaredSize(req, options.maxBodySize);
   const body = bodyStream(req, options.bodyIdleTimeout);
-  await store.putPart(id, part, body, size, offset, hash);
-  const record = (await store.uploadInfo(id)).parts[part];
+  const record = await store.putPart(id, part, body, size, offset, hash);
   return jsonResponse({ part, ...record });
 }
 
