@@ -758,3 +758,28 @@ Deno.test("cli: serve prints where it listens and where the data lives, and pers
     }
   });
 });
+
+Deno.test("server config: BLOBSTORE_HASHING picks where the store hashes; anything else is refused", async () => {
+  for (
+    const [text, hashing] of [["", "auto"], ["inline", "inline"], [
+      "worker",
+      "worker",
+    ], ["auto", "auto"]]
+  ) {
+    const seams = await openSeams({
+      data: "unused",
+      memory: true,
+      env: (name) => name === "BLOBSTORE_HASHING" ? text : undefined,
+    });
+    assert.strictEqual(seams.store.hashing, hashing);
+    await seams.close();
+  }
+  await assert.rejects(
+    openSeams({
+      data: "unused",
+      memory: true,
+      env: (name) => name === "BLOBSTORE_HASHING" ? "gpu" : undefined,
+    }),
+    /invalid BLOBSTORE_HASHING "gpu" \(expected auto, inline or worker\)/,
+  );
+});

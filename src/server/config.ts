@@ -21,7 +21,9 @@
  * The store over them takes uploads of up to `maxParts` parts, else
  * `BLOBSTORE_MAX_PARTS`, else 400 (Go's default): at most 10,000, S3's
  * limit, which every catalog holds (about 1.6 MB as one MongoDB document;
- * 157 pages in Deno KV).
+ * 157 pages in Deno KV), and hashes where `BLOBSTORE_HASHING` says (`auto`,
+ * the default: on worker threads for bodies of 1 MiB or more; `inline`;
+ * `worker`).
  *
  * The MongoDB and Swift modules are loaded with `import()` only when they
  * are configured, so nobody else loads a driver.
@@ -32,6 +34,7 @@
 import { join, resolve } from "node:path";
 import type { Backend } from "../backend.ts";
 import { BadParamsError } from "../errors.ts";
+import type { Hashing } from "../hashing.ts";
 import { MemoryBackend } from "../memory/backend.ts";
 import { MemoryCatalog } from "../memory/catalog.ts";
 import { Store } from "../store.ts";
@@ -91,6 +94,20 @@ export function parseMaxParts(text: string, what: string): number {
   return count;
 }
 
+/**
+ * `BLOBSTORE_HASHING`: where the store hashes (`auto`, the default: on
+ * worker threads for large bodies; `inline`; `worker`).
+ */
+function hashingOf(env: (name: string) => string | undefined): Hashing {
+  const text = env("BLOBSTORE_HASHING") || "auto";
+  if (text === "auto" || text === "inline" || text === "worker") return text;
+  throw new BadParamsError(
+    `invalid BLOBSTORE_HASHING ${
+      JSON.stringify(text)
+    } (expected auto, inline or worker)`,
+  );
+}
+
 /** `options.maxParts`, else `BLOBSTORE_MAX_PARTS`, else the default. */
 function maxPartsOf(
   options: SeamOptions,
@@ -122,6 +139,7 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   // Checked first: a bad setting fails before anything is opened.
   const maxParts = maxPartsOf(options, env);
+  const hashing = hashingOf(env);
   const data = resolve(options.data);
   const closers: (() => Promise<void> | void)[] = [];
   const close = async () => {
@@ -161,6 +179,7 @@ export async function openSeams(options: SeamOptions): Promise<Seams> {
         catalog: seams.catalog,
         backend: seams.backend,
         maxParts,
+        hashing,
       }),
       close,
     };
