@@ -62,6 +62,14 @@ export interface StoreCommand extends CommandBase {
   opensSeams?: false;
   /** Runs it; resolves to the exit code. */
   run(context: StoreContext, args: ParsedArgs): Promise<number>;
+  /**
+   * When these arguments need no data directory (`upload --tus`, which
+   * talks to a server), what runs instead of {@linkcode run}, without
+   * seams; `undefined` otherwise.
+   */
+  remote?(
+    args: ParsedArgs,
+  ): ((context: CommandContext) => Promise<number>) | undefined;
 }
 
 /**

@@ -106,6 +106,8 @@ export async function main(args: string[]): Promise<number> {
       context.maxParts = maxPartsOption(maxParts);
     }
     if (command.opensSeams) return await command.run(context, parsed);
+    const remote = command.remote?.(parsed);
+    if (remote) return await remote(context);
     const seams = await openSeams({
       data: context.data,
       maxParts: context.maxParts,
