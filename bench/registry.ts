@@ -40,6 +40,17 @@
  * only, no access log), tracing export off (`OTEL_TRACES_EXPORTER=none`:
  * nothing listens for it). Without Go the suite is skipped, saying so.
  *
+ * Rows of our own on the same server and bytes, each against `PUT
+ * /blobs/{sha384}` (all through the same `fetch`): a tus 1.0.0 upload
+ * (`POST /tus/` then `PATCH` with `Upload-Offset`) in one `PATCH` (target
+ * 0.9) and in 8 MiB `PATCH`es (reported), and `POST /blobs`, whose hash
+ * the server computes (target 0.95). Their notes give the server's CPU
+ * time per MiB on each side, measured in the same rounds (`/proc/<pid>/stat`),
+ * and what the extra hashing costs: a tus or `POST` upload hashes each
+ * byte twice (its 8 MiB part's own hash, and the running hash of the
+ * whole), a `PUT` once. Without Go these rows still run (the registry's
+ * are skipped, saying so).
+ *
  * Standalone: `deno run -A --unstable-kv bench/registry.ts [--quick]`
  * (`--quick`: 32 MiB, 100 small blobs, one round). `registrySuite` plugs
  * into `bench/main.ts`.
@@ -348,6 +359,104 @@ async function oursMultipart(
   }
 }
 
+/** `POST /tus/` for `size` bytes: the upload's URL. */
+async function tusCreate(base: string, size: number): Promise<string> {
+  const res = await expect(
+    await fetch(`${base}/tus/`, {
+      method: "POST",
+      headers: { ...TUS, "upload-length": String(size) },
+    }),
+    [201],
+    "POST /tus/",
+  );
+  await res.arrayBuffer();
+  const location = res.headers.get("location");
+  if (!location) throw new Error("POST /tus/: 201 without a Location");
+  return new URL(location, base).href;
+}
+
+/**
+ * A tus upload of `bytes`: `POST /tus/`, then `PATCH`es of `chunk` bytes
+ * (all of them in one by default), each at the offset the last answered;
+ * the last answer's `Upload-Metadata` must name `hash`.
+ */
+async function tusUpload(
+  base: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  hash: string,
+  chunk = bytes.length,
+) {
+  const url = await tusCreate(base, bytes.length);
+  let offset = 0;
+  let res: Response | undefined;
+  while (offset < bytes.length) {
+    res = await expect(
+      await fetch(url, {
+        method: "PATCH",
+        headers: {
+          ...TUS,
+          "content-type": "application/offset+octet-stream",
+          "upload-offset": String(offset),
+        },
+        body: bytes.subarray(offset, Math.min(offset + chunk, bytes.length)),
+      }),
+      [204],
+      `PATCH at ${offset}`,
+    );
+    await res.arrayBuffer();
+    offset = Number(res.headers.get("upload-offset"));
+  }
+  const metadata = res?.headers.get("upload-metadata") ?? "";
+  const named = /(?:^|,)\s*sha384 ([A-Za-z0-9+/=]+)/.exec(metadata)?.[1];
+  if (!named || atob(named) !== hash) {
+    throw new Error(
+      `tus upload: Upload-Metadata ${metadata}, expected ${hash}`,
+    );
+  }
+}
+
+/** `POST /blobs` of `bytes`: the server computes the hash, which must be `hash`. */
+async function oursPost(
+  base: string,
+  hash: string,
+  body: Uint8Array<ArrayBuffer>,
+) {
+  const res = await fetch(`${base}/blobs`, { method: "POST", body });
+  const stored = await (await expect(res, [201], "POST /blobs"))
+    .json() as { hash?: string };
+  if (stored.hash !== hash) {
+    throw new Error(
+      `POST /blobs: answered hash ${stored.hash}, expected ${hash}`,
+    );
+  }
+}
+
+const TUS = { "tus-resumable": "1.0.0" };
+
+/** The clock ticks a second of `/proc/<pid>/stat` counts (`getconf CLK_TCK`). */
+const CLOCK_TICKS = await (async () => {
+  try {
+    const { stdout } = await new Deno.Command("getconf", {
+      args: ["CLK_TCK"],
+      stderr: "null",
+    }).output();
+    return Number(new TextDecoder().decode(stdout).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** A process's user + system CPU time so far, in ms (0 where there is no /proc). */
+function processCpuMs(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
 // The registry.
 
 const OCTETS = { "content-type": "application/octet-stream" };
@@ -518,7 +627,11 @@ export const registrySuite: BenchSuite = {
   name: "registry",
   async open({ quick }) {
     const built = await buildRegistry();
-    if (typeof built === "string") return built;
+    if (typeof built === "string") {
+      console.error(
+        `registry suite: ${built}; only the rows without the registry run`,
+      );
+    }
     const size = quick ? 32 * MiB : 256 * MiB;
     const count = quick ? 100 : 1000;
     const dir = await Deno.makeTempDir({ prefix: "blobstore-bench-registry-" });
@@ -534,7 +647,9 @@ export const registrySuite: BenchSuite = {
     await Deno.mkdir(`${dir}/ours`);
     await Deno.mkdir(`${dir}/registry`);
     servers.push(await startOurs(`${dir}/ours`));
-    servers.push(await startRegistry(built.bin, `${dir}/registry`));
+    if (typeof built !== "string") {
+      servers.push(await startRegistry(built.bin, `${dir}/registry`));
+    }
     const [ours, registry] = servers;
 
     console.error(`generating ${size / MiB} MiB of random bytes…`);
@@ -544,6 +659,122 @@ export const registrySuite: BenchSuite = {
       sha256: hashAlone("sha256", bytes),
     };
     let variant = 0;
+
+    // Our own bound, in the same run: the upload against SHA-384 alone
+    // over the same bytes (the least work a verified put does).
+    let bound: LargeHashes | undefined;
+    const boundCase: BenchCase = {
+      name:
+        "HTTP upload PUT /blobs/{sha384} vs SHA-384 alone over the same bytes (node:crypto, in-process)",
+      size,
+      target: 0.9,
+      beforeRound() {
+        bound = markLarge(bytes, ++variant, false);
+        return Promise.resolve();
+      },
+      ours: () => oursPut(ours.base, bound!.sha384, bytes),
+      baseline() {
+        hashAlone("sha384", bytes);
+        return Promise.resolve();
+      },
+    };
+
+    // Ours against ours: resumable and hash-less uploads vs PUT, each
+    // side sending bytes of its own (a blob the other side stored would
+    // be a duplicate), the server's CPU time counted on each side.
+    const second = new Uint8Array(size);
+    second.set(bytes);
+    /** Server CPU ms per MiB, per side, summed over the rounds. */
+    const cpu = { ours: [] as number[], baseline: [] as number[] };
+    const withCpu =
+      (side: "ours" | "baseline", call: () => Promise<void>) => async () => {
+        const before = processCpuMs(ours.pid);
+        await call();
+        cpu[side].push((processCpuMs(ours.pid) - before) / (size / MiB));
+      };
+    const median = (values: number[]) =>
+      [...values].sort((a, b) => a - b)[values.length >> 1] ?? NaN;
+    const sha384MsPerMiB = () =>
+      (MiB / 1e6) / (hashSpeed.MBs || speeds.sha384) * 1000;
+    /**
+     * The note of an upload row against PUT: both medians as times, the
+     * server's CPU per MiB on each side, and what a second SHA-384 of
+     * every byte costs here.
+     */
+    const versusPut = (what: string, hashes: string) => (row: BenchRow) => {
+      const ms = (rate: number) => (size / 1e6 / rate) * 1000;
+      const [mine, put] = [median(cpu.ours), median(cpu.baseline)];
+      cpu.ours = [];
+      cpu.baseline = [];
+      return `${row.case}: median ${what} ${ms(row.ours).toFixed(0)} ms, PUT ${
+        ms(row.baseline!).toFixed(0)
+      } ms; server CPU (user + system, all threads) ${
+        mine.toFixed(2)
+      } ms/MiB vs ${put.toFixed(2)} ms/MiB for PUT (+${
+        (mine - put).toFixed(2)
+      }); ${hashes}, and SHA-384 alone costs ${
+        sha384MsPerMiB().toFixed(2)
+      } ms/MiB here (${
+        Math.round(hashSpeed.MBs || speeds.sha384)
+      } MB/s); where the server's CPU is the bound (2 cores shared with this client), the ratio can reach PUT's CPU / this one's = ${
+        (put / mine).toFixed(2)
+      }`;
+    };
+    const twice =
+      "it hashes each byte twice (its 8 MiB part's own SHA-384, and the running SHA-384 of the whole), PUT once";
+    let pair: [LargeHashes, LargeHashes] | undefined;
+    const markPair = () => {
+      pair = [
+        markLarge(bytes, ++variant, false),
+        markLarge(second, ++variant, false),
+      ];
+      return Promise.resolve();
+    };
+    const putSecond = withCpu(
+      "baseline",
+      () => oursPut(ours.base, pair![1].sha384, second),
+    );
+    const tusCase: BenchCase = {
+      name:
+        "HTTP tus upload in one PATCH (POST /tus/ + PATCH) vs PUT /blobs/{sha384}",
+      size,
+      target: 0.9,
+      beforeRound: markPair,
+      ours: withCpu(
+        "ours",
+        () => tusUpload(ours.base, bytes, pair![0].sha384),
+      ),
+      baseline: putSecond,
+      note: versusPut("tus", twice),
+    };
+    const tusChunkedCase: BenchCase = {
+      name:
+        "HTTP tus upload in 8 MiB PATCHes (POST /tus/ + a PATCH per 8 MiB) vs PUT /blobs/{sha384}",
+      size,
+      targetText: "report",
+      beforeRound: markPair,
+      ours: withCpu(
+        "ours",
+        () => tusUpload(ours.base, bytes, pair![0].sha384, PART),
+      ),
+      baseline: putSecond,
+      note: versusPut(
+        "tus",
+        `${twice}; each PATCH is a round trip of its own`,
+      ),
+    };
+    const postCase: BenchCase = {
+      name:
+        "HTTP POST /blobs (the server computes the hash) vs PUT /blobs/{sha384}",
+      size,
+      target: 0.95,
+      beforeRound: markPair,
+      ours: withCpu("ours", () => oursPost(ours.base, pair![0].sha384, bytes)),
+      baseline: putSecond,
+      note: versusPut("POST", twice),
+    };
+    const own = [boundCase, tusCase, tusChunkedCase, postCase];
+    if (!registry) return own;
 
     /**
      * Wraps ours and the registry's timed calls to watch each server's
@@ -738,25 +969,6 @@ export const registrySuite: BenchSuite = {
         ),
     );
 
-    // Our own bound, in the same run: the upload against SHA-384 alone
-    // over the same bytes (the least work a verified put does).
-    let bound: LargeHashes | undefined;
-    const boundCase: BenchCase = {
-      name:
-        "HTTP upload PUT /blobs/{sha384} vs SHA-384 alone over the same bytes (node:crypto, in-process)",
-      size,
-      target: 0.9,
-      beforeRound() {
-        bound = markLarge(bytes, ++variant, false);
-        return Promise.resolve();
-      },
-      ours: () => oursPut(ours.base, bound!.sha384, bytes),
-      baseline() {
-        hashAlone("sha384", bytes);
-        return Promise.resolve();
-      },
-    };
-
     return [
       putCase,
       boundCase,
@@ -764,6 +976,9 @@ export const registrySuite: BenchSuite = {
       getCase,
       smallPutCase,
       smallGetCase,
+      tusCase,
+      tusChunkedCase,
+      postCase,
     ];
   },
   async close() {
