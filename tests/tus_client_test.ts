@@ -417,3 +417,96 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "tus-js-client under Deno: creation-with-upload cut midway, X-HTTP-Method-Override, a sha384 in the metadata checked (right and wrong), an empty file",
+  ignore: !tusAvailable,
+  fn: async (t) => {
+    await withServer(async ({ server, proxy }) => {
+      const endpoint = `${proxy.url}/tus/`;
+
+      await t.step("creation-with-upload, cut in the POST's body", async () => {
+        const bytes = randomBytes(12 * MiB + 5);
+        const cut = proxy.cutAfter(3 * MiB);
+        const running = startUpload(bytes, endpoint, {
+          uploadDataDuringCreation: true,
+        });
+        const res = await running.done;
+        await cut;
+        const posts = running.log.filter((e) => e.method === "POST");
+        // The POST carrying bytes was cut; tus-js-client, which has no URL
+        // yet, sends a new POST (the first upload, with what it kept, is
+        // left to expire).
+        assert.ok(posts.length >= 1, JSON.stringify(running.log));
+        assert.ok(running.log.some((e) => e.status === 0));
+        await assertServed(server(), hashFrom(res), bytes);
+      });
+
+      await t.step(
+        "overridePatchMethod: POST with X-HTTP-Method-Override: PATCH",
+        async () => {
+          const bytes = randomBytes(2 * MiB + 1);
+          const running = startUpload(bytes, endpoint, {
+            overridePatchMethod: true,
+            chunkSize: MiB,
+          });
+          const res = await running.done;
+          const writes = running.log.filter((e) => e.offset !== undefined);
+          assert.ok(
+            writes.length === 3 && writes.every((e) => e.method === "POST"),
+          );
+          await assertServed(server(), hashFrom(res), bytes);
+        },
+      );
+
+      await t.step(
+        "the sha384 of the metadata: the right one passes",
+        async () => {
+          const bytes = randomBytes(MiB);
+          const running = startUpload(bytes, endpoint, {
+            metadata: { filename: "right.bin", sha384: sha384Hex(bytes) },
+          });
+          await assertServed(server(), hashFrom(await running.done), bytes);
+        },
+      );
+
+      await t.step(
+        "the sha384 of the metadata: a wrong one is a 422, the upload gone, no blob registered",
+        async () => {
+          // Two parts (8 MiB + 1 MiB): the whole is a blob of its own, which
+          // must not be registered. (A one-part upload's part is the blob
+          // itself: refused, it stays readable by its true hash, like any
+          // stored part, until gc.)
+          const bytes = randomBytes(9 * MiB);
+          const wrong = sha384Hex(randomBytes(8));
+          const running = startUpload(bytes, endpoint, {
+            metadata: { filename: "wrong.bin", sha384: wrong },
+          });
+          const err = await running.done.then(
+            () => assert.fail("a wrong sha384 was accepted"),
+            (err) => err as Tus.DetailedError,
+          );
+          assert.strictEqual(err.originalResponse?.getStatus(), 422);
+          const head = await fetch(
+            running.upload.url!.replace(proxy.url, server().base),
+            { method: "HEAD", headers: { "tus-resumable": "1.0.0" } },
+          );
+          assert.strictEqual(head.status, 404);
+          for (const hash of [wrong, sha384Hex(bytes)]) {
+            const absent = await fetch(`${server().base}/blobs/${hash}`);
+            await absent.body?.cancel();
+            assert.strictEqual(absent.status, 404, hash);
+          }
+        },
+      );
+
+      await t.step("an empty file", async () => {
+        const bytes = new Uint8Array(0);
+        const running = startUpload(bytes, endpoint);
+        const res = await running.done;
+        await assertServed(server(), hashFrom(res), bytes);
+      });
+    });
+  },
+});
