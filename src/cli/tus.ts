@@ -232,7 +232,7 @@ export interface TusUploadOptions extends TusClientOptions {
   chunkSize?: number;
   /** Called once a new upload exists, before any byte is sent. */
   onCreated?(url: string): Promise<void>;
-  /** Called with the server's offset when resuming `resume`. */
+  /** Called with the server's offset when resuming `resume` (progress starts there). */
   onResumed?(offset: number): void;
   /** Called when `resume` is gone from the server (and a new upload starts). */
   onForgotten?(why: string): void;
@@ -270,7 +270,6 @@ export async function tusUpload(options: TusUploadOptions): Promise<TusResult> {
       offset = found.offset;
       resumedAt = offset;
       options.onResumed?.(offset);
-      options.onProgress?.(offset);
       if (offset >= file.size) {
         return await finished(options, url, found, resumedAt);
       }

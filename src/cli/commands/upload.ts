@@ -341,6 +341,7 @@ export async function uploadOverTus(
         });
       },
       onResumed(offset) {
+        progress.skip(offset);
         context.warn(
           `blobstore: resuming ${
             saved!.url
