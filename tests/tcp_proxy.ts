@@ -101,12 +101,13 @@ export class CuttingProxy {
    * `"close"` both of its sides are closed at once; with `"hold"` it stays
    * open and silent (nothing more forwarded either way) until
    * {@linkcode dropHeld}, so a test can act (kill a process) while the
-   * request hangs. Resolves when the cut happens.
+   * request hangs. Resolves when the cut happens; `bytes` below 0 count
+   * as 0 (the next byte is cut).
    */
   cutAfter(bytes: number, mode: CutMode = "close"): Promise<void> {
     if (this.#pending) throw new Error("a cut is already armed");
     return new Promise((resolve) => {
-      this.#pending = { budget: bytes, mode, resolve };
+      this.#pending = { budget: Math.max(0, bytes), mode, resolve };
     });
   }
 
