@@ -501,6 +501,33 @@ Deno.test({
         },
       );
 
+      // Ignored: it fails today. A one-part upload's part is its blob, so
+      // when the server refuses it (422), the bytes stay readable by their
+      // true hash until gc, whereas POST /blobs refused the same way
+      // serves nothing. Un-ignore once the tus route drops (or never
+      // registers) the part of a refused one-part upload.
+      await t.step({
+        name:
+          "the sha384 of the metadata: a wrong one on a one-part upload leaves nothing served either",
+        ignore: true,
+        fn: async () => {
+          const bytes = randomBytes(MiB);
+          const running = startUpload(bytes, endpoint, {
+            metadata: { sha384: sha384Hex(randomBytes(8)) },
+          });
+          const err = await running.done.then(
+            () => assert.fail("a wrong sha384 was accepted"),
+            (err) => err as Tus.DetailedError,
+          );
+          assert.strictEqual(err.originalResponse?.getStatus(), 422);
+          const absent = await fetch(
+            `${server().base}/blobs/${sha384Hex(bytes)}`,
+          );
+          await absent.body?.cancel();
+          assert.strictEqual(absent.status, 404);
+        },
+      });
+
       await t.step("an empty file", async () => {
         const bytes = new Uint8Array(0);
         const running = startUpload(bytes, endpoint);
