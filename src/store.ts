@@ -475,14 +475,18 @@ export class Store {
    * bytes kept (GC spares what upload records name): a resumable upload's
    * tail, to be replaced by a longer part later. A complete part that
    * extends the upload's running hash advances it, as `putPart` does.
+   * With `expected`, bytes that hash otherwise are `HashMismatchError`,
+   * and nothing is stored (a one-part upload's part is its whole blob).
    */
   async putPartBytes(
     uploadId: string,
     part: number,
     bytes: Uint8Array,
     offset: number,
-    options: { complete?: boolean } = {},
+    options: { complete?: boolean; expected?: string } = {},
   ): Promise<{ hash: string }> {
+    const { expected } = options;
+    if (expected !== undefined) checkHash(expected, "expected hash");
     const complete = options.complete ?? true;
     const size = bytes.byteLength;
     checkPartParams(part, size, this);
@@ -498,6 +502,9 @@ export class Store {
       this.hashing,
       resume,
     );
+    if (expected !== undefined && hash !== expected) {
+      throw new HashMismatchError(expected, hash);
+    }
     const existing = upload.parts[part];
     if (existing?.complete) {
       checkResentPart(part, existing, { hash, size, offset });

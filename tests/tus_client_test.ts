@@ -501,15 +501,11 @@ Deno.test({
         },
       );
 
-      // Ignored: it fails today. A one-part upload's part is its blob, so
-      // when the server refuses it (422), the bytes stay readable by their
-      // true hash until gc, whereas POST /blobs refused the same way
-      // serves nothing. Un-ignore once the tus route drops (or never
-      // registers) the part of a refused one-part upload.
+      // A one-part upload's part is its blob: the server checks the
+      // sha384 before storing it, as POST /blobs does.
       await t.step({
         name:
           "the sha384 of the metadata: a wrong one on a one-part upload leaves nothing served either",
-        ignore: true,
         fn: async () => {
           const bytes = randomBytes(MiB);
           const running = startUpload(bytes, endpoint, {

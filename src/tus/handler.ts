@@ -614,7 +614,7 @@ export class TusService {
       if (kept && kept.byteLength > 0) {
         offset = at + kept.byteLength;
         if (offset === length) {
-          await store.putPartBytes(id, part, kept, at);
+          await this.#putLast(upload, part, kept);
         } else if (part > state.complete || offset > state.offset) {
           // The new tail, replacing the old one (read back in front).
           await store.putPartBytes(id, part, kept, at, { complete: false });
@@ -645,15 +645,34 @@ export class TusService {
     if (state.offset < info.length) return undefined;
     if (state.tail) {
       const bytes = await this.#readTail(state.tail);
-      const at = state.complete * info.partSize;
-      await this.#config.store.putPartBytes(
-        upload.id,
-        state.complete,
-        bytes,
-        at,
-      );
+      await this.#putLast(upload, state.complete, bytes);
     }
     return await this.#settle(upload);
+  }
+
+  /**
+   * Stores the last part of `upload`. When it is part 0, it is the whole
+   * blob, stored under its own hash as it is: a `sha384` in the metadata
+   * is checked first, so a refused one-part upload stores nothing (a
+   * larger one leaves parts that are not the blob, garbage for `gc`).
+   */
+  async #putLast(
+    upload: Upload,
+    part: number,
+    bytes: Uint8Array,
+  ): Promise<void> {
+    const { store } = this.#config;
+    const { id, info } = upload;
+    const expected = part === 0 ? declaredSha384(info.metadata) : undefined;
+    try {
+      await store.putPartBytes(id, part, bytes, part * info.partSize, {
+        expected,
+      });
+    } catch (err) {
+      if (!(err instanceof HashMismatchError)) throw err;
+      await store.removeUpload(id).catch(() => {});
+      throw mismatch(id, err.actual, err.expected, "terminated");
+    }
   }
 
   /**
