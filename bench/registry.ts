@@ -2,8 +2,7 @@
  * The HTTP service against a peer: the Docker/OCI registry (CNCF
  * Distribution v3.1.2), which also stores content-addressed blobs over
  * HTTP. Both run on loopback with file-system storage, each in a process
- * of its own, and one client (this process, Deno's `fetch`) sends both the
- * same bytes:
+ * of its own, and the same client sends both the same bytes:
  *
  * - upload of a 256 MiB blob: ours `PUT /blobs/{sha384}`; the registry
  *   `POST /v2/<repo>/blobs/uploads/`, then `PUT <location>&digest=sha256:…`
@@ -19,18 +18,51 @@
  *   registry `POST` + `PUT` each), and 1,000 downloads of 4 KiB, 16 at a
  *   time.
  *
+ * The client. The large-blob rows (every row of 256 MiB, in one request or
+ * in 8 MiB pieces, this suite's own rows below included) send and receive
+ * their bodies with `curl` (Debian's, ≥ 7.84 for `-w '%header{…}'`; without
+ * it the suite is skipped, saying so), one `curl` process per request
+ * spawned through `Deno.Command`: a light native client, as in the
+ * comparison this suite answers (a Go client), where Deno's `fetch`
+ * sending 256 MiB from this process burns about a core itself and, on 2
+ * cores, starves both servers (ours the more: its CPU per MiB doubled), so
+ * that the ratios measured the client more than the servers. Each body is
+ * a file written (and flushed to disk) untimed before each round, the whole
+ * blob or each 8 MiB piece, deleted after the row; an upload is `curl -sS
+ * -H 'Expect:' -T <file> [-X POST|PATCH] [-H …] URL` (`-T` streams the file
+ * for every method; `--data-binary @file` would read it all into curl's
+ * memory first, so POST and PATCH would pay what PUT does not;
+ * `Expect:` drops curl's `Expect: 100-continue`, a round trip per request,
+ * for both servers alike), its status, size sent and the response
+ * headers read through `-w '%{http_code}…%header{location}…'`; a download
+ * is `curl -sS -o /dev/null`, its byte count checked through
+ * `%{size_download}` (and once per run, untimed, the bytes' hash, through
+ * curl to a file). The body-less or small control requests of those flows
+ * (ours `POST /uploads`, `POST /uploads/{id}/finish` and `POST /tus/`, the
+ * registry's `POST …/uploads/` and its final body-less `PUT ?digest=`)
+ * stay on `fetch`, on both sides alike: they carry no bulk. Spawning a
+ * `curl` costs some ms per request (about 10 ms here, curl's start-up
+ * and loading its libraries; the suite's note gives a body-less request's
+ * median), the same for both servers: one request each in
+ * the one-request rows (ours `PUT`, the registry's `PUT` after a fetched
+ * `POST`), 32 each in the 8 MiB rows. The small-blob rows stay on `fetch`
+ * (16 requests in flight over kept-alive connections): 1,000 `curl`
+ * processes would measure process spawning, not the servers.
+ *
  * The registry is the baseline column, so the ratio ours / registry of the
  * rates is the registry's time over ours: above 1, ours is faster. Targets:
  * 1.0 on the large-blob rows, 2.0 on the small-blob rows. Every upload
  * round sends new bytes (each part of a large blob and each small blob
  * marked with the round), hashed before the round starts (SHA-384 for
  * ours, SHA-256 for the registry), so nothing is deduplicated; each
- * upload is checked (status, and the hash the server reports). Each row's
- * note gives both medians as times, and both servers' peak RSS during the
- * row (VmHWM of each process, reset before each timed call through
- * `/proc/<pid>/clear_refs`, else VmRSS sampled every 10 ms) beside their
- * RSS before the first round; the table's peak RSS growth column is the
- * client's, as in every suite (`fetch` copies each body it sends).
+ * upload is checked (status, bytes sent, and the hash the server reports).
+ * Each row's note gives both medians as times, and both servers' peak RSS
+ * during the row (VmHWM of each process, reset before each timed call
+ * through `/proc/<pid>/clear_refs`, else VmRSS sampled every 10 ms) beside
+ * their RSS before the first round. The table's peak RSS growth column is
+ * this process's, as in every suite: the client's on the small-blob rows
+ * (`fetch` copies each body it sends), near nothing on the `curl` rows,
+ * whose client is the `curl` process.
  *
  * Ours is `main.ts serve` (as `deno task start` runs it) on the embedded
  * default (Deno KV catalog, file backend) in a temporary directory. The
@@ -38,18 +70,20 @@
  * into `.state/bin/`, once) with the configuration of `scripts/registry.sh
  * config` (file-system storage in a temporary directory, no auth, errors
  * only, no access log), tracing export off (`OTEL_TRACES_EXPORTER=none`:
- * nothing listens for it). Without Go the suite is skipped, saying so.
+ * nothing listens for it). Without Go the registry's rows are skipped,
+ * saying so.
  *
  * Rows of our own on the same server and bytes, each against `PUT
- * /blobs/{sha384}` (all through the same `fetch`): a tus 1.0.0 upload
- * (`POST /tus/` then `PATCH` with `Upload-Offset`) in one `PATCH` (target
- * 0.9) and in 8 MiB `PATCH`es (reported), and `POST /blobs`, whose hash
- * the server computes (target 0.95). Their notes give the server's CPU
- * time per MiB on each side, measured in the same rounds (`/proc/<pid>/stat`),
- * and what the extra hashing costs: a tus or `POST` upload hashes each
- * byte twice (its 8 MiB part's own hash, and the running hash of the
- * whole), a `PUT` once. Without Go these rows still run (the registry's
- * are skipped, saying so).
+ * /blobs/{sha384}` through `curl` (each side sending a file of its own): a
+ * tus 1.0.0 upload (`POST /tus/` on `fetch`, then `PATCH` with
+ * `Upload-Offset` through `curl`) in one `PATCH` (target 0.9) and in 8 MiB
+ * `PATCH`es (reported), and `POST /blobs`, whose hash the server computes
+ * (target 0.95); and `PUT /blobs/{sha384}` through `curl` against SHA-384
+ * alone over the same bytes in this process (target 0.9). Their notes give
+ * the server's CPU time per MiB on each side, measured in the same rounds
+ * (`/proc/<pid>/stat`), and what the extra hashing costs: a tus or `POST`
+ * upload hashes each byte twice (its 8 MiB part's own hash, and the running
+ * hash of the whole), a `PUT` once. Without Go these rows still run.
  *
  * Standalone: `deno run -A --unstable-kv bench/registry.ts [--quick]`
  * (`--quick`: 32 MiB, 100 small blobs, one round). `registrySuite` plugs
@@ -307,8 +341,215 @@ async function download(url: string, size: number): Promise<void> {
   if (got !== size) throw new Error(`GET ${url}: ${got} bytes of ${size}`);
 }
 
+// The curl client of the large-blob rows.
+
+const decoder = new TextDecoder();
+
+/**
+ * `curl --version`'s version when it is at least 7.84 (`-w '%header{…}'`),
+ * else why the suite cannot run.
+ */
+async function curlVersion(): Promise<{ version: string } | string> {
+  let out;
+  try {
+    out = await new Deno.Command("curl", {
+      args: ["--version"],
+      stdin: "null",
+    }).output();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      return "curl not found (the large-blob rows send their bodies with curl; install it, e.g. apt-get install curl)";
+    }
+    throw err;
+  }
+  const match = decoder.decode(out.stdout).match(/^curl (\d+)\.(\d+)\.(\d+)/);
+  if (out.code !== 0 || !match) {
+    return `curl --version failed (exit ${out.code}): ${
+      decoder.decode(out.stderr).trim()
+    }`;
+  }
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  const version = `${match[1]}.${match[2]}.${match[3]}`;
+  if (major < 7 || (major === 7 && minor < 84)) {
+    return `curl ${version} is older than 7.84 (the suite reads response headers with -w '%header{…}')`;
+  }
+  return { version };
+}
+
+/** What one `curl` request answered. */
+interface CurlAnswer {
+  status: number;
+  /** The response body (empty where `-o` sent it elsewhere). */
+  body: string;
+  /** Bytes of response body received. */
+  downloaded: number;
+  /** Bytes of request body sent. */
+  uploaded: number;
+  /** The response headers asked for, by name ("" where absent). */
+  headers: Record<string, string>;
+}
+
+/** Separates the response body from `-w`'s output on curl's stdout. */
+const WRITE_OUT = "\n[curl -w]\n";
+
+/**
+ * One HTTP request through a `curl` process of its own: `curl -sS -H
+ * 'Expect:' -w … ARGS`, the response body to stdout unless `args` has an
+ * `-o`, and the response headers named in `headers` read through `-w
+ * '%header{name}'`. Fails where curl does (no HTTP answer), not on an
+ * HTTP status (see `expectCurl`).
+ */
+async function curl(
+  what: string,
+  args: string[],
+  headers: string[] = [],
+): Promise<CurlAnswer> {
+  const format = `${WRITE_OUT}%{http_code} %{size_download} %{size_upload}${
+    headers.map((name) => `\n%header{${name}}`).join("")
+  }`;
+  const { code, stdout, stderr } = await new Deno.Command("curl", {
+    args: ["-sS", "-H", "Expect:", "-w", format, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = decoder.decode(stdout);
+  const at = text.lastIndexOf(WRITE_OUT);
+  if (code !== 0 || at < 0) {
+    throw new Error(
+      `${what}: curl exited ${code}: ${decoder.decode(stderr).trim()}`,
+    );
+  }
+  const [counts, ...values] = text.slice(at + WRITE_OUT.length).split("\n");
+  const [status, downloaded, uploaded] = counts.split(" ").map(Number);
+  return {
+    status,
+    body: text.slice(0, at),
+    downloaded,
+    uploaded,
+    headers: Object.fromEntries(
+      headers.map((name, i) => [name, values[i]?.trim() ?? ""]),
+    ),
+  };
+}
+
+/** Fails unless `answer` has one of `statuses` and sent `sent` bytes. */
+function expectCurl(
+  answer: CurlAnswer,
+  statuses: number[],
+  what: string,
+  sent = 0,
+): CurlAnswer {
+  if (!statuses.includes(answer.status)) {
+    throw new Error(
+      `${what}: HTTP ${answer.status} ${answer.body.slice(0, 300)}`,
+    );
+  }
+  if (answer.uploaded !== sent) {
+    throw new Error(`${what}: curl sent ${answer.uploaded} bytes of ${sent}`);
+  }
+  return answer;
+}
+
+/** `curl -T piece [-X method] [-H header…] url`: the upload of one file. */
+async function curlUpload(
+  what: string,
+  piece: Piece,
+  url: string,
+  options: { method?: string; headers?: string[]; read?: string[] } = {},
+  statuses: number[],
+): Promise<CurlAnswer> {
+  const answer = await curl(
+    what,
+    [
+      "-T",
+      piece.path,
+      ...(options.method ? ["-X", options.method] : []),
+      ...(options.headers ?? []).flatMap((header) => ["-H", header]),
+      url,
+    ],
+    options.read,
+  );
+  return expectCurl(answer, statuses, what, piece.length);
+}
+
+/** `curl -o /dev/null url`, checking the status and byte count. */
+async function curlDownload(url: string, size: number): Promise<void> {
+  const answer = expectCurl(
+    await curl(`GET ${url}`, ["-o", "/dev/null", url]),
+    [200],
+    `GET ${url}`,
+  );
+  if (answer.downloaded !== size) {
+    throw new Error(`GET ${url}: ${answer.downloaded} bytes of ${size}`);
+  }
+}
+
+/** A body curl sends from a file: `length` bytes of the blob at `offset`. */
+interface Piece {
+  path: string;
+  offset: number;
+  length: number;
+}
+
+/** The files curl sends, written before each round, removed after a row. */
+class Bodies {
+  #dir: string;
+  #written = new Set<string>();
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** A path for a file of our own in the directory (removed with the rest). */
+  path(name: string): string {
+    const path = `${this.#dir}/${name}`;
+    this.#written.add(path);
+    return path;
+  }
+
+  /**
+   * Writes `bytes` as the file `name`, or in pieces of `piece` bytes as
+   * `name.0`, `name.1`, …, each flushed to disk (so no write-back runs
+   * during a timed call); the pieces in order.
+   */
+  async write(
+    name: string,
+    bytes: Uint8Array,
+    piece = bytes.length,
+  ): Promise<Piece[]> {
+    const pieces: Piece[] = [];
+    for (let offset = 0; offset < bytes.length; offset += piece) {
+      const path = this.path(
+        piece >= bytes.length ? name : `${name}.${pieces.length}`,
+      );
+      const data = bytes.subarray(offset, offset + piece);
+      await Deno.writeFile(path, data);
+      const file = await Deno.open(path);
+      try {
+        await file.syncData();
+      } finally {
+        file.close();
+      }
+      pieces.push({ path, offset, length: data.length });
+    }
+    return pieces;
+  }
+
+  /** Removes every file written. */
+  async remove(): Promise<void> {
+    for (const path of this.#written) {
+      await Deno.remove(path).catch((err) => {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      });
+    }
+    this.#written.clear();
+  }
+}
+
 // Ours.
 
+/** `PUT /blobs/{hash}` through `fetch` (the small-blob rows). */
 async function oursPut(
   base: string,
   hash: string,
@@ -322,9 +563,25 @@ async function oursPut(
   }
 }
 
+/** `PUT /blobs/{hash}` of a file through `curl`. */
+async function oursPutFile(base: string, hash: string, body: Piece) {
+  const what = `PUT /blobs/${hash}`;
+  const answer = await curlUpload(what, body, `${base}/blobs/${hash}`, {}, [
+    201,
+  ]);
+  const stored = JSON.parse(answer.body) as { hash?: string };
+  if (stored.hash !== hash) {
+    throw new Error(`${what}: answered hash ${stored.hash}`);
+  }
+}
+
+/**
+ * `POST /uploads` (fetch), each part's `PUT` from its file (curl), `POST
+ * /uploads/{id}/finish` (fetch), which must answer the whole's hash.
+ */
 async function oursMultipart(
   base: string,
-  bytes: Uint8Array<ArrayBuffer>,
+  parts: Piece[],
   hashes: LargeHashes,
 ) {
   const created = await expect(
@@ -333,14 +590,16 @@ async function oursMultipart(
     "POST /uploads",
   );
   const { id } = await created.json() as { id: string };
-  for (let n = 0; n * PART < bytes.length; n++) {
-    const res = await fetch(
-      `${base}/uploads/${id}/parts/${n}?hash=${hashes.parts384![n]}&offset=${
-        n * PART
-      }`,
-      { method: "PUT", body: bytes.subarray(n * PART, (n + 1) * PART) },
+  for (const [n, part] of parts.entries()) {
+    await curlUpload(
+      `PUT part ${n}`,
+      part,
+      `${base}/uploads/${id}/parts/${n}?hash=${
+        hashes.parts384![n]
+      }&offset=${part.offset}`,
+      {},
+      [200],
     );
-    await (await expect(res, [200], `PUT part ${n}`)).arrayBuffer();
   }
   const finished = await expect(
     await fetch(`${base}/uploads/${id}/finish`, {
@@ -359,7 +618,7 @@ async function oursMultipart(
   }
 }
 
-/** `POST /tus/` for `size` bytes: the upload's URL. */
+/** `POST /tus/` for `size` bytes (fetch): the upload's URL. */
 async function tusCreate(base: string, size: number): Promise<string> {
   const res = await expect(
     await fetch(`${base}/tus/`, {
@@ -376,37 +635,46 @@ async function tusCreate(base: string, size: number): Promise<string> {
 }
 
 /**
- * A tus upload of `bytes`: `POST /tus/`, then `PATCH`es of `chunk` bytes
- * (all of them in one by default), each at the offset the last answered;
- * the last answer's `Upload-Metadata` must name `hash`.
+ * A tus upload of `size` bytes: `POST /tus/` (fetch), then a `PATCH` per
+ * piece (curl), each at its offset, which the last answer's `Upload-Offset`
+ * must be; the last answer's `Upload-Metadata` must name `hash`.
  */
 async function tusUpload(
   base: string,
-  bytes: Uint8Array<ArrayBuffer>,
+  pieces: Piece[],
+  size: number,
   hash: string,
-  chunk = bytes.length,
 ) {
-  const url = await tusCreate(base, bytes.length);
+  const url = await tusCreate(base, size);
   let offset = 0;
-  let res: Response | undefined;
-  while (offset < bytes.length) {
-    res = await expect(
-      await fetch(url, {
-        method: "PATCH",
-        headers: {
-          ...TUS,
-          "content-type": "application/offset+octet-stream",
-          "upload-offset": String(offset),
-        },
-        body: bytes.subarray(offset, Math.min(offset + chunk, bytes.length)),
-      }),
-      [204],
+  let metadata = "";
+  for (const piece of pieces) {
+    if (offset !== piece.offset) {
+      throw new Error(
+        `tus upload: at ${offset}, the next piece at ${piece.offset}`,
+      );
+    }
+    const answer = await curlUpload(
       `PATCH at ${offset}`,
+      piece,
+      url,
+      {
+        method: "PATCH",
+        headers: [
+          "Tus-Resumable: 1.0.0",
+          "Content-Type: application/offset+octet-stream",
+          `Upload-Offset: ${offset}`,
+        ],
+        read: ["upload-offset", "upload-metadata"],
+      },
+      [204],
     );
-    await res.arrayBuffer();
-    offset = Number(res.headers.get("upload-offset"));
+    offset = Number(answer.headers["upload-offset"]);
+    metadata = answer.headers["upload-metadata"];
   }
-  const metadata = res?.headers.get("upload-metadata") ?? "";
+  if (offset !== size) {
+    throw new Error(`tus upload: Upload-Offset ${offset} of ${size}`);
+  }
   const named = /(?:^|,)\s*sha384 ([A-Za-z0-9+/=]+)/.exec(metadata)?.[1];
   if (!named || atob(named) !== hash) {
     throw new Error(
@@ -415,15 +683,15 @@ async function tusUpload(
   }
 }
 
-/** `POST /blobs` of `bytes`: the server computes the hash, which must be `hash`. */
-async function oursPost(
-  base: string,
-  hash: string,
-  body: Uint8Array<ArrayBuffer>,
-) {
-  const res = await fetch(`${base}/blobs`, { method: "POST", body });
-  const stored = await (await expect(res, [201], "POST /blobs"))
-    .json() as { hash?: string };
+/**
+ * `POST /blobs` of a file (curl): the server computes the hash, which must
+ * be `hash`.
+ */
+async function oursPost(base: string, hash: string, body: Piece) {
+  const answer = await curlUpload("POST /blobs", body, `${base}/blobs`, {
+    method: "POST",
+  }, [201]);
+  const stored = JSON.parse(answer.body) as { hash?: string };
   if (stored.hash !== hash) {
     throw new Error(
       `POST /blobs: answered hash ${stored.hash}, expected ${hash}`,
@@ -461,7 +729,7 @@ function processCpuMs(pid: number): number {
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
-/** `POST /v2/<repo>/blobs/uploads/`: the upload's URL. */
+/** `POST /v2/<repo>/blobs/uploads/` (fetch): the upload's URL. */
 async function registryStart(base: string): Promise<URL> {
   const res = await expect(
     await fetch(`${base}/v2/${REPO}/blobs/uploads/`, { method: "POST" }),
@@ -469,16 +737,25 @@ async function registryStart(base: string): Promise<URL> {
     "POST /v2/…/blobs/uploads/",
   );
   await res.arrayBuffer();
-  return locationOf(res, base);
+  return locationOf(res.headers.get("location"), res.status, base);
 }
 
-function locationOf(res: Response, base: string): URL {
-  const location = res.headers.get("location");
-  if (!location) throw new Error(`HTTP ${res.status} without a Location`);
+function locationOf(
+  location: string | null,
+  status: number,
+  base: string,
+): URL {
+  if (!location) throw new Error(`HTTP ${status} without a Location`);
   return new URL(location, base);
 }
 
-/** `PUT <upload>&digest=sha256:…`, with `body` or none. */
+function checkDigest(digest: string | null, sha256: string): void {
+  if (digest !== `sha256:${sha256}`) {
+    throw new Error(`PUT upload: digest ${digest}, expected sha256:${sha256}`);
+  }
+}
+
+/** `PUT <upload>&digest=sha256:…` through `fetch`, with `body` or none. */
 async function registryCommit(
   upload: URL,
   sha256: string,
@@ -491,12 +768,10 @@ async function registryCommit(
     body: body ?? new Uint8Array(0),
   });
   await (await expect(res, [201], "PUT upload ?digest=")).arrayBuffer();
-  const digest = res.headers.get("docker-content-digest");
-  if (digest !== `sha256:${sha256}`) {
-    throw new Error(`PUT upload: digest ${digest}, expected sha256:${sha256}`);
-  }
+  checkDigest(res.headers.get("docker-content-digest"), sha256);
 }
 
+/** `POST` + `PUT ?digest=` with the body, all through `fetch` (small blobs). */
 async function registryPut(
   base: string,
   sha256: string,
@@ -505,22 +780,51 @@ async function registryPut(
   await registryCommit(await registryStart(base), sha256, body);
 }
 
+/** `POST` (fetch) + `PUT ?digest=` with a file as the body (curl). */
+async function registryPutFile(base: string, sha256: string, body: Piece) {
+  const upload = await registryStart(base);
+  upload.searchParams.set("digest", `sha256:${sha256}`);
+  const answer = await curlUpload(
+    "PUT upload ?digest=",
+    body,
+    upload.href,
+    {
+      headers: ["Content-Type: application/octet-stream"],
+      read: ["docker-content-digest"],
+    },
+    [201],
+  );
+  checkDigest(answer.headers["docker-content-digest"], sha256);
+}
+
+/**
+ * `POST` (fetch), a `PATCH` per chunk from its file with its
+ * `Content-Range` (curl), each to the last answer's `Location`, then `PUT
+ * ?digest=` without a body (fetch).
+ */
 async function registryChunked(
   base: string,
-  bytes: Uint8Array<ArrayBuffer>,
+  chunks: Piece[],
   sha256: string,
 ) {
   let upload = await registryStart(base);
-  for (let start = 0; start < bytes.length; start += PART) {
-    const end = Math.min(start + PART, bytes.length);
-    const res = await fetch(upload, {
-      method: "PATCH",
-      headers: { ...OCTETS, "content-range": `${start}-${end - 1}` },
-      body: bytes.subarray(start, end),
-    });
-    await (await expect(res, [202], `PATCH ${start}-${end - 1}`))
-      .arrayBuffer();
-    upload = locationOf(res, base);
+  for (const chunk of chunks) {
+    const range = `${chunk.offset}-${chunk.offset + chunk.length - 1}`;
+    const answer = await curlUpload(
+      `PATCH ${range}`,
+      chunk,
+      upload.href,
+      {
+        method: "PATCH",
+        headers: [
+          "Content-Type: application/octet-stream",
+          `Content-Range: ${range}`,
+        ],
+        read: ["location"],
+      },
+      [202],
+    );
+    upload = locationOf(answer.headers.location || null, answer.status, base);
   }
   await registryCommit(upload, sha256);
 }
@@ -622,10 +926,34 @@ let cleanup: (() => Promise<void>) | undefined;
 /** Both servers' RSS at the end of the run, and whether VmHWM was reset. */
 const serverRss: { ours?: number; registry?: number } = {};
 
+/** curl's version, and a body-less request's median time through it, per server. */
+const curlCost: { version?: string; ours?: number; registry?: number } = {};
+
+/**
+ * The median wall time, in ms, of 9 body-less `curl` requests to `url`
+ * (answered `status`): what spawning curl adds to each request.
+ */
+async function curlEmpty(url: string, status: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 9; i++) {
+    const start = performance.now();
+    expectCurl(
+      await curl(`GET ${url}`, ["-o", "/dev/null", url]),
+      [status],
+      `GET ${url}`,
+    );
+    times.push(performance.now() - start);
+  }
+  return times.sort((a, b) => a - b)[4];
+}
+
 /** The cases: our HTTP service vs the registry, same client, same bytes. */
 export const registrySuite: BenchSuite = {
   name: "registry",
   async open({ quick }) {
+    const client = await curlVersion();
+    if (typeof client === "string") return client;
+    curlCost.version = client.version;
     const built = await buildRegistry();
     if (typeof built === "string") {
       console.error(
@@ -651,6 +979,16 @@ export const registrySuite: BenchSuite = {
       servers.push(await startRegistry(built.bin, `${dir}/registry`));
     }
     const [ours, registry] = servers;
+    await Deno.mkdir(`${dir}/bodies`);
+    const bodies = new Bodies(`${dir}/bodies`);
+    const removeBodies = () => bodies.remove();
+    curlCost.ours = await curlEmpty(
+      `${ours.base}/blobs/${"0".repeat(96)}`,
+      404,
+    );
+    if (registry) {
+      curlCost.registry = await curlEmpty(`${registry.base}/v2/`, 200);
+    }
 
     console.error(`generating ${size / MiB} MiB of random bytes…`);
     const bytes = randomBytes(size);
@@ -663,20 +1001,22 @@ export const registrySuite: BenchSuite = {
     // Our own bound, in the same run: the upload against SHA-384 alone
     // over the same bytes (the least work a verified put does).
     let bound: LargeHashes | undefined;
+    let boundBody: Piece[] = [];
     const boundCase: BenchCase = {
       name:
-        "HTTP upload PUT /blobs/{sha384} vs SHA-384 alone over the same bytes (node:crypto, in-process)",
+        "HTTP upload PUT /blobs/{sha384} (curl) vs SHA-384 alone over the same bytes (node:crypto, in-process)",
       size,
       target: 0.9,
-      beforeRound() {
+      async beforeRound() {
         bound = markLarge(bytes, ++variant, false);
-        return Promise.resolve();
+        boundBody = await bodies.write("body", bytes);
       },
-      ours: () => oursPut(ours.base, bound!.sha384, bytes),
+      ours: () => oursPutFile(ours.base, bound!.sha384, boundBody[0]),
       baseline() {
         hashAlone("sha384", bytes);
         return Promise.resolve();
       },
+      teardown: removeBodies,
     };
 
     // Ours against ours: resumable and hash-less uploads vs PUT, each
@@ -716,35 +1056,42 @@ export const registrySuite: BenchSuite = {
         sha384MsPerMiB().toFixed(2)
       } ms/MiB here (${
         Math.round(hashSpeed.MBs || speeds.sha384)
-      } MB/s); where the server's CPU is the bound (2 cores shared with this client), the ratio can reach PUT's CPU / this one's = ${
+      } MB/s); where the server's CPU is the bound (2 cores shared with the client), the ratio can reach PUT's CPU / this one's = ${
         (put / mine).toFixed(2)
       }`;
     };
     const twice =
       "it hashes each byte twice (its 8 MiB part's own SHA-384, and the running SHA-384 of the whole), PUT once";
     let pair: [LargeHashes, LargeHashes] | undefined;
-    const markPair = () => {
+    /** The files of a round of the rows against PUT: ours, PUT's. */
+    let pairBodies: [Piece[], Piece[]] = [[], []];
+    /** Marks both sides' bytes, written as files (ours whole or in `piece`s). */
+    const markPair = (piece = size) => async () => {
       pair = [
         markLarge(bytes, ++variant, false),
         markLarge(second, ++variant, false),
       ];
-      return Promise.resolve();
+      pairBodies = [
+        await bodies.write("body", bytes, piece),
+        await bodies.write("put", second),
+      ];
     };
     const putSecond = withCpu(
       "baseline",
-      () => oursPut(ours.base, pair![1].sha384, second),
+      () => oursPutFile(ours.base, pair![1].sha384, pairBodies[1][0]),
     );
     const tusCase: BenchCase = {
       name:
         "HTTP tus upload in one PATCH (POST /tus/ + PATCH) vs PUT /blobs/{sha384}",
       size,
       target: 0.9,
-      beforeRound: markPair,
+      beforeRound: markPair(),
       ours: withCpu(
         "ours",
-        () => tusUpload(ours.base, bytes, pair![0].sha384),
+        () => tusUpload(ours.base, pairBodies[0], size, pair![0].sha384),
       ),
       baseline: putSecond,
+      teardown: removeBodies,
       note: versusPut("tus", twice),
     };
     const tusChunkedCase: BenchCase = {
@@ -752,15 +1099,16 @@ export const registrySuite: BenchSuite = {
         "HTTP tus upload in 8 MiB PATCHes (POST /tus/ + a PATCH per 8 MiB) vs PUT /blobs/{sha384}",
       size,
       targetText: "report",
-      beforeRound: markPair,
+      beforeRound: markPair(PART),
       ours: withCpu(
         "ours",
-        () => tusUpload(ours.base, bytes, pair![0].sha384, PART),
+        () => tusUpload(ours.base, pairBodies[0], size, pair![0].sha384),
       ),
       baseline: putSecond,
+      teardown: removeBodies,
       note: versusPut(
         "tus",
-        `${twice}; each PATCH is a round trip of its own`,
+        `${twice}; each PATCH is a round trip and a curl process of its own`,
       ),
     };
     const postCase: BenchCase = {
@@ -768,9 +1116,13 @@ export const registrySuite: BenchSuite = {
         "HTTP POST /blobs (the server computes the hash) vs PUT /blobs/{sha384}",
       size,
       target: 0.95,
-      beforeRound: markPair,
-      ours: withCpu("ours", () => oursPost(ours.base, pair![0].sha384, bytes)),
+      beforeRound: markPair(),
+      ours: withCpu(
+        "ours",
+        () => oursPost(ours.base, pair![0].sha384, pairBodies[0][0]),
+      ),
       baseline: putSecond,
+      teardown: removeBodies,
       note: versusPut("POST", twice),
     };
     const own = [boundCase, tusCase, tusChunkedCase, postCase];
@@ -843,36 +1195,40 @@ export const registrySuite: BenchSuite = {
     const ratioText = "ratio = registry time / ours";
 
     let put: LargeHashes | undefined;
+    let putBody: Piece[] = [];
     const putCase = watched(
       {
         name:
-          `HTTP upload vs ${REGISTRY}: PUT /blobs/{sha384} vs POST + PUT ?digest= (${ratioText})`,
+          `HTTP upload vs ${REGISTRY} (curl): PUT /blobs/{sha384} vs POST + PUT ?digest= (${ratioText})`,
         size,
         target: 1.0,
-        beforeRound() {
+        async beforeRound() {
           put = markLarge(bytes, ++variant, false);
-          return Promise.resolve();
+          putBody = await bodies.write("body", bytes);
         },
+        teardown: removeBodies,
       },
-      () => oursPut(ours.base, put!.sha384, bytes),
-      () => registryPut(registry.base, put!.sha256, bytes),
+      () => oursPutFile(ours.base, put!.sha384, putBody[0]),
+      () => registryPutFile(registry.base, put!.sha256, putBody[0]),
       hashBound,
     );
 
     let chunked: LargeHashes | undefined;
+    let parts: Piece[] = [];
     const chunkedCase = watched(
       {
         name:
-          `HTTP upload in 8 MiB parts vs ${REGISTRY}: POST /uploads + PUT parts + finish vs POST + PATCH chunks + PUT ?digest= (${ratioText})`,
+          `HTTP upload in 8 MiB parts vs ${REGISTRY} (curl): POST /uploads + PUT parts + finish vs POST + PATCH chunks + PUT ?digest= (${ratioText})`,
         size,
         target: 1.0,
-        beforeRound() {
+        async beforeRound() {
           chunked = markLarge(bytes, ++variant, true);
-          return Promise.resolve();
+          parts = await bodies.write("part", bytes, PART);
         },
+        teardown: removeBodies,
       },
-      () => oursMultipart(ours.base, bytes, chunked!),
-      () => registryChunked(registry.base, bytes, chunked!.sha256),
+      () => oursMultipart(ours.base, parts, chunked!),
+      () => registryChunked(registry.base, parts, chunked!.sha256),
       hashBound,
     );
 
@@ -880,14 +1236,17 @@ export const registrySuite: BenchSuite = {
     const getCase = watched(
       {
         name:
-          `HTTP download vs ${REGISTRY}: GET /blobs/{sha384} vs GET /v2/…/blobs/sha256:… (${ratioText})`,
+          `HTTP download vs ${REGISTRY} (curl): GET /blobs/{sha384} vs GET /v2/…/blobs/sha256:… (${ratioText})`,
         size,
         target: 1.0,
         async setup() {
           stored = markLarge(bytes, ++variant, false);
-          await oursPut(ours.base, stored.sha384, bytes);
-          await registryPut(registry.base, stored.sha256, bytes);
-          // Once each, untimed, checking the bytes (and warming the cache).
+          const [body] = await bodies.write("body", bytes);
+          await oursPutFile(ours.base, stored.sha384, body);
+          await registryPutFile(registry.base, stored.sha256, body);
+          // Once each, untimed, through curl to a file: checking the bytes
+          // (and warming the cache).
+          const file = bodies.path("download");
           for (
             const [url, algorithm, expected] of [
               [`${ours.base}/blobs/${stored.sha384}`, "sha384", stored.sha384],
@@ -898,17 +1257,30 @@ export const registrySuite: BenchSuite = {
               ],
             ]
           ) {
+            const answer = expectCurl(
+              await curl(`GET ${url}`, ["-o", file, url]),
+              [200],
+              `GET ${url}`,
+            );
+            if (answer.downloaded !== size) {
+              throw new Error(
+                `GET ${url}: ${answer.downloaded} bytes of ${size}`,
+              );
+            }
             const hash = createHash(algorithm);
-            const res = await expect(await fetch(url), [200], `GET ${url}`);
-            for await (const chunk of res.body!) hash.update(chunk);
+            for await (const chunk of (await Deno.open(file)).readable) {
+              hash.update(chunk);
+            }
             if (hash.digest("hex") !== expected) {
               throw new Error(`GET ${url}: the bytes differ`);
             }
           }
+          await bodies.remove();
         },
+        teardown: removeBodies,
       },
-      () => download(`${ours.base}/blobs/${stored!.sha384}`, size),
-      () => download(registryBlobUrl(registry.base, stored!.sha256), size),
+      () => curlDownload(`${ours.base}/blobs/${stored!.sha384}`, size),
+      () => curlDownload(registryBlobUrl(registry.base, stored!.sha256), size),
     );
 
     let small: SmallBlob[] = [];
@@ -985,12 +1357,22 @@ export const registrySuite: BenchSuite = {
     await cleanup?.();
     cleanup = undefined;
   },
-  note: () =>
-    serverRss.ours === undefined
-      ? undefined
+  note: () => {
+    if (curlCost.version === undefined) return undefined;
+    const client =
+      `the large-blob rows' client: curl ${curlCost.version}, one process per request; a body-less request through it takes ${
+        curlCost.ours?.toFixed(1)
+      } ms (median of 9) to blobstore${
+        curlCost.registry === undefined
+          ? ""
+          : `, ${curlCost.registry.toFixed(1)} ms to the registry`
+      }`;
+    return serverRss.ours === undefined
+      ? `${REGISTRY} suite: ${client}`
       : `${REGISTRY} suite: RSS at the end: blobstore server ${
         serverRss.ours.toFixed(0)
-      } MiB, registry ${serverRss.registry!.toFixed(0)} MiB`,
+      } MiB, registry ${serverRss.registry!.toFixed(0)} MiB; ${client}`;
+  },
 };
 
 if (import.meta.main) await standalone(registrySuite);
