@@ -397,7 +397,13 @@ Deno.test({
         }, below the ${acknowledged} acknowledged before`,
       );
       assert.ok(two.log.every((e) => e.method !== "POST"));
-      assertResumed([...one.log, ...two.log], 3);
+      // Each client's own log: the first one's last PATCH (held by the
+      // proxy at the kill) is never answered nor logged, though the server
+      // may have stored a part from it, so its last HEAD can be below the
+      // second client's first one (checked above: never below what was
+      // acknowledged).
+      assertResumed(one.log, 2);
+      assertResumed(two.log, 1);
       // 8 MiB PATCHes: each that went through carried 8 MiB, or the rest.
       for (const e of [...one.log, ...two.log]) {
         if (e.method === "PATCH" && e.status === 204) {
