@@ -68,7 +68,7 @@ export interface StoreOptions {
   maxParts?: number;
   /**
    * Where to hash what is verified (default `"auto"`: on a worker thread
-   * for bodies of 1 MiB or more, where the runtime has workers).
+   * for bodies of 4 MiB or more, where the runtime has workers).
    */
   hashing?: Hashing;
 }

@@ -22,7 +22,7 @@
  * `BLOBSTORE_MAX_PARTS`, else 400 (Go's default): at most 10,000, S3's
  * limit, which every catalog holds (about 1.6 MB as one MongoDB document;
  * 157 pages in Deno KV), and hashes where `BLOBSTORE_HASHING` says (`auto`,
- * the default: on worker threads for bodies of 1 MiB or more; `inline`;
+ * the default: on worker threads for bodies of 4 MiB or more; `inline`;
  * `worker`).
  *
  * The MongoDB and Swift modules are loaded with `import()` only when they
