@@ -191,7 +191,7 @@ export async function readSmallJson(
  * `timeout` ms (the read is cancelled so the connection is let go), and
  * with a {@linkcode RequestBodyError} when the connection fails.
  */
-async function readWithin(
+export async function readWithin(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   timeout: number,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { HttpError, RequestBodyError } from "../http/errors.ts";
+import { readWithin } from "../http/body.ts";
+import { HttpError } from "../http/errors.ts";
 
 /**
  * A request body read as a stream of the connection's own chunks, with a
@@ -169,37 +170,4 @@ export function prepended(
     },
     cancel: (reason) => reader.cancel(reason),
   }, { highWaterMark: 0 });
-}
-
-/**
- * The next chunk, or a 408 when none comes within `timeout` ms (the body
- * is then cancelled so the connection is let go), or a
- * `RequestBodyError` when the connection fails.
- */
-async function readWithin(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  timeout: number,
-): Promise<ReadableStreamReadResult<Uint8Array>> {
-  const read = reader.read().catch((err) => {
-    throw new RequestBodyError(err);
-  });
-  if (!Number.isFinite(timeout)) return await read;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new HttpError(
-        408,
-        "request_timeout",
-        `request body stalled (expected more bytes within ${timeout} ms, got none)`,
-        { connection: "close" },
-      );
-      reader.cancel(err).catch(() => {});
-      reject(err);
-    }, timeout);
-  });
-  try {
-    return await Promise.race([read, stalled]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
