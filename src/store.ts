@@ -490,12 +490,7 @@ export class Store {
     const complete = options.complete ?? true;
     const size = bytes.byteLength;
     checkPartParams(part, size, this);
-    const upload = await this.#getUpload(uploadId);
-    if (upload.hash !== undefined) {
-      throw new ConflictError(
-        `cannot upload part ${part}: upload "${uploadId}" already finished`,
-      );
-    }
+    const upload = await this.#getUnfinished(uploadId, part);
     const resume = complete ? this.#resumable(upload, part) : undefined;
     const { digest: hash, state } = await hashBytes(
       bytes,
@@ -514,12 +509,7 @@ export class Store {
     await this.#putTrusted(bytes, hash, new Date());
     const record = { hash, size, offset, complete: false };
     if (!await this.catalog.initPart(uploadId, part, record)) {
-      const now = await this.#getUpload(uploadId);
-      if (now.hash !== undefined) {
-        throw new ConflictError(
-          `cannot upload part ${part}: upload "${uploadId}" already finished`,
-        );
-      }
+      const now = await this.#getUnfinished(uploadId, part);
       checkResentPart(part, now.parts[part]!, { hash, size, offset });
       return { hash };
     }
@@ -530,19 +520,7 @@ export class Store {
       await this.#putTrusted(bytes, hash, new Date());
     }
     if (!complete) return { hash };
-    if (!await this.catalog.completePart(uploadId, part, hash)) {
-      const now = await this.catalog.getUpload(uploadId);
-      if (!now) {
-        throw new NotFoundError(
-          `upload "${uploadId}" was removed while part ${part} was uploading`,
-        );
-      }
-      throw new ConflictError(
-        `part ${part} of upload "${uploadId}" was sent again with hash ${
-          now.parts[part]?.hash
-        } while this one (hash ${hash}) was uploading`,
-      );
-    }
+    await this.#completePart(uploadId, part, hash);
     if (state) {
       await this.#advance(upload, part, { parts: part + 1, state });
     }
@@ -575,12 +553,7 @@ export class Store {
   ): Promise<PartRecord> {
     checkHash(hash);
     checkPartParams(part, size, this);
-    const upload = await this.#getUpload(uploadId);
-    if (upload.hash !== undefined) {
-      throw new ConflictError(
-        `cannot upload part ${part}: upload "${uploadId}" already finished`,
-      );
-    }
+    const upload = await this.#getUnfinished(uploadId, part);
     const existing = upload.parts[part];
     if (existing?.complete) {
       checkResentPart(part, existing, { hash, size, offset });
@@ -591,12 +564,7 @@ export class Store {
     checkPartPlacement(upload.parts, part, size, offset, this.minPartSize);
     const record = { hash, size, offset, complete: false };
     if (!await this.catalog.initPart(uploadId, part, record)) {
-      const now = await this.#getUpload(uploadId);
-      if (now.hash !== undefined) {
-        throw new ConflictError(
-          `cannot upload part ${part}: upload "${uploadId}" already finished`,
-        );
-      }
+      const now = await this.#getUnfinished(uploadId, part);
       // Completed meanwhile by a concurrent request: the same part is fine.
       checkResentPart(part, now.parts[part]!, { hash, size, offset });
       await cancelSource(source);
@@ -611,19 +579,7 @@ export class Store {
       resume,
     });
     await this.#put(toReadableStream(source), verify, new Date());
-    if (!await this.catalog.completePart(uploadId, part, hash)) {
-      const now = await this.catalog.getUpload(uploadId);
-      if (!now) {
-        throw new NotFoundError(
-          `upload "${uploadId}" was removed while part ${part} was uploading`,
-        );
-      }
-      throw new ConflictError(
-        `part ${part} of upload "${uploadId}" was sent again with hash ${
-          now.parts[part]?.hash
-        } while this one (hash ${hash}) was uploading`,
-      );
-    }
+    await this.#completePart(uploadId, part, hash);
     if (resume !== undefined) {
       const state = await verify.resumed;
       await this.#advance(upload, part, { parts: part + 1, state });
@@ -884,6 +840,41 @@ export class Store {
   async removeExpiredUploads(now: Date = new Date()): Promise<void> {
     checkDate("time", now);
     await this.catalog.removeExpiredUploads(now);
+  }
+
+  /** The record of upload `uploadId`, which must not be finished yet. */
+  async #getUnfinished(uploadId: string, part: number): Promise<UploadRecord> {
+    const upload = await this.#getUpload(uploadId);
+    if (upload.hash !== undefined) {
+      throw new ConflictError(
+        `cannot upload part ${part}: upload "${uploadId}" already finished`,
+      );
+    }
+    return upload;
+  }
+
+  /**
+   * Marks part `part` complete with `hash`, or says why it cannot be: the
+   * upload was removed, or the part was sent again with another hash while
+   * this one was stored.
+   */
+  async #completePart(
+    uploadId: string,
+    part: number,
+    hash: string,
+  ): Promise<void> {
+    if (await this.catalog.completePart(uploadId, part, hash)) return;
+    const now = await this.catalog.getUpload(uploadId);
+    if (!now) {
+      throw new NotFoundError(
+        `upload "${uploadId}" was removed while part ${part} was uploading`,
+      );
+    }
+    throw new ConflictError(
+      `part ${part} of upload "${uploadId}" was sent again with hash ${
+        now.parts[part]?.hash
+      } while this one (hash ${hash}) was uploading`,
+    );
   }
 
   async #getUpload(uploadId: string): Promise<UploadRecord> {
