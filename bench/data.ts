@@ -30,7 +30,47 @@ export function* chunksOf(size: number): Generator<Uint8Array> {
 
 /** A pull stream of the chunks of a `size`-byte blob. */
 export function streamOf(size: number): ReadableStream<Uint8Array> {
-  const it = chunksOf(size);
+  return pullStream(chunksOf(size));
+}
+
+/**
+ * The chunks of blob number `variant` of `size` bytes: the shared pool,
+ * its first chunk marked with `variant`, so that blobs (or parts) of one
+ * size are distinct blobs.
+ */
+export function* variantChunks(
+  size: number,
+  variant: number,
+): Generator<Uint8Array> {
+  let first = true;
+  for (const chunk of chunksOf(size)) {
+    if (!first) {
+      yield chunk;
+      continue;
+    }
+    first = false;
+    const marked = chunk.slice();
+    new DataView(marked.buffer).setFloat64(0, variant);
+    yield marked;
+  }
+}
+
+/** A pull stream of {@linkcode variantChunks}. */
+export function variantStream(
+  size: number,
+  variant: number,
+): ReadableStream<Uint8Array> {
+  return pullStream(variantChunks(size, variant));
+}
+
+/** The SHA-384 of blob number `variant` of `size` bytes. */
+export function variantHash(size: number, variant: number): string {
+  const hash = createHash("sha384");
+  for (const chunk of variantChunks(size, variant)) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+function pullStream(it: Iterator<Uint8Array>): ReadableStream<Uint8Array> {
   return new ReadableStream({
     pull(controller) {
       const { done, value } = it.next();

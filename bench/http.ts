@@ -53,31 +53,10 @@ import {
 import type { BenchCase, BenchRow, BenchSuite } from "./harness.ts";
 import { putBoundNote } from "./bound.ts";
 import { standalone } from "./run.ts";
-import { chunksOf, drain } from "./data.ts";
+import { chunksOf, drain, variantChunks, variantHash } from "./data.ts";
 import { s3Unreachable } from "./s3.ts";
 
 const MiB = 2 ** 20;
-
-/** The chunks of blob number `variant`: the shared pool, its first chunk marked. */
-function* variantChunks(size: number, variant: number): Generator<Uint8Array> {
-  let first = true;
-  for (const chunk of chunksOf(size)) {
-    if (!first) {
-      yield chunk;
-      continue;
-    }
-    first = false;
-    const marked = chunk.slice();
-    new DataView(marked.buffer).setFloat64(0, variant);
-    yield marked;
-  }
-}
-
-function variantHash(size: number, variant: number): string {
-  const hash = createHash("sha384");
-  for (const chunk of variantChunks(size, variant)) hash.update(chunk);
-  return hash.digest("hex");
-}
 
 interface ChildServer {
   port: number;

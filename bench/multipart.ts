@@ -32,7 +32,7 @@ import { SwiftBackend } from "../src/swift/backend.ts";
 import { SwiftAuth } from "../src/swift/auth.ts";
 import type { BenchCase, BenchSuite } from "./harness.ts";
 import { standalone } from "./run.ts";
-import { CHUNK, chunksOf } from "./data.ts";
+import { CHUNK, variantChunks, variantHash, variantStream } from "./data.ts";
 
 const MiB = 2 ** 20;
 const PART = 8 * MiB;
@@ -45,54 +45,19 @@ const swiftCredentials = {
   secret: "testing",
 };
 
-/**
- * The chunks of a `size`-byte body made distinct by `stamp` (written into
- * its first chunk), so that parts and blobs of one size are not one blob.
- */
-function* stampedChunks(size: number, stamp: number): Generator<Uint8Array> {
-  let first = true;
-  for (const chunk of chunksOf(size)) {
-    if (!first) {
-      yield chunk;
-      continue;
-    }
-    first = false;
-    const copy = chunk.slice();
-    new DataView(copy.buffer).setFloat64(0, stamp);
-    yield copy;
-  }
-}
-
-function stampedStream(size: number, stamp: number) {
-  const it = stampedChunks(size, stamp);
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const { done, value } = it.next();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-  }, { highWaterMark: 0 });
-}
-
 /** The hashes of every part of an upload of `size` bytes, and the whole's. */
 function uploadHashes(size: number, seed: number) {
   const whole = createHash("sha384");
   const parts: string[] = [];
   for (let i = 0; i < size / PART; i++) {
     const part = createHash("sha384");
-    for (const chunk of stampedChunks(PART, seed + i)) {
+    for (const chunk of variantChunks(PART, seed + i)) {
       part.update(chunk);
       whole.update(chunk);
     }
     parts.push(part.digest("hex"));
   }
   return { parts, whole: whole.digest("hex") };
-}
-
-function hashOfStamped(size: number, stamp: number): string {
-  const hash = createHash("sha384");
-  for (const chunk of stampedChunks(size, stamp)) hash.update(chunk);
-  return hash.digest("hex");
 }
 
 /** A backend to run on, made fresh for each case and emptied after it. */
@@ -159,7 +124,7 @@ async function putParts(
     await store.putPart(
       id,
       i,
-      stampedStream(PART, seed + i),
+      variantStream(PART, seed + i),
       PART,
       i * PART,
       hashes[i],
@@ -298,9 +263,9 @@ function partsVsPut(size: number): BenchCase {
     async baseline() {
       // A blob of its own each round: a re-put would only verify.
       const stamp = seed + 5000 + round++;
-      const hash = hashOfStamped(size, stamp);
+      const hash = variantHash(size, stamp);
       await newStore(place!.backend).put(
-        stampedStream(size, stamp),
+        variantStream(size, stamp),
         hash,
         size,
       );
@@ -319,7 +284,7 @@ function crossover(each: number, quick: boolean): BenchCase {
   const blobs = (n: number) =>
     Array.from({ length: n }, () => {
       const s = stamp++;
-      return { s, hash: hashOfStamped(each, s) };
+      return { s, hash: variantHash(each, s) };
     });
   let worker: { s: number; hash: string }[] = [];
   let inline: { s: number; hash: string }[] = [];
@@ -329,7 +294,7 @@ function crossover(each: number, quick: boolean): BenchCase {
   ) => {
     const store = newStore(place!.backend, hashing);
     for (const { s, hash } of list) {
-      await store.put(stampedStream(each, s), hash, each);
+      await store.put(variantStream(each, s), hash, each);
     }
   };
   const label = each >= MiB ? `${each / MiB} MiB` : `${each / 1024} KiB`;
