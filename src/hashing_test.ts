@@ -6,6 +6,7 @@ import {
   strictEqual,
   throws,
 } from "node:assert";
+import { seededRandom } from "../tests/rng.ts";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
@@ -33,19 +34,7 @@ const SEED = Number(
 );
 const at = `(TEST_SEED=${SEED})`;
 
-/** mulberry32: a small seeded generator of floats in [0, 1). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-const random = generator(SEED);
+const random = seededRandom(SEED);
 
 /** An integer in [min, max]. */
 function between(min: number, max: number): number {

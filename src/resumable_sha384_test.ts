@@ -5,6 +5,7 @@ import {
   rejects,
   strictEqual,
 } from "node:assert";
+import { seededRandom } from "../tests/rng.ts";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
@@ -17,19 +18,7 @@ const SEED = Number(
   Deno.env.get("TEST_SEED") ?? Math.floor(Math.random() * 2 ** 32),
 );
 
-/** mulberry32: a small seeded generator of floats in [0, 1). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-const random = generator(SEED);
+const random = seededRandom(SEED);
 const at = `(TEST_SEED=${SEED})`;
 
 /** An integer in [min, max]. */

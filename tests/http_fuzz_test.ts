@@ -22,6 +22,7 @@
  * @module
  */
 
+import { Rng } from "./rng.ts";
 import assert from "node:assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -74,42 +75,6 @@ const decoder = new TextDecoder();
 
 // ---------------------------------------------------------------------------
 // Randomness
-
-/** mulberry32: small, fast, and the same sequence for the same seed. */
-class Rng {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-  bytes(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i += 4) {
-      const word = (this.next() * 2 ** 32) >>> 0;
-      for (let j = 0; j < 4 && i + j < n; j++) out[i + j] = word >>> (8 * j);
-    }
-    return out;
-  }
-  hex(n: number): string {
-    let s = "";
-    for (let i = 0; i < n; i++) s += "0123456789abcdef"[this.int(16)];
-    return s;
-  }
-}
 
 function sha384Hex(bytes: Uint8Array): string {
   return createHash("sha384").update(bytes).digest("hex");

@@ -15,19 +15,8 @@ import type { MultipartIndex } from "../../src/multipart.ts";
 import { Refs } from "../../src/refs.ts";
 import type { Store } from "../../src/store.ts";
 import { bytesOf, chunkedStream, collect, hashOf } from "../helpers.ts";
+import { seededRandom } from "../rng.ts";
 import type { OwnedProcess } from "./servers.ts";
-
-/** A seeded pseudo-random generator (mulberry32), for reproducible runs. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Whether `err` is an error a caller can act on: a `BlobStoreError`
