@@ -525,6 +525,124 @@ Deno.test("cli: serve --max-parts takes part numbers up to it, and says so", asy
   });
 });
 
+/**
+ * Starts `serve` on a free port and a PUT of `body` whose last byte is
+ * held back, so that the request stays open; resolves, once the server is
+ * reading that body, to the server, the connection and a function sending
+ * the last byte.
+ */
+async function serveWithOpenPut(data: string, body: Uint8Array) {
+  const server = command(data, ["serve", "--port", "0"]).spawn();
+  const { text } = await readUntil(server.stderr, /data in .*\n/);
+  const port = Number(text.match(/127\.0\.0\.1:(\d+)\//)![1]);
+  const connection = await Deno.connect({ hostname: "127.0.0.1", port });
+  // The server says "100 Continue" when its handler first reads the body:
+  // from then on the request is open.
+  const head = `PUT /blobs/${sha384Hex(body)} HTTP/1.1\r\n` +
+    `Host: 127.0.0.1\r\nContent-Length: ${body.length}\r\n` +
+    "Expect: 100-continue\r\n\r\n";
+  await connection.write(new TextEncoder().encode(head));
+  assert.match(await readSome(connection), /^HTTP\/1\.1 100 Continue\r\n/);
+  await connection.write(body.subarray(0, body.length - 1));
+  return {
+    server,
+    connection,
+    /** Sends the last byte and resolves to the response's status line. */
+    async finish(): Promise<string> {
+      await connection.write(body.subarray(body.length - 1));
+      return (await readSome(connection)).split("\r\n")[0];
+    },
+  };
+}
+
+/** What one read from `connection` gives, as text. */
+async function readSome(connection: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  const n = await connection.read(buffer);
+  return new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+}
+
+/** The rest of `stream` as text. */
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text += chunk;
+  }
+  return text;
+}
+
+/** Whether `child` is still running `ms` from now. */
+async function stillRunningAfter(
+  child: Deno.ChildProcess,
+  ms: number,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const result = await Promise.race([
+    child.status.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return result;
+}
+
+Deno.test("cli: serve stops on a signal after its open requests; a repeat at once is the same stop, a later one ends it", async (t) => {
+  await withTempDir(async (dir) => {
+    const body = bytesOf(64 * 1024, 7);
+    await t.step(
+      "SIGINT twice at once: the open PUT finishes, exit 0",
+      async () => {
+        const { server, connection, finish } = await serveWithOpenPut(
+          join(dir, "a"),
+          body,
+        );
+        try {
+          server.kill("SIGINT");
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          server.kill("SIGINT");
+          assert(
+            await stillRunningAfter(server, 300),
+            "the server must wait for its open request",
+          );
+          assert.strictEqual(await finish(), "HTTP/1.1 201 Created");
+          const status = await server.status;
+          const err = await readAll(server.stderr);
+          assert.strictEqual(status.code, 0, err);
+          assert.match(err, /blobstore: stopped\n/);
+        } finally {
+          connection.close();
+          await server.stdout.cancel();
+        }
+        const stat = await cli(join(dir, "a"), "stat", sha384Hex(body));
+        assert.strictEqual(stat.code, 0, stat.err);
+      },
+    );
+    await t.step(
+      "SIGTERM, then SIGINT a second later: exit 130 at once",
+      async () => {
+        const { server, connection } = await serveWithOpenPut(
+          join(dir, "b"),
+          body,
+        );
+        try {
+          server.kill("SIGTERM");
+          const running = await stillRunningAfter(server, 1100);
+          if (running) server.kill("SIGINT");
+          const status = await server.status;
+          const err = await readAll(server.stderr);
+          assert(running, `the server must wait for its open request: ${err}`);
+          assert.strictEqual(status.code, 130, err);
+          assert.match(err, /stopped without waiting for open requests/);
+        } finally {
+          connection.close();
+          await server.stdout.cancel();
+        }
+      },
+    );
+  });
+});
+
 Deno.test("cli: gc keeps what is listed or recent, dry run first", async () => {
   await withTempDir(async (dir) => {
     const data = join(dir, "data");

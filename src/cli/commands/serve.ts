@@ -18,8 +18,10 @@ import {
   tusPathSegments,
 } from "../../tus/handler.ts";
 import { openSeams } from "../../server/config.ts";
+import { Drain, DRAIN_TIMEOUT_MS } from "../../server/drain.ts";
 import { UsageError } from "../args.ts";
 import type { SelfOpeningCommand } from "../command.ts";
+import { STOP_SIGNALS, stopSignalHandler } from "../stop_signals.ts";
 
 /** How often the server reaps expired uploads. */
 const REAP_INTERVAL_MS = 60 * 60 * 1000;
@@ -31,7 +33,10 @@ const REAP_INTERVAL_MS = 60 * 60 * 1000;
  * where the data lives; removes expired uploads every hour (through the
  * core's `collect`, collecting no blob: what to keep is the `gc` command's
  * to say, and the sweeps, which walk the whole backend, are left to it
- * too); stops cleanly on SIGINT or SIGTERM. Browsers may call it from the
+ * too); stops cleanly on SIGINT or SIGTERM: new requests get a 503, open
+ * ones (uploads included) run to their response for up to 30 s, then it
+ * shuts down (a second signal more than a second after the first exits at
+ * once). Browsers may call it from the
  * origins of `--cors-origin` (comma-separated, or `*`), else of
  * `BLOBSTORE_CORS_ORIGINS`; from none by default. With `--redirect` (or
  * `BLOBSTORE_REDIRECT=1`), GETs of single blobs are 307s to URLs the
@@ -89,12 +94,13 @@ export const serveCommand: SelfOpeningCommand = {
       memory,
       maxParts: context.maxParts,
     });
-    const handler = createHandler(seams.store, {
+    const drain = new Drain();
+    const handler = drain.wrap(createHandler(seams.store, {
       cors: cors ?? false,
       redirect,
       metrics,
       tus,
-    });
+    }));
     const server = Deno.serve({
       hostname,
       port,
@@ -157,17 +163,37 @@ export const serveCommand: SelfOpeningCommand = {
       );
     }, REAP_INTERVAL_MS);
     Deno.unrefTimer(reaper);
-    const stop = () => server.shutdown();
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      Deno.addSignalListener(signal, stop);
-    }
+    const onSignal = stopSignalHandler({
+      stop: async () => {
+        const open = await drain.drain();
+        if (open > 0) {
+          context.warn(
+            `blobstore: stopping with ${open} requests still open after ${
+              DRAIN_TIMEOUT_MS / 1000
+            } s`,
+          );
+        }
+        await server.shutdown();
+      },
+      exit: (code) => {
+        context.warn("blobstore: stopped without waiting for open requests");
+        Deno.exit(code);
+      },
+    });
+    const listeners = STOP_SIGNALS.map((signal) => {
+      const listener = () => onSignal(signal);
+      Deno.addSignalListener(signal, listener);
+      return [signal, listener] as const;
+    });
     await server.finished;
     clearInterval(reaper);
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      Deno.removeSignalListener(signal, stop);
-    }
     await seams.close();
     context.warn("blobstore: stopped");
+    // Only now: a repeated signal must find a listener until everything
+    // is closed (see stopSignalHandler).
+    for (const [signal, listener] of listeners) {
+      Deno.removeSignalListener(signal, listener);
+    }
     return 0;
   },
 };
