@@ -624,6 +624,10 @@ export class TusService {
       if (failure === undefined) return { offset, hash };
     } catch (err) {
       if (failure === undefined) throw err;
+      // Every byte arrived before the body failed, and the upload was
+      // refused for its hash and removed: that outcome outranks the
+      // failure (a client that stalled still reads the answer).
+      if (err instanceof HttpError && err.code === "hash_mismatch") throw err;
       // The client is gone; what could not be kept is what it resends.
     }
     throw failure;

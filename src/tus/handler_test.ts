@@ -739,6 +739,44 @@ Deno.test("tus: a sha384 in Upload-Metadata is checked at the end", async () => 
   assert.deepStrictEqual(errors, []);
 });
 
+Deno.test("tus: a body that has every byte and then stalls is answered for the upload: 422 if its sha384 is wrong", async () => {
+  // Found by the fuzzer: the upload was refused for its hash and removed,
+  // but the answer was the body's 408, so the client saw its upload gone
+  // after a timeout.
+  const { call, create, patch, errors } = service({ bodyIdleTimeout: 50 });
+  for (const size of [100, 2 * PART + 1]) {
+    const content = bytesOf(size, 8);
+    const wrong = await create(size, {
+      "upload-metadata": `sha384 ${btoa(hex(bytesOf(size, 9)))}`,
+    });
+    const stalls = () =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(content);
+          // ...and never ends.
+        },
+      });
+    const res = await patch(wrong, 0, stalls());
+    const message = await expectError(res, 422, "hash_mismatch");
+    assert.match(message, /terminated/);
+    await expectError(await call("HEAD", wrong), 404, "not_found");
+    // With the right sha384, the same stall finishes the upload: the
+    // answer is still the body's 408, and HEAD shows it whole.
+    const right = await create(size, {
+      "upload-metadata": `sha384 ${btoa(hex(content))}`,
+    });
+    await expectError(await patch(right, 0, stalls()), 408, "request_timeout");
+    const head = await call("HEAD", right);
+    assert.strictEqual(head.status, 200);
+    assert.strictEqual(head.headers.get("upload-offset"), String(size));
+    assert.strictEqual(
+      head.headers.get("content-location"),
+      `/blobs/${hex(content)}`,
+    );
+  }
+  assert.deepStrictEqual(errors, []);
+});
+
 Deno.test("tus: termination", async () => {
   const { store, call, create, patch, errors } = service();
   const location = await create(3 * PART);
