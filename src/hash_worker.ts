@@ -7,10 +7,11 @@
  * (Node), whichever started it.
  *
  * Messages in: `start` (a job, plain or resumed from a saved state),
- * `data` (a chunk, transferred), `end`, `abort`. Messages out: `ack` (the
- * bytes a job has hashed, for the sender's flow control, with the chunk
- * transferred back for reuse), `done` (the digest, and for a resumable job
- * its saved state), `error`.
+ * `data` (a chunk, transferred), `save` (a resumable job's state so far),
+ * `end`, `abort`. Messages out: `ack` (the bytes a job has hashed, for the
+ * sender's flow control, with the chunk transferred back for reuse),
+ * `saved` (the state asked for), `done` (the digest, and for a resumable
+ * job its saved state), `error`.
  *
  * @module
  */
@@ -22,12 +23,14 @@ import { ResumableSha384 } from "./resumable_sha384.ts";
 export type ToWorker =
   | { op: "start"; id: number; resume?: Uint8Array | null }
   | { op: "data"; id: number; chunk: Uint8Array }
+  | { op: "save"; id: number }
   | { op: "end"; id: number }
   | { op: "abort"; id: number };
 
 /** A message from the worker. */
 export type FromWorker =
   | { op: "ack"; id: number; bytes: number; chunk?: Uint8Array }
+  | { op: "saved"; id: number; state: Uint8Array }
   | { op: "done"; id: number; digest: string; state?: Uint8Array }
   | { op: "error"; id: number; message: string }
   | { op: "ready" };
@@ -108,6 +111,15 @@ if (port) {
         send({ op: "ack", id, bytes: job.bytes, chunk }, [
           chunk.buffer as ArrayBuffer,
         ]);
+      });
+    } else if (message.op === "save") {
+      step(id, job, () => {
+        const hasher = job.hasher;
+        if (!(hasher instanceof ResumableSha384)) {
+          throw new Error("save asked of a job that is not resumable");
+        }
+        const state = hasher.save().slice();
+        send({ op: "saved", id, state }, [state.buffer as ArrayBuffer]);
       });
     } else if (message.op === "end") {
       step(id, job, () => {

@@ -85,6 +85,11 @@ export interface Sha384Job {
   readonly where: "inline" | "worker";
   /** Hashes `chunk`; a promise means: wait before sending more. */
   update(chunk: Uint8Array): void | Promise<void>;
+  /**
+   * For a resumable job: the state after the chunks given so far, while
+   * the job goes on (a running hash saved at each part's end).
+   */
+  save(): Promise<Uint8Array>;
   /** The hex digest, and for a resumable job the state after the last chunk. */
   finish(): Promise<{ digest: string; state?: Uint8Array }>;
   /** Drops the job. */
@@ -133,12 +138,17 @@ export function hashingStats(): {
 
 const counts = { worker: 0, inline: 0 };
 
+function notResumable(): Error {
+  return new Error("save() asked of a SHA-384 job that is not resumable");
+}
+
 async function inlineJob(resume?: Uint8Array | null): Promise<Sha384Job> {
   if (resume === undefined) {
     const hash = createHash("sha384");
     return {
       where: "inline",
       update: (chunk) => void hash.update(chunk),
+      save: () => Promise.reject(notResumable()),
       finish: () => Promise.resolve({ digest: hash.digest("hex") }),
       abort: () => {},
     };
@@ -147,6 +157,7 @@ async function inlineJob(resume?: Uint8Array | null): Promise<Sha384Job> {
   return {
     where: "inline",
     update: (chunk) => void hash.update(chunk),
+    save: () => Promise.resolve(hash.save().slice()),
     finish: () =>
       Promise.resolve({ digest: hash.digest(), state: hash.save() }),
     abort: () => {},
@@ -226,7 +237,12 @@ class WorkerPool {
     const slot = this.#pick() ?? await this.#spawn();
     if (!slot || !await slot.ready) return undefined;
     const id = this.#nextId++;
-    const job = new WorkerJob(id, slot, () => this.#release(slot, id));
+    const job = new WorkerJob(
+      id,
+      slot,
+      () => this.#release(slot, id),
+      resume !== undefined,
+    );
     if (slot.jobs.size === 0) slot.thread.hold(true);
     clearTimeout(slot.idle);
     slot.jobs.set(id, job);
@@ -316,6 +332,11 @@ class WorkerJob implements Sha384Job {
   #batch?: Uint8Array;
   #filled = 0;
   #resume?: () => void;
+  #resumable: boolean;
+  #saves: {
+    resolve: (state: Uint8Array) => void;
+    reject: (reason: Error) => void;
+  }[] = [];
   #error?: Error;
   #result: Promise<{ digest: string; state?: Uint8Array }>;
   #settle!: {
@@ -323,7 +344,13 @@ class WorkerJob implements Sha384Job {
     reject: (reason: Error) => void;
   };
 
-  constructor(id: number, slot: Slot, release: () => void) {
+  constructor(
+    id: number,
+    slot: Slot,
+    release: () => void,
+    resumable: boolean,
+  ) {
+    this.#resumable = resumable;
     this.#id = id;
     this.#slot = slot;
     this.#release = release;
@@ -366,6 +393,16 @@ class WorkerJob implements Sha384Job {
     this.#filled = 0;
   }
 
+  save(): Promise<Uint8Array> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (!this.#resumable) return Promise.reject(notResumable());
+    this.#send();
+    this.#slot.thread.postMessage({ op: "save", id: this.#id });
+    return new Promise((resolve, reject) => {
+      this.#saves.push({ resolve, reject });
+    });
+  }
+
   finish(): Promise<{ digest: string; state?: Uint8Array }> {
     if (!this.#error) {
       this.#send();
@@ -392,6 +429,8 @@ class WorkerJob implements Sha384Job {
         this.#resume();
         this.#resume = undefined;
       }
+    } else if (message.op === "saved") {
+      this.#saves.shift()?.resolve(message.state);
     } else if (message.op === "done") {
       this.#release();
       this.#settle.resolve({ digest: message.digest, state: message.state });
@@ -404,6 +443,7 @@ class WorkerJob implements Sha384Job {
   fail(error: Error): void {
     this.#error ??= error;
     this.#settle.reject(this.#error);
+    for (const save of this.#saves.splice(0)) save.reject(this.#error);
     this.#resume?.();
     this.#resume = undefined;
   }

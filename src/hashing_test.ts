@@ -246,6 +246,43 @@ Deno.test("startSha384: a state goes from inline to worker and back", async (t) 
   });
 });
 
+Deno.test("startSha384: save() gives the state so far while the job goes on", async (t) => {
+  const pieces = [
+    randomBytes(between(0, 3 * MiB)),
+    randomBytes(between(1, 3 * MiB)),
+    randomBytes(between(1, 3 * MiB)),
+  ];
+  const sizes = pieces.map((p) => p.byteLength).join(", ") + ` bytes ${at}`;
+  for (const hashing of ["inline", "worker"] as const) {
+    await t.step(hashing, async () => {
+      const job = await startSha384({ hashing, resume: null });
+      strictEqual(job.where, hashing);
+      const saves: Promise<Uint8Array>[] = [];
+      for (const piece of pieces) {
+        await job.update(piece);
+        saves.push(job.save()); // not awaited: saves queue behind data
+      }
+      const { digest } = await job.finish();
+      strictEqual(digest, nodeSha384(...pieces), sizes);
+      // Each saved state resumes to the hash of the pieces before it.
+      const states = await Promise.all(saves);
+      for (let i = 0; i < pieces.length; i++) {
+        const resumed = await ResumableSha384.create(states[i]);
+        strictEqual(
+          resumed.digest(),
+          nodeSha384(...pieces.slice(0, i + 1)),
+          `state ${i}, ${sizes}`,
+        );
+      }
+    });
+    await t.step(`${hashing}: a plain job refuses to save`, async () => {
+      const job = await startSha384({ hashing });
+      await rejects(job.save(), /not resumable/);
+      job.abort();
+    });
+  }
+});
+
 Deno.test("startSha384: hashingStats counts where jobs ran; auto decides on the size", async (t) => {
   const cases: [string, Hashing, number | undefined, "inline" | "worker"][] = [
     ['"worker", small', "worker", 10, "worker"],
