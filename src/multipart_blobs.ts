@@ -200,8 +200,9 @@ export class MultipartBlobs {
       store.minPartSize,
       Math.ceil(size / store.maxParts),
     );
-    const cutter = new PartCutter(toReadableStream(source), partSize);
+    const stream = toReadableStream(source);
     if (size <= partSize) {
+      const cutter = new PartCutter(stream, partSize);
       let bytes: Uint8Array = new Uint8Array(0);
       for await (const part of cutter.parts()) {
         if (bytes.byteLength > 0 || part.byteLength > size) {
@@ -217,22 +218,19 @@ export class MultipartBlobs {
     }
     const id = await store.newUpload(new Date(Date.now() + UNKNOWN_TTL_MS));
     try {
-      const parts: Part[] = [];
-      let offset = 0;
-      for await (const bytes of cutter.parts()) {
-        if (offset + bytes.byteLength > size) {
-          throw new SizeMismatchError(size, offset + bytes.byteLength);
-        }
-        const { hash } = await store.putPartBytes(
-          id,
-          parts.length,
-          bytes,
-          offset,
-        );
-        parts.push({ hash });
-        offset += bytes.byteLength;
-      }
+      const { next, rest, hashes, failure } = await store.putParts(
+        id,
+        0,
+        stream,
+        { partSize, size },
+      );
+      if (failure !== undefined) throw failure;
+      const offset = next * partSize + rest.byteLength;
       if (offset !== size) throw new SizeMismatchError(size, offset);
+      const parts: Part[] = hashes.map((hash) => ({ hash }));
+      if (rest.byteLength > 0) {
+        parts.push(await store.putPartBytes(id, next, rest, next * partSize));
+      }
       const { hash, created } = await this.publish(id, parts, { expected });
       return { hash, size, created };
     } catch (err) {

@@ -36,6 +36,7 @@ import {
   type UploadInfo,
 } from "./multipart.ts";
 import { newBlobName, newUploadId } from "./names.ts";
+import { type PipelineResult, pipeParts } from "./part_pipeline.ts";
 import { resolveRange } from "./range.ts";
 import type { Refs } from "./refs.ts";
 import { openState, sealState } from "./hash_state.ts";
@@ -500,10 +501,101 @@ export class Store {
     if (expected !== undefined && hash !== expected) {
       throw new HashMismatchError(expected, hash);
     }
+    await this.#storeHashedPart(upload, part, bytes, offset, {
+      hash,
+      state,
+      complete,
+    });
+    return { hash };
+  }
+
+  /**
+   * Stores the stream `source` as parts `first`, `first + 1`, … of upload
+   * `uploadId`, each `partSize` bytes at `part * partSize`, complete, as
+   * {@linkcode Store.putPartBytes} would, but hashing each part as its
+   * bytes arrive (its own SHA-384, and the running hash of the upload when
+   * the parts extend it) and storing it while the next one arrives.
+   * `source` may have at most `size` bytes (else `SizeMismatchError`); a
+   * full part ending at or after `holdFrom` bytes of it is not stored.
+   *
+   * Resolves to the number of the first part not stored and the bytes
+   * after the stored parts (at most one part's: the caller stores them,
+   * as an incomplete part or a short last one). A failure of `source` is
+   * returned with what arrived, not thrown: the parts stored before it
+   * stay (a resumable upload keeps them).
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert";
+   * import { MemoryBackend, MemoryCatalog, Store } from "@blobstore/blobstore";
+   *
+   * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 4 });
+   * const id = await store.newUpload(new Date(Date.now() + 3600_000));
+   * const { next, rest } = await store.putParts(id, 0, new Blob(["abcdefghij"]).stream(), {
+   *   partSize: 4,
+   *   size: 10,
+   * });
+   * assert(next === 2 && rest.byteLength === 2);
+   * const last = await store.putPartBytes(id, 2, rest, 8);
+   * const { parts } = await store.uploadInfo(id);
+   * const { hash } = await store.finishUpload(id, [...parts.slice(0, 2), last]);
+   * assert(new TextDecoder().decode(await new Response((await store.open(hash, { index: (await store.uploadInfo(id)).index })).body).arrayBuffer()) === "abcdefghij");
+   * ```
+   */
+  async putParts(
+    uploadId: string,
+    first: number,
+    source: ReadableStream<Uint8Array>,
+    options: { partSize: number; size: number; holdFrom?: number },
+  ): Promise<PipelineResult> {
+    const { partSize, size, holdFrom } = options;
+    checkPartParams(first, partSize, this);
+    checkSize(size);
+    const upload = await this.#getUnfinished(uploadId, first);
+    // This put's own view of the record: the parts it stores are added as
+    // they complete, so that each is placed against the one before, and
+    // no record is read again per part.
+    const view = { ...upload, parts: [...upload.parts] };
+    return await pipeParts(source, {
+      first,
+      partSize,
+      size,
+      holdFrom,
+      hashing: this.hashing,
+      resume: this.#resumable(upload, first),
+      store: async ({ part, bytes, hash, state }) => {
+        checkPartParams(part, partSize, this);
+        const offset = part * partSize;
+        await this.#storeHashedPart(view, part, bytes, offset, {
+          hash,
+          state,
+          complete: true,
+        });
+        view.parts[part] = { hash, size: partSize, offset, complete: true };
+      },
+    });
+  }
+
+  /**
+   * Stores `bytes`, which this store has hashed to `hash` itself, as part
+   * `part` of `upload`: bytes before record (see `putPartBytes`), then
+   * the part completed (unless `complete` is false) and the running hash
+   * advanced to `state`, when there is one.
+   */
+  async #storeHashedPart(
+    upload: UploadRecord,
+    part: number,
+    bytes: Uint8Array,
+    offset: number,
+    hashed: { hash: string; state?: Uint8Array; complete: boolean },
+  ): Promise<void> {
+    const { hash, state, complete } = hashed;
+    const uploadId = upload.id;
+    const size = bytes.byteLength;
     const existing = upload.parts[part];
     if (existing?.complete) {
       checkResentPart(part, existing, { hash, size, offset });
-      return { hash };
+      return;
     }
     checkPartPlacement(upload.parts, part, size, offset, this.minPartSize);
     await this.#putTrusted(bytes, hash, new Date());
@@ -511,7 +603,7 @@ export class Store {
     if (!await this.catalog.initPart(uploadId, part, record)) {
       const now = await this.#getUnfinished(uploadId, part);
       checkResentPart(part, now.parts[part]!, { hash, size, offset });
-      return { hash };
+      return;
     }
     // The blob was put before the record named it: a GC with a later
     // cut-off may have removed it in between. The record holds it now, so
@@ -519,12 +611,11 @@ export class Store {
     if (!await this.catalog.getRef(hash)) {
       await this.#putTrusted(bytes, hash, new Date());
     }
-    if (!complete) return { hash };
+    if (!complete) return;
     await this.#completePart(uploadId, part, hash);
     if (state) {
       await this.#advance(upload, part, { parts: part + 1, state });
     }
-    return { hash };
   }
 
   /**

@@ -1373,6 +1373,126 @@ export async function testStoreContract(
   );
 
   await step(
+    "putParts: parts hashed as they arrive and stored in order; the running hash finishes with no read",
+    async (s) => {
+      const { store, reads } = counting(s);
+      const whole = bytesOf(MIN_PART * 4 + 37, 41);
+      const parts = [0, 1, 2, 3].map((i) =>
+        whole.subarray(i * MIN_PART, (i + 1) * MIN_PART)
+      );
+      const hashes = parts.map(hashOf);
+      const id = await store.newUpload(new Date(Date.now() + HOUR));
+      // Chunks that straddle part boundaries; the last part is held.
+      const result = await store.putParts(
+        id,
+        0,
+        chunkedStream(whole.subarray(0, 4 * MIN_PART), 33),
+        { partSize: MIN_PART, size: 4 * MIN_PART, holdFrom: 4 * MIN_PART },
+      );
+      strictEqual(result.failure, undefined);
+      strictEqual(result.next, 3);
+      deepStrictEqual(result.hashes, hashes.slice(0, 3));
+      deepStrictEqual(result.rest, parts[3]);
+      const record = (await s.catalog.getUpload(id))!;
+      deepStrictEqual(
+        record.parts.map((p) => p && { ...p }),
+        [0, 1, 2].map((i) => ({
+          hash: hashes[i],
+          size: MIN_PART,
+          offset: i * MIN_PART,
+          complete: true,
+        })),
+      );
+      if (s.catalog.advanceHashState) strictEqual(record.hashState?.parts, 3);
+      // The rest goes on from part 3, the held part in front.
+      const more = await store.putParts(
+        id,
+        3,
+        chunkedStream(whole.subarray(3 * MIN_PART), 64),
+        { partSize: MIN_PART, size: whole.length - 3 * MIN_PART },
+      );
+      strictEqual(more.next, 4);
+      deepStrictEqual(more.rest, whole.subarray(4 * MIN_PART));
+      const last = await store.putPartBytes(id, 4, more.rest, 4 * MIN_PART);
+      const all = [...hashes, last.hash].map((hash) => ({ hash }));
+      const { hash, index } = await store.finishUpload(id, all);
+      strictEqual(hash, hashOf(whole));
+      if (s.catalog.advanceHashState) strictEqual(reads.count, 0);
+      deepStrictEqual(
+        await readAll((await store.open(hash, { index })).body),
+        whole,
+      );
+    },
+  );
+
+  await step(
+    "putParts: a source that fails keeps the parts stored and gives what arrived; too many bytes is SizeMismatchError",
+    async (s) => {
+      const whole = bytesOf(MIN_PART * 3, 42);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const cut = new Error("client gone");
+      const failed = await s.putParts(
+        id,
+        0,
+        failingStream(whole, 2 * MIN_PART + 30, cut),
+        { partSize: MIN_PART, size: whole.length },
+      );
+      strictEqual(failed.failure, cut);
+      strictEqual(failed.next, 2);
+      deepStrictEqual(
+        failed.rest,
+        whole.subarray(2 * MIN_PART, 2 * MIN_PART + 30),
+      );
+      strictEqual((await s.uploadInfo(id)).parts.length, 2);
+      for (let i = 0; i < 2; i++) {
+        const stored = whole.subarray(i * MIN_PART, (i + 1) * MIN_PART);
+        strictEqual((await s.catalog.getRef(hashOf(stored)))?.size, MIN_PART);
+      }
+      const other = await s.newUpload(new Date(Date.now() + HOUR));
+      await rejects(
+        s.putParts(other, 0, chunkedStream(whole, 50), {
+          partSize: MIN_PART,
+          size: 2 * MIN_PART + 10,
+        }),
+        SizeMismatchError,
+      );
+      // The parts within the size were stored before the excess showed.
+      strictEqual((await s.uploadInfo(other)).parts.length, 2);
+    },
+  );
+
+  await step(
+    "putParts: a failure to store one part is thrown once the part before it is stored",
+    async (s) => {
+      const whole = bytesOf(MIN_PART * 4, 43);
+      const id = await s.newUpload(new Date(Date.now() + HOUR));
+      const catalog = withMethod(
+        s.catalog,
+        "initPart",
+        (uploadId: string, part: number, record: PartRecordLike) =>
+          part === 2
+            ? Promise.reject(new Error("catalog down"))
+            : s.catalog.initPart(uploadId, part, record),
+      );
+      const store = new Store({
+        catalog,
+        backend: s.backend,
+        minPartSize: MIN_PART,
+        hashing: options.hashing,
+      });
+      await rejects(
+        store.putParts(id, 0, chunkedStream(whole, 70), {
+          partSize: MIN_PART,
+          size: whole.length,
+        }),
+        /catalog down/,
+      );
+      const record = (await s.catalog.getUpload(id))!;
+      deepStrictEqual(record.parts.map((p) => p?.complete), [true, true]);
+    },
+  );
+
+  await step(
     "putUnknown: the store learns the hash, single or in parts, de-duplicated",
     async (s) => {
       const blobs = new MultipartBlobs(s);

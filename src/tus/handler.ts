@@ -21,7 +21,6 @@
  * @module
  */
 
-import { PartCutter } from "../cut.ts";
 import { sha384 } from "../digest.ts";
 import {
   CorruptBlobError,
@@ -576,27 +575,20 @@ export class TusService {
     const { id, info, state } = upload;
     const { length, partSize } = info;
     const tail = state.tail && await this.#readTail(state.tail);
-    const cutter = new PartCutter(prepended(tail, source), partSize);
-    let part = state.complete;
-    // The bytes of part `part` not stored complete on the way: the rest
-    // of the body, or a part that ends the upload, which waits for the
-    // end of the body (a byte more would make it a 400).
-    let rest: Uint8Array | undefined;
-    let failure: unknown;
-    try {
-      for await (const bytes of cutter.parts()) {
-        const at = part * partSize;
-        if (bytes.byteLength === partSize && at + partSize < length) {
-          await store.putPartBytes(id, part, bytes, at);
-          part++;
-        } else {
-          rest = bytes;
-        }
-      }
-    } catch (err) {
-      if (err !== body.error) throw err; // the store's failure: nothing to keep
-      failure = err;
-    }
+    // Full parts are hashed as they arrive and stored while the next one
+    // does; the rest is the bytes of part `part` not stored complete on
+    // the way: what remains of the body, or a part that ends the upload,
+    // which waits for the end of the body (a byte more would make it a
+    // 400).
+    const start = state.complete * partSize;
+    const { next: part, rest, failure } = await store.putParts(
+      id,
+      state.complete,
+      prepended(tail, source),
+      { partSize, size: length - start, holdFrom: length - start },
+    );
+    // Only the body fails the source; the store's failures are thrown.
+    if (failure !== undefined && failure !== body.error) throw failure;
     const at = part * partSize;
     if (body.overLength) {
       const offset = part > state.complete ? at : state.offset;
@@ -608,16 +600,15 @@ export class TusService {
         { "upload-offset": String(offset) },
       );
     }
-    const kept = failure === undefined ? rest : rest ?? cutter.partial;
     let offset = at;
     try {
-      if (kept && kept.byteLength > 0) {
-        offset = at + kept.byteLength;
+      if (rest.byteLength > 0) {
+        offset = at + rest.byteLength;
         if (offset === length) {
-          await this.#putLast(upload, part, kept);
+          await this.#putLast(upload, part, rest);
         } else if (part > state.complete || offset > state.offset) {
           // The new tail, replacing the old one (read back in front).
-          await store.putPartBytes(id, part, kept, at, { complete: false });
+          await store.putPartBytes(id, part, rest, at, { complete: false });
         }
       }
       const hash = offset === length ? await this.#settle(upload) : undefined;
