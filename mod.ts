@@ -62,7 +62,9 @@ export type {
   BackendObject,
   ByteRange,
   OpenedBlob,
+  StagedObject,
 } from "./src/backend.ts";
+export type { PutPartsResult } from "./src/part_pipeline.ts";
 export type {
   BlobRef,
   Catalog,

@@ -148,4 +148,37 @@ export interface Backend {
    * uses it. `S3Backend` presigns; `SwiftBackend` makes TempURLs.
    */
   signedUrl?(name: string, options: { expiresIn: number }): Promise<string>;
+  /**
+   * Optional, for backends that can give an object its name after writing
+   * it (a file's rename): stores `body` durably under a temporary name and
+   * resolves, once it has ended, to the object staged, for the store to
+   * name by the hash it learned on the way (`POST /blobs`: one write and
+   * one hash, where backends without it take parts, each hashed twice). A
+   * failure of `body` leaves nothing. A staged object never named is
+   * debris for `sweep`, like a put killed midway. `FileBackend` and
+   * `MemoryBackend` have it.
+   */
+  stage?(body: ReadableStream<Uint8Array>): Promise<StagedObject>;
+}
+
+/**
+ * An object a backend has written under a temporary name (see
+ * {@linkcode Backend.stage}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import { MemoryBackend } from "@blobstore/blobstore";
+ *
+ * const backend = new MemoryBackend();
+ * const staged = await backend.stage(new Blob(["abc"]).stream());
+ * await staged.commit("x");
+ * assert((await new Response((await backend.get("x")).body).text()) === "abc");
+ * ```
+ */
+export interface StagedObject {
+  /** Gives the object its name: from then on it is `get(name)`'s. */
+  commit(name: string): Promise<void>;
+  /** Removes the object. */
+  discard(): Promise<void>;
 }

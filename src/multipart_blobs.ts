@@ -176,11 +176,13 @@ export class MultipartBlobs {
    * Stores the `size` bytes of `source` without knowing their hash, and
    * returns it: the store computes it as the bytes arrive. A body of at
    * most `partSize` bytes (default {@linkcode UNKNOWN_PART_SIZE}, or more
-   * to stay within the store's `maxParts`) becomes a single blob; a larger
-   * one, parts of `partSize` gathered in memory one at a time, each hashed
-   * and stored as it fills (and folded into the running hash of the
-   * whole), finished with no byte read back and registered here, so it is
-   * read by hash like any blob. Memory: one part.
+   * to stay within the store's `maxParts`) becomes a single blob, and so
+   * does any body on a backend that can stage (files, memory: see
+   * `Store.putStaged`; one write, one hash). Elsewhere a larger body
+   * becomes parts of `partSize`, each hashed as its bytes arrive (its own
+   * hash and the running hash of the whole) and stored while the next
+   * arrives, finished with no byte read back and registered here, so it
+   * is read by hash like any blob. Memory: two parts.
    *
    * With `expected`, the whole hash must be it: else `HashMismatchError`,
    * and nothing is recorded (parts already stored are garbage for the next
@@ -200,6 +202,13 @@ export class MultipartBlobs {
       store.minPartSize,
       Math.ceil(size / store.maxParts),
     );
+    if (store.canStage && size > partSize) {
+      // One write, one hash, the object named once the hash is known.
+      const { hash, created } = await store.putStaged(source, size, {
+        expected,
+      });
+      return { hash, size, created };
+    }
     const stream = toReadableStream(source);
     if (size <= partSize) {
       const cutter = new PartCutter(stream, partSize);

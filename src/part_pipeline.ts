@@ -60,8 +60,19 @@ export interface PipelineOptions {
   store(part: HashedPart): Promise<void>;
 }
 
-/** What {@linkcode pipeParts} did. */
-export interface PipelineResult {
+/**
+ * Where a stream of parts stopped (see `Store.putParts`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert";
+ * import type { PutPartsResult } from "@blobstore/blobstore";
+ *
+ * const result: PutPartsResult = { next: 2, hashes: ["…", "…"], rest: new Uint8Array(3) };
+ * assert(result.failure === undefined && result.rest.byteLength === 3);
+ * ```
+ */
+export interface PutPartsResult {
   /** The number of the first part not stored. */
   next: number;
   /** The hashes of the parts stored, in order. */
@@ -101,7 +112,7 @@ export interface PipelineResult {
 export async function pipeParts(
   source: ReadableStream<Uint8Array>,
   options: PipelineOptions,
-): Promise<PipelineResult> {
+): Promise<PutPartsResult> {
   const { first, partSize, size, hashing } = options;
   const holdFrom = options.holdFrom ?? Infinity;
   const running = options.resume === undefined

@@ -35,8 +35,9 @@ import {
   type Part,
   type UploadInfo,
 } from "./multipart.ts";
+import { LearnHashStream } from "./learn_hash.ts";
 import { newBlobName, newUploadId } from "./names.ts";
-import { type PipelineResult, pipeParts } from "./part_pipeline.ts";
+import { pipeParts, type PutPartsResult } from "./part_pipeline.ts";
 import { resolveRange } from "./range.ts";
 import type { Refs } from "./refs.ts";
 import { openState, sealState } from "./hash_state.ts";
@@ -447,6 +448,76 @@ export class Store {
   }
 
   /**
+   * Stores the `size` bytes of `source`, whose hash the caller does not
+   * know, as a single blob, hashing them once on their way to the backend,
+   * and resolves to the hash and whether this call created the blob. Needs
+   * a backend that can stage (`Backend.stage`: files, memory), which
+   * writes the bytes under a temporary name and names the object once the
+   * hash is known; {@linkcode Store.canStage} says whether this one can
+   * (`MultipartBlobs.putUnknown` takes parts otherwise).
+   *
+   * With `expected`, bytes that hash otherwise are `HashMismatchError`; a
+   * source that is not `size` bytes is `SizeMismatchError`; either way, as
+   * when the source fails, nothing is recorded and the staged object is
+   * removed. Success is the promise `put` makes.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert";
+   * import { MemoryBackend, MemoryCatalog, sha384, Store } from "@blobstore/blobstore";
+   *
+   * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend() });
+   * const bytes = new TextEncoder().encode("hashed on the way");
+   * const { hash, created } = await store.putStaged(new Blob([bytes]).stream(), bytes.length);
+   * assert(created && hash === await sha384(bytes));
+   * ```
+   */
+  async putStaged(
+    source: BlobSource,
+    size: number,
+    options: { expected?: string } = {},
+  ): Promise<PutResult & { hash: string }> {
+    const { expected } = options;
+    if (expected !== undefined) checkHash(expected, "expected hash");
+    checkSize(size);
+    const stage = this.backend.stage?.bind(this.backend);
+    if (!stage) {
+      throw new BadParamsError(
+        "this store's backend cannot stage objects (no Backend.stage); put the bytes in parts",
+      );
+    }
+    const now = new Date();
+    const learn = new LearnHashStream(size, this.hashing);
+    const staged = await stage(toReadableStream(source).pipeThrough(learn));
+    try {
+      const hash = await learn.digest;
+      if (expected !== undefined && hash !== expected) {
+        throw new HashMismatchError(expected, hash);
+      }
+      // The bytes were hashed here, on their way: a blob already there
+      // needs only its put time refreshed.
+      if (await this.catalog.touchRef(hash, now)) {
+        await staged.discard();
+        return { hash, created: false };
+      }
+      const name = newBlobName(hash);
+      await staged.commit(name);
+      return {
+        hash,
+        ...await this.#record({ hash, name, putTime: now, size }),
+      };
+    } catch (err) {
+      await staged.discard().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Whether {@linkcode Store.putStaged} works with this store's backend. */
+  get canStage(): boolean {
+    return typeof this.backend.stage === "function";
+  }
+
+  /**
    * Puts `bytes`, which this store has just hashed to `hash` itself, with
    * no second hash: a blob already there is only refreshed.
    */
@@ -531,15 +602,16 @@ export class Store {
    *
    * const store = new Store({ catalog: new MemoryCatalog(), backend: new MemoryBackend(), minPartSize: 4 });
    * const id = await store.newUpload(new Date(Date.now() + 3600_000));
-   * const { next, rest } = await store.putParts(id, 0, new Blob(["abcdefghij"]).stream(), {
+   * const { next, hashes, rest } = await store.putParts(id, 0, new Blob(["abcdefghij"]).stream(), {
    *   partSize: 4,
    *   size: 10,
    * });
    * assert(next === 2 && rest.byteLength === 2);
    * const last = await store.putPartBytes(id, 2, rest, 8);
-   * const { parts } = await store.uploadInfo(id);
-   * const { hash } = await store.finishUpload(id, [...parts.slice(0, 2), last]);
-   * assert(new TextDecoder().decode(await new Response((await store.open(hash, { index: (await store.uploadInfo(id)).index })).body).arrayBuffer()) === "abcdefghij");
+   * const parts = [...hashes.map((hash) => ({ hash })), last];
+   * const { hash, index } = await store.finishUpload(id, parts);
+   * const { body } = await store.open(hash, { index });
+   * assert(await new Response(body).text() === "abcdefghij");
    * ```
    */
   async putParts(
@@ -547,7 +619,7 @@ export class Store {
     first: number,
     source: ReadableStream<Uint8Array>,
     options: { partSize: number; size: number; holdFrom?: number },
-  ): Promise<PipelineResult> {
+  ): Promise<PutPartsResult> {
     const { partSize, size, holdFrom } = options;
     checkPartParams(first, partSize, this);
     checkSize(size);

@@ -200,6 +200,38 @@ export async function testBackendContract(
     },
   );
 
+  await step(
+    "stage, where there is one: commit names the object, discard and a failing body leave nothing, an object never named is swept",
+    async (b) => {
+      if (!b.stage) return;
+      const listed = async () =>
+        b.list ? (await collect(b.list())).map((o) => o.name).sort() : [];
+      const bytes = bytesOf(300_000, 12);
+      const staged = await b.stage(chunkedStream(bytes, 9_000));
+      deepStrictEqual(await listed(), []);
+      const name = newBlobName(hashOf(bytes));
+      await staged.commit(name);
+      deepStrictEqual(await readAll((await b.get(name)).body), bytes);
+      deepStrictEqual(await listed(), [name]);
+      await rejects(staged.commit(newBlobName(hashOf(bytes))));
+      const dropped = await b.stage(chunkedStream(bytes, 50_000));
+      await dropped.discard();
+      await rejects(
+        b.stage(failingStream(bytes, 20_000)),
+        /source failed midway/,
+      );
+      deepStrictEqual(await listed(), [name]);
+      if (b.sweep) {
+        strictEqual(await b.sweep(0), 0);
+        // A process that died between staging and naming left a file.
+        await b.stage(chunkedStream(bytes, 50_000));
+        strictEqual(await b.sweep(), 0, "younger than the grace period");
+        strictEqual(await b.sweep(0), 1);
+        deepStrictEqual(await listed(), [name]);
+      }
+    },
+  );
+
   await step("cancelling a body mid-read releases it", async (b) => {
     const bytes = bytesOf(1_000_000, 9);
     const name = await putBytes(b, bytes, 64 * 1024);

@@ -33,8 +33,13 @@ class CountingBackend extends MemoryBackend {
   }
 }
 
-function service(options: HandlerOptions = {}) {
+/**
+ * A service on a memory backend, which stages (a large body is one blob,
+ * hashed once), or with `stage: false` one that cannot (parts).
+ */
+function service(options: HandlerOptions = {}, stage = true) {
   const backend = new CountingBackend();
+  if (!stage) Object.defineProperty(backend, "stage", { value: undefined });
   const store = new Store({ catalog: new MemoryCatalog(), backend });
   const errors: unknown[] = [];
   const handler = createHandler(store, {
@@ -60,116 +65,134 @@ async function uploadsOf(store: Store) {
   return await collectAll(store.catalog.uploads());
 }
 
-Deno.test("POST /blobs over loopback: the service names the blob", async (t) => {
-  const { store, handler, errors } = service();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    handler,
-  );
-  const base = `http://127.0.0.1:${server.addr.port}`;
-  const send = (body: Uint8Array<ArrayBuffer>, headers = {}) =>
-    fetch(`${base}/blobs`, { method: "POST", body, headers });
-  try {
-    await t.step("a small body: 201, Location, then 200", async () => {
-      const bytes = bytesOf(1000, 3);
-      const hash = hex(bytes);
-      const res = await send(bytes);
-      assert.strictEqual(res.status, 201);
-      assert.strictEqual(res.headers.get("location"), `/blobs/${hash}`);
-      assert.strictEqual(res.headers.get("etag"), `"${hash}"`);
-      assert.deepStrictEqual(await res.json(), { hash, size: 1000 });
-      const again = await send(bytes, { "repr-digest": reprDigest(hash) });
-      assert.strictEqual(again.status, 200);
-      assert.deepStrictEqual(await again.json(), { hash, size: 1000 });
-      const got = await fetch(`${base}/blobs/${hash}`);
-      assert.deepStrictEqual(new Uint8Array(await got.arrayBuffer()), bytes);
-      assert.strictEqual((await store.stat(hash)).kind, "single");
-    });
-
-    await t.step("an empty body is the empty blob", async () => {
-      const res = await send(new Uint8Array(0));
-      assert.strictEqual(res.status, 201);
-      assert.deepStrictEqual(await res.json(), {
-        hash: hex(new Uint8Array(0)),
-        size: 0,
-      });
-    });
-
-    await t.step(
-      "a body of several parts, with its Repr-Digest: stored in 8 MiB parts, served whole",
-      async () => {
-        const bytes = bytesOf(2 * UNKNOWN_PART_SIZE + 12_345, 4);
+for (const stage of [true, false]) {
+  Deno.test(`POST /blobs over loopback, ${stage ? "a backend that stages" : "in parts"}: the service names the blob`, async (t) => {
+    const { store, backend, handler, errors } = service({}, stage);
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      handler,
+    );
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const send = (body: Uint8Array<ArrayBuffer>, headers = {}) =>
+      fetch(`${base}/blobs`, { method: "POST", body, headers });
+    try {
+      await t.step("a small body: 201, Location, then 200", async () => {
+        const bytes = bytesOf(1000, 3);
         const hash = hex(bytes);
-        const res = await send(bytes, { "repr-digest": reprDigest(hash) });
+        const res = await send(bytes);
         assert.strictEqual(res.status, 201);
-        assert.deepStrictEqual(await res.json(), { hash, size: bytes.length });
-        const stat = await store.stat(hash);
-        assert.strictEqual(stat.kind, "multipart");
-        assert.deepStrictEqual(stat.index?.sizes, [
-          UNKNOWN_PART_SIZE,
-          UNKNOWN_PART_SIZE,
-          12_345,
-        ]);
+        assert.strictEqual(res.headers.get("location"), `/blobs/${hash}`);
+        assert.strictEqual(res.headers.get("etag"), `"${hash}"`);
+        assert.deepStrictEqual(await res.json(), { hash, size: 1000 });
+        const again = await send(bytes, { "repr-digest": reprDigest(hash) });
+        assert.strictEqual(again.status, 200);
+        assert.deepStrictEqual(await again.json(), { hash, size: 1000 });
         const got = await fetch(`${base}/blobs/${hash}`);
         assert.deepStrictEqual(new Uint8Array(await got.arrayBuffer()), bytes);
-        // Again: the blob is there, and the second upload does not stay.
-        const before = (await uploadsOf(store)).length;
-        const again = await send(bytes);
-        assert.strictEqual(again.status, 200);
-        await again.body?.cancel();
-        assert.strictEqual((await uploadsOf(store)).length, before);
-      },
-    );
-
-    await t.step(
-      "a Repr-Digest that does not match: 422, nothing recorded, small or in parts",
-      async () => {
-        for (const size of [5000, UNKNOWN_PART_SIZE + 1]) {
-          const bytes = bytesOf(size, 5);
-          const wrong = hex(bytesOf(size, 6));
-          const before = await uploadsOf(store);
-          const registered = await collectAll(
-            store.catalog.multipart.entries(),
-          );
-          const res = await send(bytes, { "repr-digest": reprDigest(wrong) });
-          assert.strictEqual(res.status, 422);
-          const body = await res.json();
-          assert.strictEqual(body.error, "hash_mismatch");
-          assert.match(body.message, new RegExp(wrong));
-          await assert.rejects(store.stat(hex(bytes)), NotFoundError);
-          await assert.rejects(store.stat(wrong), NotFoundError);
-          assert.deepStrictEqual(await uploadsOf(store), before);
-          assert.deepStrictEqual(
-            await collectAll(store.catalog.multipart.entries()),
-            registered,
-          );
-          const got = await fetch(`${base}/blobs/${hex(bytes)}`);
-          assert.strictEqual(got.status, 404);
-          await got.body?.cancel();
-        }
-        // The parts stored before the mismatch was known are garbage: a
-        // collection that keeps nothing removes every one of them.
-        const { removed } = await collect(store, {
-          keep: new Refs(),
-          before: new Date(),
-        });
-        assert(removed > 0);
-      },
-    );
-
-    await t.step("a chunked body (no Content-Length): 411", async () => {
-      const res = await fetch(`${base}/blobs`, {
-        method: "POST",
-        body: ReadableStream.from([bytesOf(10)]),
+        assert.strictEqual((await store.stat(hash)).kind, "single");
       });
-      assert.strictEqual(res.status, 411);
-      assert.strictEqual((await res.json()).error, "length_required");
-    });
-    assert.deepStrictEqual(errors, []);
-  } finally {
-    await server.shutdown();
-  }
-});
+
+      await t.step("an empty body is the empty blob", async () => {
+        const res = await send(new Uint8Array(0));
+        assert.strictEqual(res.status, 201);
+        assert.deepStrictEqual(await res.json(), {
+          hash: hex(new Uint8Array(0)),
+          size: 0,
+        });
+      });
+
+      await t.step(
+        "a body of several parts, with its Repr-Digest: one blob staged, or 8 MiB parts; served whole",
+        async () => {
+          const bytes = bytesOf(2 * UNKNOWN_PART_SIZE + 12_345, 4);
+          const hash = hex(bytes);
+          const puts = backend.puts;
+          const res = await send(bytes, { "repr-digest": reprDigest(hash) });
+          assert.strictEqual(res.status, 201);
+          assert.deepStrictEqual(await res.json(), {
+            hash,
+            size: bytes.length,
+          });
+          const stat = await store.stat(hash);
+          if (stage) {
+            assert.strictEqual(stat.kind, "single");
+            assert.strictEqual(backend.puts, puts, "staged, never put");
+          } else {
+            assert.strictEqual(stat.kind, "multipart");
+            assert.deepStrictEqual(stat.index?.sizes, [
+              UNKNOWN_PART_SIZE,
+              UNKNOWN_PART_SIZE,
+              12_345,
+            ]);
+          }
+          const got = await fetch(`${base}/blobs/${hash}`);
+          assert.deepStrictEqual(
+            new Uint8Array(await got.arrayBuffer()),
+            bytes,
+          );
+          // Again: the blob is there, and the second upload does not stay.
+          const before = (await uploadsOf(store)).length;
+          const again = await send(bytes);
+          assert.strictEqual(again.status, 200);
+          await again.body?.cancel();
+          assert.strictEqual((await uploadsOf(store)).length, before);
+        },
+      );
+
+      await t.step(
+        "a Repr-Digest that does not match: 422, nothing recorded, small or in parts",
+        async () => {
+          const objects = async () => (await collectAll(backend.list())).length;
+          const stored = await objects();
+          for (const size of [5000, UNKNOWN_PART_SIZE + 1]) {
+            const bytes = bytesOf(size, 5);
+            const wrong = hex(bytesOf(size, 6));
+            const before = await uploadsOf(store);
+            const registered = await collectAll(
+              store.catalog.multipart.entries(),
+            );
+            const res = await send(bytes, { "repr-digest": reprDigest(wrong) });
+            assert.strictEqual(res.status, 422);
+            const body = await res.json();
+            assert.strictEqual(body.error, "hash_mismatch");
+            assert.match(body.message, new RegExp(wrong));
+            await assert.rejects(store.stat(hex(bytes)), NotFoundError);
+            await assert.rejects(store.stat(wrong), NotFoundError);
+            assert.deepStrictEqual(await uploadsOf(store), before);
+            assert.deepStrictEqual(
+              await collectAll(store.catalog.multipart.entries()),
+              registered,
+            );
+            const got = await fetch(`${base}/blobs/${hex(bytes)}`);
+            assert.strictEqual(got.status, 404);
+            await got.body?.cancel();
+          }
+          // A staged body was never named: nothing is left. Parts stored
+          // before the mismatch was known are garbage, which a collection
+          // that keeps nothing removes.
+          if (stage) assert.strictEqual(await objects(), stored);
+          else assert(await objects() > stored);
+          await collect(store, { keep: new Refs(), before: new Date() });
+          // (The parts of the multipart blob above stay: the service owns
+          // its upload.)
+          assert(await objects() <= stored);
+        },
+      );
+
+      await t.step("a chunked body (no Content-Length): 411", async () => {
+        const res = await fetch(`${base}/blobs`, {
+          method: "POST",
+          body: ReadableStream.from([bytesOf(10)]),
+        });
+        assert.strictEqual(res.status, 411);
+        assert.strictEqual((await res.json()).error, "length_required");
+      });
+      assert.deepStrictEqual(errors, []);
+    } finally {
+      await server.shutdown();
+    }
+  });
+}
 
 Deno.test("POST /blobs in process: lengths, limits, digests, auth, CORS and metrics", async (t) => {
   await t.step(

@@ -19,6 +19,7 @@ import type {
   BackendObject,
   ByteRange,
   OpenedBlob,
+  StagedObject,
 } from "../backend.ts";
 import { BadParamsError, CorruptBlobError, NotFoundError } from "../errors.ts";
 import { randomHex } from "../names.ts";
@@ -154,8 +155,68 @@ export class FileBackend implements Backend {
   ): Promise<void> {
     const path = this.#path(name);
     const dir = this.#dir(name);
-    await this.#ensureDir(name);
     const temp = join(dir, `${TEMP_PREFIX}${name}-${randomHex(8)}`);
+    await this.#writeTemp(temp, name, verified(body, size, hash));
+    try {
+      await Deno.rename(temp, path);
+    } catch (err) {
+      await Deno.remove(temp).catch(() => {}); // else the next sweep does it
+      throw err;
+    }
+    await syncDir(dir);
+  }
+
+  /**
+   * See {@linkcode Backend.stage}: the file is written and synced as a
+   * temporary file in a fan-out directory picked at random (its name, and
+   * so its own directory, is not known yet), and `commit` renames it into
+   * place. Never committed, it is a temporary file for `sweep`.
+   */
+  async stage(body: ReadableStream<Uint8Array>): Promise<StagedObject> {
+    const spot = randomHex(2);
+    const temp = join(
+      this.#dir(spot),
+      `${TEMP_PREFIX}staged-${randomHex(8)}`,
+    );
+    await this.#writeTemp(temp, spot, body);
+    let settled = false;
+    const settle = () => {
+      if (settled) {
+        throw new Error("staged object already committed or discarded");
+      }
+      settled = true;
+    };
+    return {
+      commit: async (name) => {
+        settle();
+        const path = this.#path(name);
+        try {
+          await this.#ensureDir(name);
+          await Deno.rename(temp, path);
+        } catch (err) {
+          await Deno.remove(temp).catch(() => {});
+          throw err;
+        }
+        await syncDir(this.#dir(name));
+      },
+      discard: async () => {
+        if (settled) return;
+        settled = true;
+        await Deno.remove(temp).catch(() => {});
+      },
+    };
+  }
+
+  /**
+   * Writes `body` to the new file `temp` in the fan-out directory of
+   * `name` and syncs it; on any failure, removes it and throws.
+   */
+  async #writeTemp(
+    temp: string,
+    name: string,
+    body: ReadableStream<Uint8Array>,
+  ): Promise<void> {
+    await this.#ensureDir(name);
     const file = await Deno.open(temp, { write: true, createNew: true })
       .catch(async (err) => {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
@@ -171,7 +232,7 @@ export class FileBackend implements Backend {
     let writing = Promise.resolve();
     let inFlight = 0;
     try {
-      for await (const chunk of inWrites(verified(body, size, hash))) {
+      for await (const chunk of inWrites(body)) {
         await writing;
         flush.wrote(inFlight);
         writing = writeAll(file, chunk);
@@ -187,7 +248,6 @@ export class FileBackend implements Backend {
       await file.sync();
       file.close();
       open = false;
-      await Deno.rename(temp, path);
     } catch (err) {
       await writing.catch(() => {}); // never close under a pending write
       await flush.finish().catch(() => {});
@@ -195,7 +255,6 @@ export class FileBackend implements Backend {
       await Deno.remove(temp).catch(() => {}); // else the next sweep does it
       throw err;
     }
-    await syncDir(dir);
   }
 
   /** See {@linkcode Backend.remove}. */

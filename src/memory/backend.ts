@@ -9,6 +9,7 @@ import type {
   BackendObject,
   ByteRange,
   OpenedBlob,
+  StagedObject,
 } from "../backend.ts";
 import { NotFoundError } from "../errors.ts";
 import { resolveRange } from "../range.ts";
@@ -72,6 +73,35 @@ export class MemoryBackend implements Backend {
       chunks.push(chunk);
     }
     this.#objects.set(name, { chunks, size, modified: new Date() });
+  }
+
+  /**
+   * See {@linkcode Backend.stage}: the chunks are held apart until
+   * `commit` names them (a staged object never named is simply dropped).
+   */
+  async stage(body: ReadableStream<Uint8Array>): Promise<StagedObject> {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      chunks.push(chunk);
+      size += chunk.byteLength;
+    }
+    let done = false;
+    const settle = () => {
+      if (done) throw new Error("staged object already committed or discarded");
+      done = true;
+    };
+    return {
+      commit: async (name) => {
+        settle();
+        await Promise.resolve();
+        this.#objects.set(name, { chunks, size, modified: new Date() });
+      },
+      discard: () => {
+        done = true;
+        return Promise.resolve();
+      },
+    };
   }
 
   /** See {@linkcode Backend.remove}. */
