@@ -81,9 +81,11 @@
  * (target 0.95); and `PUT /blobs/{sha384}` through `curl` against SHA-384
  * alone over the same bytes in this process (target 0.9). Their notes give
  * the server's CPU time per MiB on each side, measured in the same rounds
- * (`/proc/<pid>/stat`), and what the extra hashing costs: a tus or `POST`
- * upload hashes each byte twice (its 8 MiB part's own hash, and the running
- * hash of the whole), a `PUT` once. Without Go these rows still run.
+ * (`/proc/<pid>/stat`), and what the extra hashing costs: a tus upload
+ * hashes each byte twice (its 8 MiB part's own hash, and the running hash
+ * of the whole), a `PUT` once, and so does a `POST` here (the file backend
+ * stages it: one temporary file named by its hash). Without Go these rows
+ * still run.
  *
  * Standalone: `deno run -A --unstable-kv bench/registry.ts [--quick]`
  * (`--quick`: 32 MiB, 100 small blobs, one round). `registrySuite` plugs
@@ -1123,7 +1125,10 @@ export const registrySuite: BenchSuite = {
       ),
       baseline: putSecond,
       teardown: removeBodies,
-      note: versusPut("POST", twice),
+      note: versusPut(
+        "POST",
+        "on this server's file backend, which stages, it hashes each byte once, as PUT does (a temporary file named by its hash once known; on a backend that cannot stage, it takes parts and hashes each byte twice)",
+      ),
     };
     const own = [boundCase, tusCase, tusChunkedCase, postCase];
     if (!registry) return own;
