@@ -14,6 +14,8 @@
  * - `BLOBSTORE_TOKEN`: when set, writes need `Authorization: Bearer <token>`;
  * - `BLOBSTORE_CORS_ORIGINS`: origins whose pages may call the service
  *   (comma-separated, or `*`; CORS is off when unset or unreadable);
+ * - `BLOBSTORE_MAX_PARTS`: the most parts an upload may have, 1 to 10,000
+ *   (400 when unset; anything else stops the start);
  * - `S3_BUCKET`: keep the bytes in S3 (or R2, MinIO…) instead, with
  *   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally
  *   `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3`;
@@ -30,7 +32,7 @@
  * ```sh
  * mkdir -p data && BLOBSTORE_KV_PATH=./data/deploy.kv deno serve --port 8000 \
  *   --unstable-kv \
- *   --allow-env=BLOBSTORE_KV_PATH,BLOBSTORE_TOKEN,BLOBSTORE_CORS_ORIGINS,S3_BUCKET,SWIFT_AUTH_URL \
+ *   --allow-env=BLOBSTORE_KV_PATH,BLOBSTORE_TOKEN,BLOBSTORE_CORS_ORIGINS,BLOBSTORE_MAX_PARTS,S3_BUCKET,SWIFT_AUTH_URL \
  *   --allow-read=./data/deploy.kv --allow-write=./data/deploy.kv \
  *   examples/deploy.ts
  * ```
@@ -87,9 +89,25 @@ const kv = await Deno.openKv(env("BLOBSTORE_KV_PATH"));
 const store = new Store({
   catalog: new KvCatalog(kv), // its multipart registry lives in the same KV
   backend: await openBackend(kv),
+  maxParts: maxPartsFromEnv(),
 });
 
 export default {
   // Reads BLOBSTORE_TOKEN (auth for writes) and BLOBSTORE_CORS_ORIGINS.
   fetch: createHandler(store),
 } satisfies Deno.ServeDefaultExport;
+
+/** `BLOBSTORE_MAX_PARTS`: 1 to 10,000 (S3's limit too), else the default. */
+function maxPartsFromEnv(): number | undefined {
+  const text = env("BLOBSTORE_MAX_PARTS");
+  if (text === undefined) return undefined;
+  const count = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(count >= 1 && count <= 10_000)) {
+    throw new Error(
+      `invalid BLOBSTORE_MAX_PARTS ${
+        JSON.stringify(text)
+      } (expected a whole number from 1 to 10000)`,
+    );
+  }
+  return count;
+}

@@ -4,7 +4,7 @@
  * cross-isolate case of Deploy, where one upload's parts and finish reach
  * different isolates and a third serves the blob.
  *
- * Each process gets exactly `--unstable-kv`, `--allow-env` for the five
+ * Each process gets exactly `--unstable-kv`, `--allow-env` for the six
  * variables the entry reads, and read and write access to the KV file; no
  * `--allow-net` (`deno serve` may listen on its own address without it):
  * the command line of the README's "Deno Deploy" section, checked against
@@ -25,6 +25,7 @@ const ENV_READ = [
   "BLOBSTORE_KV_PATH",
   "BLOBSTORE_TOKEN",
   "BLOBSTORE_CORS_ORIGINS",
+  "BLOBSTORE_MAX_PARTS",
   "S3_BUCKET",
   "SWIFT_AUTH_URL",
 ];
@@ -205,6 +206,7 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
       BLOBSTORE_KV_PATH: kvPath,
       BLOBSTORE_TOKEN: TOKEN,
       BLOBSTORE_CORS_ORIGINS: ORIGIN,
+      BLOBSTORE_MAX_PARTS: "10000",
     };
     const started = await Promise.allSettled(
       [0, 1, 2].map(() => serve(permissions, env)),
@@ -235,6 +237,30 @@ Deno.test("deploy: three deno serve processes on one KV, least permissions", asy
       const got = await ok(await fetch(`${c}/blobs/${hash}`), 200, "GET on C");
       assert.deepStrictEqual(new Uint8Array(await got.arrayBuffer()), bytes);
     });
+
+    await t.step(
+      "BLOBSTORE_MAX_PARTS=10000: part 9999 is taken, 10000 is not",
+      async () => {
+        const created = await ok(
+          await fetch(`${a}/uploads`, { method: "POST", headers: auth }),
+          201,
+          "POST /uploads on A",
+        );
+        const { id } = await created.json();
+        const body = bytesOf(1000, 13);
+        const put = (n: number) =>
+          fetch(
+            `${b}/uploads/${id}/parts/${n}?hash=${hashOf(body)}&offset=${
+              n * 5 * 1024 * 1024
+            }`,
+            { method: "PUT", headers: auth, body },
+          );
+        await (await ok(await put(9999), 200, "part 9999")).body?.cancel();
+        const beyond = await put(10_000);
+        assert.strictEqual(beyond.status, 400);
+        assert.match(await beyond.text(), /part number 10000 too big/);
+      },
+    );
 
     await t.step(
       "a multipart upload: parts on A and B, finish on B, GET and Range GET on C",
@@ -362,7 +388,12 @@ Deno.test("deploy: each grant is needed, and nothing more is granted", async (t)
         without("--allow-read"),
         /NotCapable: Requires read access to ".*blobs\.kv"/,
       ],
-      ...["BLOBSTORE_KV_PATH", "S3_BUCKET", "SWIFT_AUTH_URL"].map((
+      ...[
+        "BLOBSTORE_KV_PATH",
+        "BLOBSTORE_MAX_PARTS",
+        "S3_BUCKET",
+        "SWIFT_AUTH_URL",
+      ].map((
         name,
       ): [string, string[], RegExp] => [
         `${name} not readable`,
@@ -375,6 +406,17 @@ Deno.test("deploy: each grant is needed, and nothing more is granted", async (t)
         assert.match(await failure(permissions, env), message);
       });
     }
+    await t.step(
+      "BLOBSTORE_MAX_PARTS out of range: the entry does not start",
+      async () => {
+        for (const value of ["0", "10001", "many"]) {
+          assert.match(
+            await failure(least, { ...env, BLOBSTORE_MAX_PARTS: value }),
+            /invalid BLOBSTORE_MAX_PARTS .* \(expected a whole number from 1 to 10000\)/,
+          );
+        }
+      },
+    );
 
     await t.step(
       "BLOBSTORE_TOKEN not readable: it starts, and every write is refused",
