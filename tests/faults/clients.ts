@@ -129,10 +129,11 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array) {
 }
 
 /**
- * Sends `PUT path` with `Content-Length: declared` and the first `send`
- * bytes of `bytes`; then, after `stallMs`, either closes the connection
- * (`hangUp`) or waits for the server's answer. Returns the status line's
- * code, or 0 when no answer came.
+ * Sends `PUT path` (or `options.method`, with `options.headers`) with
+ * `Content-Length: declared` and the first `send` bytes of `bytes`; then,
+ * after `stallMs`, either closes the connection (`hangUp`) or waits for
+ * the server's answer. Returns the status line's code, or 0 when no answer
+ * came.
  */
 export async function rawPut(
   port: number,
@@ -143,12 +144,18 @@ export async function rawPut(
     send: number;
     stallMs?: number;
     hangUp: boolean;
+    method?: string;
+    headers?: Record<string, string>;
   },
 ): Promise<number> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    const head = `PUT ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
-      `content-length: ${options.declared}\r\nconnection: close\r\n\r\n`;
+    const extra = Object.entries(options.headers ?? {})
+      .map(([name, value]) => `${name}: ${value}\r\n`).join("");
+    const head =
+      `${options.method ?? "PUT"} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
+      `content-length: ${options.declared}\r\nconnection: close\r\n` +
+      `${extra}\r\n`;
     await writeAll(conn, new TextEncoder().encode(head));
     for (let at = 0; at < options.send; at += 16 * 1024) {
       await writeAll(
