@@ -175,10 +175,13 @@ Deno.test("cli upload --tus: a run killed mid-upload is resumed by the next from
       /failed: .+; asking the server where the upload stands in 250 ms/,
     );
     // What the server had of each run is not sent again: the rest, plus
-    // request heads, plus what went out before a 423 or 409 was answered.
+    // request heads, plus what went out before a 423 or 409 was answered,
+    // plus what the server had not read when the cut came (bytes still in
+    // socket buffers die with the connection: up to a few MiB, more while
+    // the server stores one 8 MiB part before reading on).
     assert.ok(sent >= size - offset, `${sent} < ${size - offset}`);
     assert.ok(
-      sent < size - offset + 4 * MiB,
+      sent < size - offset + 12 * MiB,
       `the second run sent ${sent} bytes for the ${
         size - offset
       } left: ${second.err}`,

@@ -418,9 +418,14 @@ async function patch(
   end: number,
   onBytes: (n: number) => void,
 ): Promise<Placed> {
+  // Once the server has answered, the rest of the body is not sent: a
+  // refusal (423, 409…) comes before the server reads it, and `fetch`
+  // would otherwise stream the whole file after it.
+  let answered = false;
   const body = fileStream(options.file.path, offset, end).pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
+        if (answered) throw new Error("the server answered before the end");
         onBytes(chunk.byteLength);
         controller.enqueue(chunk);
       },
@@ -434,6 +439,7 @@ async function patch(
     },
     body: end > offset ? body : new Uint8Array(0),
   });
+  answered = true;
   await expectStatus(res, [204, 200], `PATCH ${url} at ${offset}`);
   return {
     offset: count(res, "upload-offset", `PATCH ${url}`),
