@@ -1414,14 +1414,10 @@ export async function testStoreContract(
       strictEqual(more.next, 4);
       deepStrictEqual(more.rest, whole.subarray(4 * MIN_PART));
       const last = await store.putPartBytes(id, 4, more.rest, 4 * MIN_PART);
-      const all = [...hashes, last.hash].map((hash) => ({ hash }));
-      const { hash, index } = await store.finishUpload(id, all);
-      strictEqual(hash, hashOf(whole));
+      const all = [...hashes, last.hash];
+      await store.finishUpload(id, all.map((hash) => ({ hash })));
       if (s.catalog.advanceHashState) strictEqual(reads.count, 0);
-      deepStrictEqual(
-        await readAll((await store.open(hash, { index })).body),
-        whole,
-      );
+      await finishes(store, id, all, whole);
     },
   );
 
